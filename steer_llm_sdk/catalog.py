@@ -1,0 +1,162 @@
+"""Model names → providers, and each provider's wire protocol, base URL and key.
+
+A new OpenAI-compatible provider is an entry here, not new code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+__all__ = ["PROVIDERS", "ProviderSpec", "Route", "env_base_url", "resolve_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    name: str
+    protocol: str  # "openai-chat" | "anthropic-messages"
+    base_url: str  # OpenAI protocol: includes /v1; Anthropic: without it
+    key_env: str | None  # environment variable holding the API key
+    key_required: bool = True
+    max_tokens_field: str = "max_tokens"
+    # The server continues a final assistant message (so a broken stream can resume).
+    continues_prefix: bool = False
+    # Example models, for `steer-llm models` and error messages.
+    examples: tuple[str, ...] = ()
+    local: bool = False  # a model served in this process (cost 0)
+
+    @property
+    def base_url_env(self) -> str:
+        return f"{self.name.upper()}_BASE_URL"
+
+
+def _openai_compatible(
+    name: str, base_url: str, key_env: str | None, *examples: str, **kw: object
+) -> ProviderSpec:
+    return ProviderSpec(
+        name,
+        "openai-chat",
+        base_url,
+        key_env,
+        key_required=key_env is not None and not kw.pop("key_optional", False),
+        examples=examples,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+PROVIDERS: dict[str, ProviderSpec] = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            "openai",
+            "openai-chat",
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+            # OpenAI's reasoning models refuse max_tokens; every OpenAI model takes this.
+            max_tokens_field="max_completion_tokens",
+            examples=("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini", "gpt-5"),
+        ),
+        ProviderSpec(
+            "anthropic",
+            "anthropic-messages",
+            "https://api.anthropic.com",
+            "ANTHROPIC_API_KEY",
+            continues_prefix=True,
+            examples=("claude-3-haiku-20240307", "claude-sonnet-4-5", "claude-opus-4-1"),
+        ),
+        _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", "grok-4", "grok-3-mini"),
+        _openai_compatible(
+            "groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "llama-3.3-70b-versatile"
+        ),
+        _openai_compatible(
+            "openrouter",
+            "https://openrouter.ai/api/v1",
+            "OPENROUTER_API_KEY",
+            "openrouter/anthropic/claude-sonnet-4.5",
+        ),
+        _openai_compatible(
+            "deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat"
+        ),
+        _openai_compatible(
+            "mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral-small-latest"
+        ),
+        _openai_compatible(
+            "together",
+            "https://api.together.xyz/v1",
+            "TOGETHER_API_KEY",
+            "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        ),
+        _openai_compatible(
+            "ollama", "http://localhost:11434/v1", None, "llama3.2", continues_prefix=True
+        ),
+        _openai_compatible("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_optional=True),
+        _openai_compatible("lmstudio", "http://localhost:1234/v1", None, continues_prefix=True),
+        _openai_compatible(
+            "llamacpp",
+            "http://localhost:8080/v1",
+            "LLAMACPP_API_KEY",
+            key_optional=True,
+            continues_prefix=True,
+        ),
+        ProviderSpec(
+            "local",
+            "openai-chat",
+            "",  # filled in when the embedded llama.cpp server starts
+            None,
+            key_required=False,
+            continues_prefix=True,
+            examples=("local/gemma-3-270m",),
+            local=True,
+        ),
+    )
+}
+
+# Bare model names the SDK routes without a "provider/" prefix.
+_PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("claude-", "anthropic"),
+    ("grok-", "xai"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: ProviderSpec
+    model: str  # the name sent to the provider
+
+
+def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> Route:
+    """``"claude-3-haiku-20240307"`` → Anthropic; ``"groq/llama-3.3-70b"`` → Groq.
+
+    An explicit ``provider/model`` always wins over the name-based rules.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigurationError(
+            "model must be a non-empty string such as 'gpt-4o-mini', "
+            "'claude-3-haiku-20240307' or 'provider/model'"
+        )
+    providers = {**PROVIDERS, **(extra or {})}
+    head, sep, rest = model.partition("/")
+    if sep and head.lower() in providers and rest:
+        return Route(providers[head.lower()], rest)
+    lowered = model.lower()
+    for prefix, name in _PREFIX_ROUTES:
+        if lowered.startswith(prefix):
+            return Route(providers[name], model)
+    raise ConfigurationError(
+        f"unknown model {model!r}: name it as 'provider/model' with provider one of "
+        f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
+        "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-* (OpenAI), "
+        "claude-* (Anthropic), grok-* (xAI). Register your own OpenAI-compatible server "
+        "with SteerLLMClient(providers={'name': {'base_url': ...}})."
+    )
+
+
+def env_base_url(spec: ProviderSpec) -> str | None:
+    return os.environ.get(spec.base_url_env) or None

@@ -1,0 +1,192 @@
+"""Typed errors. Every error the SDK raises is a :class:`SteerError`.
+
+Each carries the provider, model, HTTP status, request id and a short excerpt of
+the provider's error body where those are known. None of them ever holds an API
+key: messages and bodies pass through :func:`redact` before they are stored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = [
+    "APIStatusError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConnectTimeoutError",
+    "ConnectionError",
+    "InvalidResponseError",
+    "JSONParseError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReadTimeoutError",
+    "ServerError",
+    "SteerError",
+    "StreamInterruptedError",
+    "TimeoutError",
+    "TotalTimeoutError",
+    "redact",
+]
+
+_BUILTIN_TIMEOUT = TimeoutError
+_BUILTIN_CONNECTION = ConnectionError
+
+# Key-like strings: provider prefixes (sk-, sk-ant-, xai-, gsk_ ...) and bearer tokens.
+_KEY_RE = re.compile(
+    r"(?:sk-[A-Za-z0-9_\-]{8,}|xai-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9_\-]{8,}"
+    r"|(?i:bearer)\s+[A-Za-z0-9_\-\.]{8,})"
+)
+_known_secrets: set[str] = set()
+
+
+def register_secret(secret: str | None) -> None:
+    """Remember a key so that :func:`redact` removes it wherever it appears."""
+    if secret and len(secret) >= 4:
+        _known_secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    """Remove API keys (known ones and key-shaped strings) from ``text``."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return _KEY_RE.sub("[REDACTED]", text)
+
+
+class SteerError(Exception):
+    """Base class of every error raised by steer_llm_sdk."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = redact(body)[:500] if body else None
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        ctx = []
+        if self.provider:
+            ctx.append(f"provider={self.provider}")
+        if self.model:
+            ctx.append(f"model={self.model}")
+        if self.status_code is not None:
+            ctx.append(f"status={self.status_code}")
+        if self.request_id:
+            ctx.append(f"request_id={self.request_id}")
+        if ctx:
+            parts.append("(" + ", ".join(ctx) + ")")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConfigurationError(SteerError, ValueError):
+    """The call cannot be made as configured: missing key, unknown model, bad option."""
+
+
+class APIStatusError(SteerError):
+    """The provider answered with an error (an HTTP status, or an error event in the stream)."""
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400 / 422, or an ``invalid_request_error``: the request itself is wrong."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403: the key may not use this model or feature."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: unknown model or endpoint."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429. ``retry_after`` holds the seconds the provider asked to wait, if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class OverloadedError(APIStatusError):
+    """HTTP 529 or Anthropic's ``overloaded_error``: the provider is busy; try later."""
+
+
+class ServerError(APIStatusError):
+    """HTTP 5xx or a provider-side ``api_error``."""
+
+
+class ConnectionError(SteerError, _BUILTIN_CONNECTION):
+    """The connection could not be made or was lost. Also a built-in :class:`ConnectionError`."""
+
+
+class TimeoutError(SteerError, _BUILTIN_TIMEOUT):
+    """A timeout fired. Also a built-in :class:`TimeoutError`."""
+
+
+class ConnectTimeoutError(TimeoutError):
+    """``connection_timeout`` passed before the connection was made."""
+
+
+class ReadTimeoutError(TimeoutError):
+    """``read_timeout`` passed with no byte from the server."""
+
+
+class TotalTimeoutError(TimeoutError):
+    """``total_timeout`` passed for the whole call, retries included."""
+
+
+class InvalidResponseError(SteerError):
+    """The response is not what the protocol promises: garbage or truncated SSE, bad JSON."""
+
+
+class JSONParseError(InvalidResponseError):
+    """JSON mode: the model's text is not valid JSON. ``raw_text`` holds the text."""
+
+    def __init__(self, message: str, *, raw_text: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.raw_text = raw_text
+
+
+class StreamInterruptedError(SteerError):
+    """The stream broke after text was delivered and could not be resumed.
+
+    ``partial_text`` holds the text received so far when
+    ``preserve_partial_response=True`` (else ``None``), with ``partial_usage``
+    an estimate of its usage. ``cause`` is the underlying error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str | None = None,
+        partial_usage: dict[str, Any] | None = None,
+        cause: BaseException | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.partial_text = partial_text
+        self.partial_usage = partial_usage
+        self.cause = cause

@@ -1,0 +1,358 @@
+"""Anthropic Messages wire codec (sans-I/O).
+
+Request mapping: system messages become the top-level ``system`` blocks (their
+``cache_control`` kept), a message-level ``cache_control`` moves onto its last content
+block, OpenAI-style ``image_url`` parts become image blocks, ``stop`` becomes
+``stop_sequences``, and ``max_tokens`` gets a default because the API requires it.
+
+Stream: usage starts from ``message_start`` and every non-null field of a later
+``message_delta`` usage replaces it (the API reports cumulative figures, and after
+compaction even resets the cache counts), exactly as the official SDK accumulates it.
+``input_tokens`` excludes cache reads and writes; the unified usage adds them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from ..errors import ConfigurationError, InvalidResponseError, SteerError
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "normalize_usage"]
+
+logger = logging.getLogger("steer_llm_sdk")
+_loads = orjson.loads
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096  # every Claude model allows at least this many output tokens
+JSON_PREFILL = "{"
+JSON_SYSTEM_HINT = (
+    "Respond with a single valid JSON object and nothing else: no prose, no code fences."
+)
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+_UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
+_warned_params: set[str] = set()
+
+
+def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic usage → unified usage: prompt tokens include cache reads and writes."""
+    read = raw.get("cache_read_input_tokens")
+    write = raw.get("cache_creation_input_tokens")
+    prompt = int(raw.get("input_tokens") or 0) + int(read or 0) + int(write or 0)
+    completion = int(raw.get("output_tokens") or 0)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if read is not None or write is not None:
+        usage["cache_info"] = {
+            "cached_tokens": int(read or 0),
+            "cache_creation_tokens": int(write or 0),
+        }
+    return usage
+
+
+def _text_block(text: str, cache_control: Any = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "text", "text": text}
+    if cache_control:
+        block["cache_control"] = cache_control
+    return block
+
+
+def _convert_part(part: Any) -> dict[str, Any]:
+    """One content part, OpenAI-style or Anthropic-style, as an Anthropic block."""
+    if isinstance(part, str):
+        return _text_block(part)
+    if part.get("type") == "image_url":
+        url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
+        if url.startswith("data:"):
+            header, _, data = url.partition(",")
+            media_type = header[5:].split(";")[0]
+            source = {"type": "base64", "media_type": media_type, "data": data}
+        else:
+            source = {"type": "url", "url": url}
+        block: dict[str, Any] = {"type": "image", "source": source}
+        if part.get("cache_control"):
+            block["cache_control"] = part["cache_control"]
+        return block
+    return dict(part)
+
+
+def _blocks(content: Any, cache_control: Any = None) -> list[dict[str, Any]]:
+    blocks = (
+        [_text_block(content)] if isinstance(content, str) else [_convert_part(p) for p in content]
+    )
+    if cache_control and blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": cache_control}
+    return blocks
+
+
+def _convert_messages(
+    messages: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m["role"]
+        content = m.get("content")
+        cache = m.get("cache_control")
+        if role in ("system", "developer"):
+            system.extend(_blocks(content, cache))
+        elif role == "tool":
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": m.get("tool_call_id"),
+                "content": content if isinstance(content, str) else _blocks(content),
+            }
+            out.append({"role": "user", "content": [block]})
+        else:
+            if isinstance(content, str) and not cache:
+                body: Any = content
+            else:
+                body = _blocks(content or "", cache)
+            if role == "assistant" and m.get("tool_calls"):
+                if isinstance(body, str):
+                    body = _blocks(body) if body else []
+                for call in m["tool_calls"]:
+                    fn = call.get("function") or {}
+                    args = fn.get("arguments") or "{}"
+                    body.append(
+                        {
+                            "type": "tool_use",
+                            "id": call.get("id"),
+                            "name": fn.get("name"),
+                            "input": _loads(args) if isinstance(args, str) else args,
+                        }
+                    )
+            out.append({"role": role, "content": body})
+    return system, out
+
+
+class AnthropicCodec:
+    """Encodes a request and decodes its stream for one call. Not reusable."""
+
+    protocol = "anthropic-messages"
+
+    def __init__(self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+        self.state = StreamState()
+        self._default_max_tokens = default_max_tokens
+        self._usage: dict[str, Any] = {}
+        self._blocks: dict[int, str] = {}  # content block index → type
+        self._tool_index: dict[int, int] = {}  # content block index → tool call index
+        self.lead_text = ""  # text the SDK put in the assistant's mouth (JSON prefill)
+
+    # -- request ---------------------------------------------------------------
+    def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
+        system, messages = _convert_messages(request.messages)
+        params = dict(request.params)
+        body: dict[str, Any] = {"model": request.model}
+        response_format = params.pop("response_format", None)
+        prefill = ""
+        if response_format:
+            kind = response_format.get("type")
+            if kind == "json_schema":
+                schema = response_format.get("json_schema", {}).get(
+                    "schema"
+                ) or response_format.get("schema")
+                if not isinstance(schema, dict):
+                    raise ConfigurationError(
+                        "response_format json_schema needs a 'json_schema': {'schema': {...}} "
+                        "object for Anthropic models"
+                    )
+                body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+            elif kind == "json_object":
+                # Anthropic has no schema-less JSON mode: ask for it and start the
+                # answer with "{", which makes the model continue one JSON object.
+                system.append(_text_block(JSON_SYSTEM_HINT))
+                prefill = JSON_PREFILL
+        # Resume: the text so far (which already starts with any JSON prefill) becomes
+        # the assistant's prefix. The API refuses one that ends in white space, so the
+        # pipeline strips it before asking.
+        prefix = request.prefix or prefill
+        if prefix:
+            messages.append({"role": "assistant", "content": prefix})
+        self.lead_text = "" if request.prefix else prefill
+        if system:
+            if len(system) == 1 and set(system[0]) == {"type", "text"}:
+                body["system"] = system[0]["text"]
+            else:
+                body["system"] = system
+        body["messages"] = messages
+        max_tokens = params.pop("max_tokens", None)
+        body["max_tokens"] = max_tokens if max_tokens is not None else self._default_max_tokens
+        stop = params.pop("stop", None)
+        if stop is not None:
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        for key, value in params.items():
+            if value is None:
+                continue
+            if key in _UNSUPPORTED_PARAMS:
+                if key not in _warned_params:
+                    _warned_params.add(key)
+                    logger.warning("Anthropic does not support %r; it was not sent", key)
+                continue
+            body[key] = value
+        if request.stream:
+            body["stream"] = True
+        body.update(request.extra_body)
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if request.stream else "application/json",
+            "anthropic-version": API_VERSION,
+        }
+        if api_key:
+            headers["x-api-key"] = api_key
+        return HTTPRequest("POST", "/v1/messages", headers, body)
+
+    # -- stream ----------------------------------------------------------------
+    def decode(self, event: str | None, data: bytes) -> str | None:
+        try:
+            obj = _loads(data)
+        except orjson.JSONDecodeError:
+            raise InvalidResponseError(
+                f"the stream sent a data line that is not JSON: {data[:120]!r}"
+            ) from None
+        kind = obj.get("type") if type(obj) is dict else None
+        if kind == "content_block_delta":
+            delta = obj["delta"]
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                return delta.get("text") or None
+            if dtype == "input_json_delta":
+                index = self._tool_index.get(obj.get("index", 0))
+                if index is not None:
+                    self.state.tool_delta(index, arguments=delta.get("partial_json"))
+            elif dtype == "thinking_delta":
+                self.state.reasoning_parts.append(delta.get("thinking") or "")
+            return None  # signature_delta, citations_delta, unknown: harmless
+        if kind == "ping":
+            return None
+        if kind == "content_block_start":
+            return self._block_start(obj)
+        if kind == "message_delta":
+            delta = obj.get("delta") or {}
+            if delta.get("stop_reason"):
+                self.state.finish_reason = delta["stop_reason"]
+            self._merge_usage(obj.get("usage"))
+            return None
+        if kind == "message_start":
+            message = obj.get("message") or {}
+            self.state.model = message.get("model")
+            self.state.response_id = message.get("id")
+            self._merge_usage(message.get("usage"))
+            return None
+        if kind == "message_stop":
+            self.state.done = True
+            return None
+        if kind == "error" or event == "error":
+            raise self._stream_error(obj if type(obj) is dict else {})
+        if kind is None and type(obj) is not dict:
+            raise InvalidResponseError(f"the stream sent a non-object event: {data[:120]!r}")
+        return None  # content_block_stop and unknown event types
+
+    def _block_start(self, obj: dict[str, Any]) -> str | None:
+        block = obj.get("content_block") or {}
+        index = obj.get("index", 0)
+        btype = block.get("type", "")
+        self._blocks[index] = btype
+        if btype == "text":
+            return block.get("text") or None
+        if btype == "tool_use":
+            tool_index = len(self._tool_index)
+            self._tool_index[index] = tool_index
+            self.state.tool_delta(tool_index, id=block.get("id"), name=block.get("name"))
+            initial = block.get("input")
+            if initial:  # non-streamed input (rare): keep it as the arguments text
+                self.state.tool_delta(tool_index, arguments=orjson.dumps(initial).decode())
+        elif btype == "thinking" and block.get("thinking"):
+            self.state.reasoning_parts.append(block["thinking"])
+        return None
+
+    def _merge_usage(self, raw: dict[str, Any] | None) -> None:
+        if not raw:
+            return
+        merged = self._usage
+        for key in _USAGE_FIELDS:
+            value = raw.get(key)
+            if value is not None:
+                merged[key] = value
+        self.state.usage = normalize_usage(merged)
+
+    def _stream_error(self, obj: dict[str, Any]) -> SteerError:
+        err: dict[str, Any] = obj["error"] if isinstance(obj.get("error"), dict) else obj
+        return error_for(
+            None,
+            str(err.get("message") or "the provider sent an error event"),
+            error_type=err.get("type"),
+            body=orjson.dumps(obj).decode()[:500],
+        )
+
+    def finish(self) -> None:
+        """End of body. Complete if ``message_stop`` came, or the ``message_delta``
+        with the stop reason (some recordings end without a final newline, which
+        drops the ``message_stop`` event that follows it)."""
+        if self.state.finish_reason is not None:
+            self.state.done = True
+
+    # -- non-streaming and errors --------------------------------------------------
+    def decode_response(self, body: bytes) -> str:
+        try:
+            obj = _loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
+        if not isinstance(obj, dict):
+            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        if obj.get("type") == "error":
+            raise self._stream_error(obj)
+        state = self.state
+        state.model = obj.get("model")
+        state.response_id = obj.get("id")
+        parts: list[str] = []
+        for block in obj.get("content") or ():
+            btype = block.get("type")
+            if btype == "text":
+                parts.append(block.get("text") or "")
+            elif btype == "tool_use":
+                state.tool_delta(
+                    len(state.tool_calls),
+                    id=block.get("id"),
+                    name=block.get("name"),
+                    arguments=orjson.dumps(block.get("input") or {}).decode(),
+                )
+            elif btype == "thinking":
+                state.reasoning_parts.append(block.get("thinking") or "")
+        state.finish_reason = obj.get("stop_reason")
+        self._merge_usage(obj.get("usage"))
+        state.done = True
+        return "".join(parts)
+
+    @staticmethod
+    def parse_error(status: int, headers: Any, body: bytes) -> SteerError:
+        message = f"HTTP {status}"
+        error_type = None
+        try:
+            obj = _loads(body)
+            err = obj.get("error") if isinstance(obj, dict) else None
+            if isinstance(err, dict):
+                message = str(err.get("message") or message)
+                error_type = err.get("type")
+        except (orjson.JSONDecodeError, AttributeError):
+            if body:
+                message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+        return error_for(
+            status,
+            message,
+            error_type=error_type if isinstance(error_type, str) else None,
+            retry_after=parse_retry_after(headers),
+            request_id=headers.get("request-id") if headers is not None else None,
+            body=body[:500].decode("utf-8", "replace"),
+        )

@@ -1,0 +1,249 @@
+"""OpenAI Chat Completions wire codec (sans-I/O).
+
+Used for OpenAI and every OpenAI-compatible server (xAI, Groq, OpenRouter, DeepSeek,
+Mistral, Together, Ollama, vLLM, LM Studio, llama.cpp ...). Quirks it handles, all
+seen in recorded streams:
+
+- usage may ride on a final ``choices: []`` chunk (OpenAI) or on a chunk that still
+  has choices (OpenRouter, Groq, llama.cpp): the last non-null ``usage`` wins;
+- ``finish_reason`` may be repeated, or missing altogether (Snowflake);
+- reasoning comes as ``reasoning_content`` (DeepSeek), ``reasoning`` (Groq,
+  OpenRouter) or as typed ``thinking`` parts in a list-shaped ``content`` (Mistral);
+- errors arrive in-band, as a top-level ``"error"`` in a chunk (OpenRouter) or as an
+  ``event: error`` (Groq): they raise a typed error, never a quiet ``stop``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidResponseError, SteerError
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
+
+__all__ = ["OpenAIChatCodec", "normalize_usage"]
+
+_loads = orjson.loads
+_MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal"}
+
+
+def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI usage → the SDK's unified usage (already OpenAI's convention)."""
+    prompt = int(raw.get("prompt_tokens") or 0)
+    completion = int(raw.get("completion_tokens") or 0)
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    details = raw.get("prompt_tokens_details")
+    if isinstance(details, dict) and (
+        "cached_tokens" in details or "cache_write_tokens" in details
+    ):
+        usage["cache_info"] = {
+            "cached_tokens": int(details.get("cached_tokens") or 0),
+            "cache_creation_tokens": int(details.get("cache_write_tokens") or 0),
+        }
+    details = raw.get("completion_tokens_details")
+    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
+        usage["reasoning_tokens"] = int(details["reasoning_tokens"])
+    return usage
+
+
+def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys OpenAI rejects (``cache_control`` is Anthropic's) from a message."""
+    out = {k: v for k, v in message.items() if k in _MESSAGE_KEYS}
+    content = out.get("content")
+    if isinstance(content, list):
+        out["content"] = [
+            {k: v for k, v in part.items() if k != "cache_control"}
+            if isinstance(part, dict)
+            else part
+            for part in content
+        ]
+    return out
+
+
+class OpenAIChatCodec:
+    """Encodes a request and decodes its stream for one call. Not reusable."""
+
+    protocol = "openai-chat"
+
+    def __init__(self, *, max_tokens_field: str = "max_tokens") -> None:
+        self.state = StreamState()
+        self._max_tokens_field = max_tokens_field
+
+    # -- request ---------------------------------------------------------------
+    def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
+        messages = [_clean_message(m) for m in request.messages]
+        if request.prefix:
+            # Resume: servers that continue a final assistant message (llama.cpp,
+            # vLLM) pick up exactly where the interrupted stream stopped.
+            messages.append({"role": "assistant", "content": request.prefix})
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
+        for key, value in request.params.items():
+            if value is None:
+                continue
+            if key == "max_tokens":
+                key = self._max_tokens_field
+            body[key] = value
+        if request.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        body.update(request.extra_body)
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return HTTPRequest("POST", "/chat/completions", headers, body)
+
+    # -- stream ----------------------------------------------------------------
+    def decode(self, event: str | None, data: bytes) -> str | None:
+        """One SSE event in, the text it carries out (or None)."""
+        if data == b"[DONE]":
+            self.state.done = True
+            return None
+        try:
+            obj = _loads(data)
+        except orjson.JSONDecodeError:
+            raise InvalidResponseError(
+                f"the stream sent a data line that is not JSON: {data[:120]!r}"
+            ) from None
+        if type(obj) is not dict:
+            raise InvalidResponseError(f"the stream sent a non-object chunk: {data[:120]!r}")
+        text = None
+        choices = obj.get("choices")
+        if choices:
+            choice = choices[0]
+            if choice.get("index", 0) != 0:  # n > 1: the SDK streams choice 0
+                choice = next((c for c in choices if c.get("index") == 0), None)
+            if choice is not None:
+                delta = choice.get("delta")
+                if delta:
+                    text = delta.get("content")
+                    if type(text) is not str or (
+                        len(delta) > 1 and not (len(delta) == 2 and "role" in delta)
+                    ):  # anything but plain content: tool calls, reasoning, refusal ...
+                        text = self._rare_delta(delta, text)
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.state.finish_reason = reason
+        usage = obj.get("usage")
+        if usage:
+            self.state.usage = normalize_usage(usage)
+        if self.state.model is None:
+            self.state.model = obj.get("model") or None
+            self.state.response_id = obj.get("id") or None
+        if event == "error" or "error" in obj:
+            raise self._stream_error(obj)
+        return text or None
+
+    def _rare_delta(self, delta: dict[str, Any], text: Any) -> str | None:
+        """Everything but plain content: tool calls, reasoning, refusal, content lists."""
+        state = self.state
+        if type(text) is list:  # Mistral: typed parts, text and thinking
+            parts: list[str] = []
+            for part in text:
+                kind = part.get("type")
+                if kind == "text":
+                    parts.append(part.get("text") or "")
+                elif kind == "thinking":
+                    for sub in part.get("thinking") or ():
+                        if isinstance(sub, dict) and sub.get("text"):
+                            state.reasoning_parts.append(sub["text"])
+            text = "".join(parts)
+        elif type(text) is not str:
+            text = None
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if type(reasoning) is str:
+            state.reasoning_parts.append(reasoning)
+        if delta.get("refusal"):
+            state.refusal_parts.append(delta["refusal"])
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            for i, call in enumerate(tool_calls):
+                fn = call.get("function") or {}
+                state.tool_delta(
+                    call.get("index", i),
+                    id=call.get("id"),
+                    name=fn.get("name"),
+                    arguments=fn.get("arguments"),
+                    type=call.get("type"),
+                )
+        return text
+
+    def _stream_error(self, obj: dict[str, Any]) -> SteerError:
+        err = obj.get("error")
+        if not isinstance(err, dict):
+            err = obj
+        message = str(err.get("message") or "the provider sent an error in the stream")
+        status = err.get("status_code")
+        code = err.get("code")
+        if status is None and isinstance(code, int):
+            status = code
+        return error_for(
+            status if isinstance(status, int) else None,
+            message,
+            error_type=err.get("type") if isinstance(err.get("type"), str) else None,
+            body=orjson.dumps(obj).decode()[:500],
+        )
+
+    def finish(self) -> None:
+        """End of body. OpenAI-compatible servers don't all send ``[DONE]``, so a
+        stream that ended cleanly after a finish reason or usage counts as complete."""
+        state = self.state
+        if not state.done and (state.finish_reason is not None or state.usage is not None):
+            state.done = True
+
+    # -- non-streaming and errors --------------------------------------------------
+    def decode_response(self, body: bytes) -> str:
+        """A whole ``chat.completion`` JSON body: fill the state, return the text."""
+        try:
+            obj = _loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
+        if not isinstance(obj, dict):
+            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        if "error" in obj and not obj.get("choices"):
+            raise self._stream_error(obj)
+        state = self.state
+        state.model = obj.get("model")
+        state.response_id = obj.get("id")
+        choices = obj.get("choices") or [{}]
+        choice = choices[0]
+        message = choice.get("message") or {}
+        text = self._rare_delta(message, message.get("content")) or ""
+        # tool_calls in a full message carry an index only implicitly
+        state.finish_reason = choice.get("finish_reason")
+        if obj.get("usage"):
+            state.usage = normalize_usage(obj["usage"])
+        state.done = True
+        return text
+
+    @staticmethod
+    def parse_error(status: int, headers: Any, body: bytes) -> SteerError:
+        """An HTTP error response → the typed error."""
+        message = f"HTTP {status}"
+        error_type = None
+        try:
+            obj = _loads(body)
+            err = obj.get("error") if isinstance(obj, dict) else None
+            if isinstance(err, dict):
+                message = str(err.get("message") or message)
+                error_type = err.get("type") if isinstance(err.get("type"), str) else None
+            elif isinstance(err, str):
+                message = err
+        except (orjson.JSONDecodeError, AttributeError):
+            if body:
+                message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+        # A 5xx keeps its status class even when the body says "invalid_request".
+        if status >= 500 or status in (429, 401, 403, 404):
+            error_type = None
+        return error_for(
+            status,
+            message,
+            error_type=error_type,
+            retry_after=parse_retry_after(headers),
+            request_id=headers.get("x-request-id") if headers is not None else None,
+            body=body[:500].decode("utf-8", "replace"),
+        )

@@ -1,0 +1,58 @@
+"""The recorded corpus served byte for byte over a real socket, through the whole
+client: the text of ``stream()`` and the response of ``stream_with_usage()`` match what
+the official SDKs computed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from steer_llm_sdk import SteerError, SteerLLMClient, StreamInterruptedError
+from steer_llm_sdk.models.streaming import StreamingOptions
+
+from ..unit.test_codecs_corpus import ENTRIES, expected_usage
+from ..unit.test_codecs_corpus import CORPUS as CORPUS_DIR
+from .replay import ReplayServer
+
+NO_RETRY = StreamingOptions(retry_on_connection_error=False, preserve_partial_response=True)
+
+
+def model_for(entry: dict[str, Any]) -> str:
+    return (
+        "anthropic/claude-test" if entry["protocol"] == "anthropic-messages" else "openai/gpt-test"
+    )
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None:
+    body = (CORPUS_DIR / entry["file"]).read_bytes()
+    expected = entry["expected"]
+    async with ReplayServer(body=body) as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test", "anthropic": "sk-ant-test"},
+            base_urls={"openai": server.url + "/v1", "anthropic": server.url},
+        ) as client:
+            if expected.get("error"):
+                with pytest.raises(SteerError) as info:
+                    await client.stream_with_usage("hi", model_for(entry), streaming_options=NO_RETRY)
+                error = info.value
+                if isinstance(error, StreamInterruptedError):
+                    assert error.partial_text == (expected["text"] or "")
+                return
+            chunks = [c async for c in client.stream("hi", model_for(entry))]
+            assert "".join(chunks) == (expected["text"] or "")
+            assert all(chunks), "no empty chunks are yielded"
+            response = await client.stream_with_usage("hi", model_for(entry))
+    assert response.get_text() == (expected["text"] or "")
+    assert response.finish_reason == expected["finish_reason"]
+    want = expected_usage(entry)
+    if want is not None:
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert response.usage[key] == want[key]
+        assert "estimated" not in response.usage
+    else:
+        assert response.usage["estimated"] is True
+    assert [c["arguments"] for c in response.tool_calls] == [
+        c["arguments"] for c in expected["tool_calls"]
+    ]

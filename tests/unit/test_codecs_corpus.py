@@ -1,0 +1,116 @@
+"""Every OpenAI-chat and Anthropic stream of the recorded corpus decodes to what the
+official SDKs computed from it (manifest.json's ``expected``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from steer_llm_sdk.errors import SteerError
+from steer_llm_sdk.providers.anthropic import AnthropicCodec
+from steer_llm_sdk.providers.anthropic import normalize_usage as anthropic_usage
+from steer_llm_sdk.providers.openai_chat import OpenAIChatCodec
+from steer_llm_sdk.transport.sse import SSEDecoder
+
+CORPUS = Path(__file__).parent.parent / "fixtures" / "streams"
+MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
+ENTRIES = [
+    e
+    for e in MANIFEST
+    if e["protocol"] in ("openai-chat", "anthropic-messages") and (CORPUS / e["file"]).exists()
+]
+
+
+def decode(entry: dict[str, Any], split: int | None = None) -> tuple[Any, str, Exception | None]:
+    body = (CORPUS / entry["file"]).read_bytes()
+    codec: Any = OpenAIChatCodec() if entry["protocol"] == "openai-chat" else AnthropicCodec()
+    sse = SSEDecoder()
+    parts: list[str] = []
+    error: Exception | None = None
+    pieces = [body] if split is None else [body[i : i + split] for i in range(0, len(body), split)]
+    try:
+        for piece in pieces:
+            for event, data in sse.feed(piece):
+                text = codec.decode(event, data)
+                if text:
+                    parts.append(text)
+        for event, data in sse.close():
+            text = codec.decode(event, data)
+            if text:
+                parts.append(text)
+        codec.finish()
+    except SteerError as exc:
+        error = exc
+    return codec.state, "".join(parts), error
+
+
+def test_corpus_is_intact() -> None:
+    assert len(ENTRIES) == 53  # 30 openai-chat + 17 anthropic recorded + 6 hand-made
+    assert sum(e["recorded"] for e in ENTRIES) == 47
+    for entry in ENTRIES:
+        body = (CORPUS / entry["file"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], entry["file"]
+
+
+def expected_usage(entry: dict[str, Any]) -> dict[str, Any] | None:
+    raw = entry["expected"]["usage"]
+    if raw is None:
+        return None
+    if entry["protocol"] == "anthropic-messages":
+        return anthropic_usage(raw)
+    usage: dict[str, Any] = {
+        "prompt_tokens": raw["prompt_tokens"],
+        "completion_tokens": raw["completion_tokens"],
+        "total_tokens": raw["prompt_tokens"] + raw["completion_tokens"],
+    }
+    return usage
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+@pytest.mark.parametrize("split", [None, 1, 7, 64])
+def test_stream_decodes_to_expected(entry: dict[str, Any], split: int | None) -> None:
+    expected = entry["expected"]
+    state, text, error = decode(entry, split)
+
+    assert text == (expected["text"] or "")
+    if expected.get("error"):
+        assert error is not None, "an in-band error must raise, not end quietly"
+        assert expected["error"]["stream_error"]["message"] in str(error) or (
+            expected["error"]["stream_error"].get("error", {}).get("message", "") in str(error)
+        )
+        return
+    assert error is None, error
+    assert state.finish_reason == expected["finish_reason"]
+
+    want = expected_usage(entry)
+    if want is None:
+        assert state.usage is None
+    else:
+        got = dict(state.usage)
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+            assert got[key] == want[key], key
+        raw = expected["usage"]
+        if entry["protocol"] == "openai-chat":
+            if raw.get("cached_tokens") is not None:
+                assert got["cache_info"]["cached_tokens"] == raw["cached_tokens"]
+            if raw.get("reasoning_tokens") is not None:
+                assert got["reasoning_tokens"] == raw["reasoning_tokens"]
+        elif raw.get("cache_read_input_tokens") is not None:
+            assert got["cache_info"] == want["cache_info"]
+
+    calls = state.tool_call_list()
+    assert [(c["id"], c["name"], c["arguments"]) for c in calls] == [
+        (c["id"], c["name"], c["arguments"]) for c in expected["tool_calls"]
+    ]
+    if expected.get("reasoning_text") is not None:
+        assert state.reasoning_text == expected["reasoning_text"]
+    if expected.get("thinking_text") is not None:
+        assert state.reasoning_text == expected["thinking_text"]
+    if entry["protocol"] == "openai-chat" and expected.get("refusal"):
+        assert state.refusal == expected["refusal"]
+    # A stream that ran to its end is complete (and one cut short would not be).
+    assert state.done

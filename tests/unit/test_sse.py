@@ -1,0 +1,106 @@
+"""The SSE decoder: correct for any split of the bytes, line endings per the spec."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from steer_llm_sdk.transport.sse import SSEDecoder
+
+# Text that includes what breaks naive decoders: U+2028/2029/0085, emoji, CJK.
+TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"),
+    max_size=40,
+)
+EVENTS = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.sampled_from(["message_start", "content_block_delta"])),
+        st.lists(TEXT, min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=8,
+)
+NEWLINES = st.sampled_from(["\n", "\r", "\r\n"])
+
+
+def encode(events: list[tuple[str | None, list[str]]], newline: str, comments: bool) -> bytes:
+    out = []
+    for name, lines in events:
+        if comments:
+            out.append(": keep-alive" + newline)
+        if name:
+            out.append(f"event: {name}{newline}")
+        out.extend(f"data: {line}{newline}" for line in lines)
+        out.append(newline)
+    return "".join(out).encode()
+
+
+def decode_all(body: bytes, cuts: list[int]) -> list[tuple[str | None, bytes]]:
+    decoder = SSEDecoder()
+    events = []
+    start = 0
+    for cut in [*sorted({c % (len(body) + 1) for c in cuts}), len(body)]:
+        events.extend(decoder.feed(body[start:cut]))
+        start = cut
+    events.extend(decoder.close())
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENTS, NEWLINES, st.booleans(), st.lists(st.integers(min_value=0), max_size=12))
+def test_any_split_gives_the_same_events(events, newline, comments, cuts) -> None:
+    body = encode(events, newline, comments)
+    expected = [(name, "\n".join(lines).encode()) for name, lines in events]
+    assert decode_all(body, cuts) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS, NEWLINES)
+def test_one_byte_at_a_time(events, newline) -> None:
+    body = encode(events, newline, True)
+    expected = [(name, "\n".join(lines).encode()) for name, lines in events]
+    assert decode_all(body, list(range(len(body)))) == expected
+
+
+def test_unicode_line_separators_are_not_line_ends() -> None:
+    text = "a\u2028b\u2029c\u0085d"
+    body = f"data: {text}\n\n".encode()
+    [(_, data)] = SSEDecoder().feed(body)
+    assert data.decode() == text
+
+
+def test_multibyte_character_split_across_reads() -> None:
+    body = 'data: {"t":"é漢🙂"}\n\n'.encode()
+    decoder = SSEDecoder()
+    events = []
+    for i in range(len(body)):
+        events.extend(decoder.feed(body[i : i + 1]))
+    assert events == [(None, '{"t":"é漢🙂"}'.encode())]
+
+
+def test_crlf_split_between_reads_is_one_line_end() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"") == []
+    assert decoder.feed(b"\n\r") == [(None, b"a")]
+    assert decoder.feed(b"\ndata: b\r\n\r\n") == [(None, b"b")]
+
+
+def test_bom_comments_fields_and_no_space_after_colon() -> None:
+    body = b"\xef\xbb\xbf: hi\nid: 7\nretry: 10\nevent:x\ndata:1\ndata\ndata:  2\n\n"
+    decoder = SSEDecoder()
+    assert decoder.feed(body[:2]) == []
+    assert decoder.feed(body[2:]) == [("x", b"1\n\n 2")]
+
+
+def test_event_without_data_is_not_dispatched_and_name_resets() -> None:
+    assert SSEDecoder().feed(b"event: ping\n\ndata: x\n\n") == [(None, b"x")]
+
+
+def test_close_keeps_complete_last_event_and_drops_a_cut_line() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: done\n")
+    assert decoder.close() == [(None, b"done")]
+    decoder = SSEDecoder()
+    decoder.feed(b'data: {"cut')
+    assert decoder.close() == []

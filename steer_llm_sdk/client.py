@@ -10,7 +10,7 @@ from .catalog import ProviderSpec, Route, resolve_model
 from .errors import ConfigurationError, register_secret
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
-from .providers.anthropic import AnthropicCodec
+from .providers.anthropic import AnthropicCodec, supports_prefill
 from .providers.base import ChatRequest
 from .providers.openai_chat import OpenAIChatCodec
 from .streaming.pipeline import Call, Codec, StreamRun
@@ -282,6 +282,8 @@ class SteerLLMClient:
             transport=self._transport,
             price_overrides=self._prices,
             context={"provider": spec.name, "model": route.model},
+            can_resume=spec.continues_prefix
+            and (spec.protocol != "anthropic-messages" or supports_prefill(route.model)),
         )
         return call, route
 

@@ -14,6 +14,7 @@ compaction even resets the cache counts), exactly as the official SDK accumulate
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ import orjson
 from ..errors import ConfigurationError, InvalidResponseError, SteerError
 from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "normalize_usage"]
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "normalize_usage", "supports_prefill"]
 
 logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
@@ -40,6 +41,19 @@ _USAGE_FIELDS = (
 )
 _UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
 _warned_params: set[str] = set()
+
+
+_VERSION_RE = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:\D|$)")
+
+
+def supports_prefill(model: str) -> bool:
+    """Whether the model continues a final assistant message. Claude 4.6 and later
+    refuse it ("This model does not support assistant message prefill")."""
+    match = _VERSION_RE.search(model)
+    if not match:
+        return True  # claude-3-*, claude-3-5-*: the older naming, which supports it
+    version = (int(match.group(1)), int(match.group(2) or 0))
+    return version < (4, 6)
 
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
@@ -115,13 +129,12 @@ def _convert_messages(
             }
             out.append({"role": "user", "content": [block]})
         else:
-            if isinstance(content, str) and not cache:
-                body: Any = content
+            body: Any
+            if isinstance(content, str) and not cache and not m.get("tool_calls"):
+                body = content
             else:
-                body = _blocks(content or "", cache)
+                body = _blocks(content, cache) if content else []
             if role == "assistant" and m.get("tool_calls"):
-                if isinstance(body, str):
-                    body = _blocks(body) if body else []
                 for call in m["tool_calls"]:
                     fn = call.get("function") or {}
                     args = fn.get("arguments") or "{}"
@@ -170,10 +183,12 @@ class AnthropicCodec:
                     )
                 body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
             elif kind == "json_object":
-                # Anthropic has no schema-less JSON mode: ask for it and start the
-                # answer with "{", which makes the model continue one JSON object.
+                # Anthropic has no schema-less JSON mode: ask for it and, where the
+                # model allows a prefill, start the answer with "{" so that it
+                # continues one JSON object.
                 system.append(_text_block(JSON_SYSTEM_HINT))
-                prefill = JSON_PREFILL
+                if supports_prefill(request.model):
+                    prefill = JSON_PREFILL
         # Resume: the text so far (which already starts with any JSON prefill) becomes
         # the assistant's prefix. The API refuses one that ends in white space, so the
         # pipeline strips it before asking.

@@ -70,6 +70,7 @@ class Call:
     price_overrides: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
+    can_resume: bool = False  # the server continues a final assistant message
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -274,7 +275,7 @@ class StreamRun:
         if not parts and self._may_retry(exc):
             await self._backoff(exc)
             return
-        if parts and self.call.provider.continues_prefix and self._may_retry(exc):
+        if parts and self.call.can_resume and self._may_retry(exc):
             if "".join(parts).strip():
                 attempt_text = "".join(parts[self._last_start :])
                 self.resumptions += 1

@@ -35,7 +35,9 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
         ) as client:
             if expected.get("error"):
                 with pytest.raises(SteerError) as info:
-                    await client.stream_with_usage("hi", model_for(entry), streaming_options=NO_RETRY)
+                    await client.stream_with_usage(
+                        "hi", model_for(entry), streaming_options=NO_RETRY
+                    )
                 error = info.value
                 if isinstance(error, StreamInterruptedError):
                     assert error.partial_text == (expected["text"] or "")

@@ -1,0 +1,508 @@
+"""Side-by-side streaming benchmark: client CPU per chunk, against a floor.
+
+    python benchmarks/bench.py                 # both protocols, default sizes
+    python benchmarks/bench.py --quick         # a fast smoke run
+
+Starts the package's emulator in its own process (precomputed bodies, so it costs
+the client nothing), then runs, interleaved over several rounds:
+
+- floor: raw httpx + a minimal SSE split + json.loads (what any client must do);
+- steer stream(): this SDK's text chunks;
+- steer stream_with_usage(): with usage, cost and callbacks on;
+- the official openai / anthropic SDKs, and LiteLLM when installed.
+
+It prints CPU per chunk (µs, median of rounds) and the ratio to the floor, time to
+first chunk on a warm client, 1,000 concurrent streams, import times and memory per
+open stream. Figures depend on the machine: compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+PROMPT = "Tell me a long story"
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+
+
+# -- the emulator, in its own process ------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_emulator(words: int, delay: float = 0.0) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "steer_llm_sdk.testing",
+        "--port",
+        str(port),
+        "--reply-words",
+        str(words),
+    ]
+    if delay:
+        cmd += ["--delay", str(delay)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the emulator did not start")
+
+
+# -- contenders: each returns the number of chunks it received ---------------------
+Runner = Callable[[], Awaitable[int]]
+
+
+def make_floor(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    client = httpx.AsyncClient(timeout=60)
+    if protocol == "openai":
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {
+            "model": MODELS["openai"],
+            "messages": [{"role": "user", "content": PROMPT}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        headers = {"authorization": "Bearer sk-bench"}
+    else:
+        url = f"http://127.0.0.1:{port}/v1/messages"
+        body = {
+            "model": MODELS["anthropic"],
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 4096,
+            "stream": True,
+        }
+        headers = {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"}
+
+    async def run() -> int:
+        n = 0
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            buf = b""
+            async for raw in response.aiter_raw():
+                buf += raw
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                        continue
+                    obj = json.loads(line[6:])
+                    if protocol == "openai":
+                        choices = obj.get("choices")
+                        text = choices[0]["delta"].get("content") if choices else None
+                    else:
+                        text = (
+                            obj["delta"].get("text")
+                            if obj.get("type") == "content_block_delta"
+                            else None
+                        )
+                    if text:
+                        n += 1
+        return n
+
+    return run, client.aclose
+
+
+def make_steer(
+    protocol: str, port: int, *, with_usage: bool, options: Any = None
+) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    from steer_llm_sdk import SteerLLMClient
+    from steer_llm_sdk.models.streaming import StreamingOptions
+
+    client = SteerLLMClient(
+        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+        base_urls={
+            "openai": f"http://127.0.0.1:{port}/v1",
+            "anthropic": f"http://127.0.0.1:{port}",
+        },
+    )
+    model = MODELS[protocol]
+    if with_usage:
+        seen = [0]
+
+        def on_delta(text: str) -> None:
+            seen[0] += 1
+
+        def on_usage(usage: dict[str, Any]) -> None:
+            pass
+
+        def on_complete(text: str) -> None:
+            pass
+
+        opts = options or StreamingOptions(
+            on_delta=on_delta, on_usage=on_usage, on_complete=on_complete
+        )
+
+        async def run() -> int:
+            seen[0] = 0
+            response = await client.stream_with_usage(PROMPT, model, streaming_options=opts)
+            assert response.cost_usd is not None and response.usage["total_tokens"] > 0
+            return seen[0] if options is None else len(response.text.split())
+
+    else:
+
+        async def run() -> int:
+            n = 0
+            async for _ in client.stream(PROMPT, model):
+                n += 1
+            return n
+
+    return run, client.aclose
+
+
+def make_official(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    if protocol == "openai":
+        import openai
+
+        oa = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-bench")
+
+        async def run() -> int:
+            n = 0
+            stream = await oa.chat.completions.create(
+                model=MODELS["openai"],
+                messages=[{"role": "user", "content": PROMPT}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    n += 1
+            return n
+
+        return run, oa.close
+    import anthropic
+
+    an = anthropic.AsyncAnthropic(base_url=f"http://127.0.0.1:{port}", api_key="sk-bench")
+
+    async def run_raw() -> int:
+        n = 0
+        stream = await an.messages.create(
+            model=MODELS["anthropic"],
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=4096,
+            stream=True,
+        )
+        async for event in stream:
+            if event.type == "content_block_delta" and getattr(event.delta, "text", None):
+                n += 1
+        return n
+
+    return run_raw, an.close
+
+
+def make_litellm(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]] | None:
+    try:
+        import litellm
+    except ImportError:
+        return None
+    model = f"openai/{MODELS['openai']}" if protocol == "openai" else f"anthropic/{MODELS['anthropic']}"
+    base = f"http://127.0.0.1:{port}" + ("/v1" if protocol == "openai" else "")
+
+    async def run() -> int:
+        n = 0
+        response = await litellm.acompletion(
+            model=model,
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            api_base=base,
+            api_key="sk-bench",
+            max_tokens=4096,
+        )
+        async for chunk in response:
+            if chunk.choices and chunk.choices[0].delta.content:
+                n += 1
+        return n
+
+    async def close() -> None:
+        return None
+
+    return run, close
+
+
+# -- measurements --------------------------------------------------------------------
+async def cpu_per_chunk(run: Runner, streams: int) -> tuple[float, int]:
+    gc.collect()
+    start = time.process_time()
+    chunks = 0
+    for _ in range(streams):
+        chunks += await run()
+    return (time.process_time() - start) / chunks * 1e6, chunks
+
+
+async def bench_protocol(protocol: str, port: int, rounds: int, streams: int) -> list[dict[str, Any]]:
+    from steer_llm_sdk.models.streaming import HIGH_THROUGHPUT_OPTIONS
+
+    contenders: dict[str, tuple[Runner, Callable[[], Awaitable[None]]]] = {
+        "floor (httpx + json.loads)": make_floor(protocol, port),
+        "steer stream()": make_steer(protocol, port, with_usage=False),
+        "steer stream_with_usage() + callbacks": make_steer(protocol, port, with_usage=True),
+        "steer stream_with_usage() HIGH_THROUGHPUT": make_steer(
+            protocol, port, with_usage=True, options=HIGH_THROUGHPUT_OPTIONS
+        ),
+        f"official {protocol} SDK": make_official(protocol, port),
+    }
+    lite = make_litellm(protocol, port)
+    if lite is not None:
+        contenders["litellm"] = lite
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    counts: dict[str, int] = {}
+    for run, _ in contenders.values():  # warm up: connections, imports, caches
+        await run()
+    for _ in range(rounds):
+        for name, (run, _) in contenders.items():
+            us, n = await cpu_per_chunk(run, streams)
+            results[name].append(us)
+            counts[name] = n // streams
+    for _, close in contenders.values():
+        await close()
+    floor = statistics.median(results["floor (httpx + json.loads)"])
+    rows = []
+    for name, values in results.items():
+        median = statistics.median(values)
+        rows.append(
+            {
+                "protocol": protocol,
+                "contender": name,
+                "us_per_chunk": median,
+                "ratio": median / floor,
+                "chunks_per_stream": counts[name],
+            }
+        )
+    return rows
+
+
+async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[str, float]:
+    floor_run, floor_close = make_floor(protocol, port)
+    from steer_llm_sdk import SteerLLMClient
+
+    client = SteerLLMClient(
+        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+        base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+    )
+    http = httpx.AsyncClient(timeout=60)
+    if protocol == "openai":
+        url, body, headers = (
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            {"model": MODELS["openai"], "messages": [{"role": "user", "content": PROMPT}], "stream": True},
+            {"authorization": "Bearer sk-bench"},
+        )
+    else:
+        url, body, headers = (
+            f"http://127.0.0.1:{port}/v1/messages",
+            {
+                "model": MODELS["anthropic"],
+                "messages": [{"role": "user", "content": PROMPT}],
+                "max_tokens": 4096,
+                "stream": True,
+            },
+            {"x-api-key": "sk-bench", "anthropic-version": "2023-06-01"},
+        )
+
+    async def floor_first() -> float:
+        start = time.perf_counter()
+        async with http.stream("POST", url, json=body, headers=headers) as response:
+            buf = b""
+            async for raw in response.aiter_raw():
+                buf += raw
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data: ") and b'"text' in line or b'"content":"' in line:
+                        json.loads(line[6:])
+                        return time.perf_counter() - start
+        return time.perf_counter() - start
+
+    async def steer_first() -> float:
+        start = time.perf_counter()
+        stream = client.stream(PROMPT, MODELS[protocol])
+        async for _ in stream:
+            elapsed = time.perf_counter() - start
+            await stream.aclose()
+            return elapsed
+        return time.perf_counter() - start
+
+    floor_t, steer_t = [], []
+    for _ in range(3):
+        await floor_first()
+        await steer_first()
+    for _ in range(samples):
+        floor_t.append(await floor_first())
+        steer_t.append(await steer_first())
+    await http.aclose()
+    await client.aclose()
+    await floor_close()
+    f, s = statistics.median(floor_t) * 1000, statistics.median(steer_t) * 1000
+    return {"floor_ms": f, "steer_ms": s, "over_floor_ms": s - f}
+
+
+async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
+    from steer_llm_sdk import SteerLLMClient
+
+    floor_run, floor_close = make_floor(protocol, port)
+    client = SteerLLMClient(
+        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+        base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+        max_connections=n,
+    )
+    expected: list[str] = []
+
+    async def one() -> str:
+        return "".join([c async for c in client.stream(PROMPT, MODELS[protocol])])
+
+    expected.append(await one())
+    gc.collect()
+    start = time.process_time()
+    texts = await asyncio.gather(*(one() for _ in range(n)))
+    steer_cpu = time.process_time() - start
+    exact = all(t == expected[0] for t in texts)
+    chunks = n * len(expected[0].split())  # about one chunk a word
+    start = time.process_time()
+    counts = await asyncio.gather(*(floor_run() for _ in range(n)))
+    floor_cpu = time.process_time() - start
+    floor_chunks = sum(counts)
+    # Memory per open stream: all n open at once, measured with tracemalloc.
+    tracemalloc.start()
+    base = tracemalloc.take_snapshot()
+    streams = [client.stream(PROMPT, MODELS[protocol]) for _ in range(n)]
+    firsts = await asyncio.gather(*(s.__anext__() for s in streams))
+    snap = tracemalloc.take_snapshot()
+    per_stream = sum(s.size_diff for s in snap.compare_to(base, "filename")) / n
+    tracemalloc.stop()
+    for s in streams:
+        await s.aclose()
+    await client.aclose()
+    await floor_close()
+    return {
+        "streams": n,
+        "exact_text": float(exact and all(firsts)),
+        "steer_us_per_chunk": steer_cpu / chunks * 1e6,
+        "floor_us_per_chunk": floor_cpu / floor_chunks * 1e6,
+        "ratio": (steer_cpu / chunks) / (floor_cpu / floor_chunks),
+        "kib_per_open_stream": per_stream / 1024,
+    }
+
+
+def import_time(module: str, samples: int = 7) -> float:
+    code = f"import time; t=time.perf_counter(); import {module}; print(time.perf_counter()-t)"
+    times = []
+    for _ in range(samples):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        times.append(float(out.stdout))
+    return statistics.median(times) * 1000
+
+
+async def linearity(port_short: int, port_long: int, protocol: str) -> dict[str, float]:
+    """CPU per chunk of stream_with_usage (JSON handler, estimation on) for a short and a
+    long answer: equal figures mean no per-chunk work grows with the text so far."""
+    from steer_llm_sdk import SteerLLMClient
+    from steer_llm_sdk.models.streaming import StreamingOptions
+
+    opts = StreamingOptions(enable_json_stream_handler=True, on_delta=lambda t: None)
+    out = {}
+    for label, port in (("short", port_short), ("long", port_long)):
+        client = SteerLLMClient(
+            api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+            base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+        )
+        await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
+        gc.collect()
+        start = time.process_time()
+        chunks = 0
+        for _ in range(3):
+            r = await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
+            chunks += len(r.text.split())
+        out[label] = (time.process_time() - start) / chunks * 1e6
+        await client.aclose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", type=int, default=2000, help="chunks per stream")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--streams", type=int, default=10, help="streams per round")
+    parser.add_argument("--concurrency", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.quick:
+        args.chunks, args.rounds, args.streams, args.concurrency = 500, 2, 3, 100
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    proc, port = start_emulator(args.chunks)
+    small, small_port = start_emulator(20)
+    short, short_port = start_emulator(250)
+    long_, long_port = start_emulator(8000)
+    results: dict[str, Any] = {}
+    try:
+        rows = []
+        for protocol in ("openai", "anthropic"):
+            rows += asyncio.run(bench_protocol(protocol, port, args.rounds, args.streams))
+        results["cpu"] = rows
+        print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")
+        print(f"{'protocol':<10} {'contender':<44} {'µs/chunk':>9} {'× floor':>8}")
+        for r in rows:
+            print(f"{r['protocol']:<10} {r['contender']:<44} {r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}")
+
+        print("\nTime to first chunk, warm client (20-chunk answers, median)")
+        results["ttfc"] = {}
+        for protocol in ("openai", "anthropic"):
+            t = asyncio.run(time_to_first_chunk(protocol, small_port, 50))
+            results["ttfc"][protocol] = t
+            print(
+                f"{protocol:<10} floor {t['floor_ms']:.3f} ms, steer {t['steer_ms']:.3f} ms, "
+                f"over floor {t['over_floor_ms']:+.3f} ms"
+            )
+
+        print(f"\n{args.concurrency} concurrent streams on one event loop (250-chunk answers)")
+        results["concurrency"] = {}
+        for protocol in ("openai", "anthropic"):
+            c = asyncio.run(concurrency(protocol, short_port, args.concurrency))
+            results["concurrency"][protocol] = c
+            print(
+                f"{protocol:<10} exact text: {'yes' if c['exact_text'] else 'NO'}, "
+                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk vs floor {c['floor_us_per_chunk']:.2f} "
+                f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
+            )
+
+        print("\nLinearity: stream_with_usage (JSON handler on) µs/chunk, 250 vs 8000 chunks")
+        results["linearity"] = {}
+        for protocol in ("openai", "anthropic"):
+            lin = asyncio.run(linearity(short_port, long_port, protocol))
+            results["linearity"][protocol] = lin
+            print(f"{protocol:<10} short {lin['short']:.2f}, long {lin['long']:.2f} (× {lin['long'] / lin['short']:.2f})")
+
+        print("\nCold import (median of 7 fresh interpreters)")
+        imports = {m: import_time(m) for m in ("httpx", "steer_llm_sdk", "openai", "anthropic")}
+        results["import_ms"] = imports
+        for m, ms in imports.items():
+            print(f"{m:<15} {ms:7.1f} ms  (× {ms / imports['httpx']:.2f} httpx)")
+    finally:
+        for p in (proc, small, short, long_):
+            p.kill()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Cost in USD from the SDK's unified usage, via the maintained ``genai-prices`` data.
+
+``genai-prices`` computes offline from the snapshot bundled with the installed version
+(the SDK never calls its auto-update). Its ``input_tokens`` counts all input tokens,
+cache reads and writes included, exactly like the SDK's ``prompt_tokens``, so the
+mapping is direct: ``prompt_tokens → input_tokens``, ``cache_info.cached_tokens →
+cache_read_tokens``, ``cache_info.cache_creation_tokens → cache_write_tokens``,
+``completion_tokens → output_tokens``. The library prices each kind at its own rate.
+
+User prices win over the data: per client (``SteerLLMClient(prices={...})``) or for
+the whole process (:func:`set_price`). An unknown model gives ``None`` and one warning;
+never a made-up number. Local models cost 0.0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PriceOverride", "clear_prices", "compute_cost", "set_price"]
+
+logger = logging.getLogger("steer_llm_sdk")
+
+# The SDK's provider names → genai-prices provider ids (None: match by model name).
+_PROVIDER_IDS: dict[str, str | None] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "xai": "x-ai",
+    "groq": "groq",
+    "openrouter": "openrouter",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "together": "together",
+}
+_FREE_PROVIDERS = frozenset({"local"})
+
+
+@dataclass(frozen=True, slots=True)
+class PriceOverride:
+    """Prices in USD per million tokens. Cache prices default to the input price."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+    cache_read_per_mtok: float | None = None
+    cache_write_per_mtok: float | None = None
+
+    def cost(self, usage: Mapping[str, Any]) -> float:
+        prompt, read, write, completion = _counts(usage)
+        uncached = max(0, prompt - read - write)
+        read_price = self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+        write_price = (
+            self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        )
+        return (
+            uncached * self.input_per_mtok
+            + read * read_price
+            + write * write_price
+            + completion * self.output_per_mtok
+        ) / 1_000_000
+
+
+_overrides: dict[str, PriceOverride] = {}
+_warned: set[tuple[str, str]] = set()
+
+
+def set_price(
+    model: str,
+    *,
+    input_per_mtok: float,
+    output_per_mtok: float,
+    cache_read_per_mtok: float | None = None,
+    cache_write_per_mtok: float | None = None,
+    provider: str | None = None,
+) -> None:
+    """Set the price of ``model`` (optionally only for ``provider``) for this process."""
+    key = f"{provider}/{model}" if provider else model
+    _overrides[key] = PriceOverride(
+        input_per_mtok, output_per_mtok, cache_read_per_mtok, cache_write_per_mtok
+    )
+
+
+def clear_prices() -> None:
+    """Forget every price set with :func:`set_price`."""
+    _overrides.clear()
+
+
+def _counts(usage: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    cache = usage.get("cache_info") or {}
+    return (
+        int(usage.get("prompt_tokens") or 0),
+        int(cache.get("cached_tokens") or 0),
+        int(cache.get("cache_creation_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _find_override(
+    provider: str, model: str, overrides: Mapping[str, Any] | None
+) -> PriceOverride | None:
+    for table in (overrides or {}, _overrides):
+        for key in (f"{provider}/{model}", model):
+            found = table.get(key)
+            if found is not None:
+                if isinstance(found, Mapping):
+                    found = PriceOverride(**found)
+                return found  # type: ignore[no-any-return]
+    return None
+
+
+def compute_cost(
+    provider: str,
+    model: str,
+    usage: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> float | None:
+    """USD cost of ``usage``; None when the price of the model is not known."""
+    override = _find_override(provider, model, overrides)
+    if override is not None:
+        return override.cost(usage)
+    if provider in _FREE_PROVIDERS:
+        return 0.0
+    from genai_prices import Usage, calc_price  # lazy: its data takes ~150 ms to load
+
+    prompt, read, write, completion = _counts(usage)
+    price_usage = Usage(
+        input_tokens=prompt,
+        cache_read_tokens=read,
+        cache_write_tokens=write,
+        output_tokens=completion,
+    )
+    provider_id = _PROVIDER_IDS.get(provider)
+    try:
+        result = calc_price(price_usage, model, provider_id=provider_id)
+    except LookupError:
+        if provider_id is not None:  # e.g. an OpenRouter name genai-prices lists elsewhere
+            try:
+                result = calc_price(price_usage, model)
+            except LookupError:
+                result = None
+        else:
+            result = None
+    except Exception as exc:  # a pricing library fault must never break a response
+        logger.warning("could not price %s/%s: %s", provider, model, exc)
+        return None
+    if result is None:
+        if (provider, model) not in _warned:
+            _warned.add((provider, model))
+            logger.warning(
+                "no price known for %s/%s: cost_usd is None. Set one with "
+                "steer_llm_sdk.pricing.set_price(%r, input_per_mtok=..., output_per_mtok=...)",
+                provider,
+                model,
+                model,
+            )
+        return None
+    return float(result.total_price)

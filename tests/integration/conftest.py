@@ -1,0 +1,46 @@
+"""Integration fixtures: the package's emulator on 127.0.0.1 and a client pointed at it
+the way a user would (environment variables), for each wire protocol."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from steer_llm_sdk import SteerLLMClient
+from steer_llm_sdk.testing import Emulator
+
+# The model each protocol's guide examples run with.
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def guide_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Point the provider environment variables at the emulator, like a user would."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-key-000000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000000")
+    monkeypatch.setenv("OPENAI_BASE_URL", emulator.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.anthropic_base_url)
+    return emulator
+
+
+@pytest.fixture(params=["openai", "anthropic"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def model(protocol: str) -> str:
+    return MODELS[protocol]
+
+
+@pytest.fixture
+async def client(guide_env: Emulator) -> AsyncIterator[SteerLLMClient]:
+    async with SteerLLMClient() as c:
+        yield c

@@ -215,7 +215,9 @@ def make_litellm(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitab
         import litellm
     except ImportError:
         return None
-    model = f"openai/{MODELS['openai']}" if protocol == "openai" else f"anthropic/{MODELS['anthropic']}"
+    model = (
+        f"openai/{MODELS['openai']}" if protocol == "openai" else f"anthropic/{MODELS['anthropic']}"
+    )
     base = f"http://127.0.0.1:{port}" + ("/v1" if protocol == "openai" else "")
 
     async def run() -> int:
@@ -249,7 +251,9 @@ async def cpu_per_chunk(run: Runner, streams: int) -> tuple[float, int]:
     return (time.process_time() - start) / chunks * 1e6, chunks
 
 
-async def bench_protocol(protocol: str, port: int, rounds: int, streams: int) -> list[dict[str, Any]]:
+async def bench_protocol(
+    protocol: str, port: int, rounds: int, streams: int
+) -> list[dict[str, Any]]:
     from steer_llm_sdk.models.streaming import HIGH_THROUGHPUT_OPTIONS
 
     contenders: dict[str, tuple[Runner, Callable[[], Awaitable[None]]]] = {
@@ -292,18 +296,25 @@ async def bench_protocol(protocol: str, port: int, rounds: int, streams: int) ->
 
 
 async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[str, float]:
-    floor_run, floor_close = make_floor(protocol, port)
+    _, floor_close = make_floor(protocol, port)
     from steer_llm_sdk import SteerLLMClient
 
     client = SteerLLMClient(
         api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-        base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+        base_urls={
+            "openai": f"http://127.0.0.1:{port}/v1",
+            "anthropic": f"http://127.0.0.1:{port}",
+        },
     )
     http = httpx.AsyncClient(timeout=60)
     if protocol == "openai":
         url, body, headers = (
             f"http://127.0.0.1:{port}/v1/chat/completions",
-            {"model": MODELS["openai"], "messages": [{"role": "user", "content": PROMPT}], "stream": True},
+            {
+                "model": MODELS["openai"],
+                "messages": [{"role": "user", "content": PROMPT}],
+                "stream": True,
+            },
             {"authorization": "Bearer sk-bench"},
         )
     else:
@@ -326,7 +337,7 @@ async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[st
                 buf += raw
                 *lines, buf = buf.split(b"\n")
                 for line in lines:
-                    if line.startswith(b"data: ") and b'"text' in line or b'"content":"' in line:
+                    if (line.startswith(b"data: ") and b'"text' in line) or b'"content":"' in line:
                         json.loads(line[6:])
                         return time.perf_counter() - start
         return time.perf_counter() - start
@@ -360,7 +371,10 @@ async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
     floor_run, floor_close = make_floor(protocol, port)
     client = SteerLLMClient(
         api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-        base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+        base_urls={
+            "openai": f"http://127.0.0.1:{port}/v1",
+            "anthropic": f"http://127.0.0.1:{port}",
+        },
         max_connections=n,
     )
     expected: list[str] = []
@@ -405,7 +419,9 @@ def import_time(module: str, samples: int = 7) -> float:
     code = f"import time; t=time.perf_counter(); import {module}; print(time.perf_counter()-t)"
     times = []
     for _ in range(samples):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         times.append(float(out.stdout))
     return statistics.median(times) * 1000
 
@@ -421,7 +437,10 @@ async def linearity(port_short: int, port_long: int, protocol: str) -> dict[str,
     for label, port in (("short", port_short), ("long", port_long)):
         client = SteerLLMClient(
             api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-            base_urls={"openai": f"http://127.0.0.1:{port}/v1", "anthropic": f"http://127.0.0.1:{port}"},
+            base_urls={
+                "openai": f"http://127.0.0.1:{port}/v1",
+                "anthropic": f"http://127.0.0.1:{port}",
+            },
         )
         await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
         gc.collect()
@@ -447,7 +466,9 @@ def main() -> None:
     if args.quick:
         args.chunks, args.rounds, args.streams, args.concurrency = 500, 2, 3, 100
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     proc, port = start_emulator(args.chunks)
     small, small_port = start_emulator(20)
     short, short_port = start_emulator(250)
@@ -461,7 +482,10 @@ def main() -> None:
         print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")
         print(f"{'protocol':<10} {'contender':<44} {'µs/chunk':>9} {'× floor':>8}")
         for r in rows:
-            print(f"{r['protocol']:<10} {r['contender']:<44} {r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}")
+            print(
+                f"{r['protocol']:<10} {r['contender']:<44} "
+                f"{r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}"
+            )
 
         print("\nTime to first chunk, warm client (20-chunk answers, median)")
         results["ttfc"] = {}
@@ -480,7 +504,8 @@ def main() -> None:
             results["concurrency"][protocol] = c
             print(
                 f"{protocol:<10} exact text: {'yes' if c['exact_text'] else 'NO'}, "
-                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk vs floor {c['floor_us_per_chunk']:.2f} "
+                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk "
+                f"vs floor {c['floor_us_per_chunk']:.2f} "
                 f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
             )
 
@@ -489,7 +514,10 @@ def main() -> None:
         for protocol in ("openai", "anthropic"):
             lin = asyncio.run(linearity(short_port, long_port, protocol))
             results["linearity"][protocol] = lin
-            print(f"{protocol:<10} short {lin['short']:.2f}, long {lin['long']:.2f} (× {lin['long'] / lin['short']:.2f})")
+            print(
+                f"{protocol:<10} short {lin['short']:.2f}, long {lin['long']:.2f} "
+                f"(× {lin['long'] / lin['short']:.2f})"
+            )
 
         print("\nCold import (median of 7 fresh interpreters)")
         imports = {m: import_time(m) for m in ("httpx", "steer_llm_sdk", "openai", "anthropic")}

@@ -49,7 +49,9 @@ class PriceOverride:
     def cost(self, usage: Mapping[str, Any]) -> float:
         prompt, read, write, completion = _counts(usage)
         uncached = max(0, prompt - read - write)
-        read_price = self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+        read_price = (
+            self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+        )
         write_price = (
             self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
         )
@@ -105,7 +107,7 @@ def _find_override(
             if found is not None:
                 if isinstance(found, Mapping):
                     found = PriceOverride(**found)
-                return found  # type: ignore[no-any-return]
+                return found
     return None
 
 

@@ -228,7 +228,7 @@ class Emulator:
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                     return
                 lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
+                method, path, _ = [*lines[0].split(" "), "", ""][:3]
                 headers: dict[str, str] = {}
                 for line in lines[1:]:
                     name, sep, value = line.partition(":")
@@ -328,10 +328,8 @@ class Emulator:
         if not self._queue:
             key = (path, request.body)
             cached = self._plan_cache.get(key)
-            if (
-                cached is None
-                or protocol == "anthropic"
-                and "cache_control" in request.body.decode()
+            if cached is None or (
+                protocol == "anthropic" and "cache_control" in request.body.decode()
             ):
                 cached = self._plan_for(protocol, body, Reply())
                 if len(self._plan_cache) < 256:
@@ -626,7 +624,8 @@ def _openai_frames(
     )
     frames = [
         head
-        + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+        + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+        + b'"finish_reason":null}]}\n\n'
     ]
     for i, chunk in enumerate(chunks):
         if fault is not None and fault.kind == "error_event" and i == fault.after:

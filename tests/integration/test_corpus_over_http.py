@@ -11,8 +11,8 @@ import pytest
 from steer_llm_sdk import SteerError, SteerLLMClient, StreamInterruptedError
 from steer_llm_sdk.models.streaming import StreamingOptions
 
-from ..unit.test_codecs_corpus import ENTRIES, expected_usage
 from ..unit.test_codecs_corpus import CORPUS as CORPUS_DIR
+from ..unit.test_codecs_corpus import ENTRIES, expected_usage
 from .replay import ReplayServer
 
 NO_RETRY = StreamingOptions(retry_on_connection_error=False, preserve_partial_response=True)

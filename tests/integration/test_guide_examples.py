@@ -228,14 +228,18 @@ async def test_retries_exhausted_keep_partial_text(
     if model.startswith("gpt"):
         # OpenAI's own API cannot continue an answer: the error carries what came.
         with pytest.raises(StreamInterruptedError) as info:
-            await client.stream_with_usage("Long running task", model=model, streaming_options=options)
+            await client.stream_with_usage(
+                "Long running task", model=model, streaming_options=options
+            )
         assert info.value.partial_text == "".join(STORY[:3])
         assert info.value.partial_usage["completion_tokens"] > 0
         assert info.value.partial_usage["estimated"] is True
     else:
         # Anthropic can: the resumption is refused here (503, no retries left).
         with pytest.raises(StreamInterruptedError) as info:
-            await client.stream_with_usage("Long running task", model=model, streaming_options=options)
+            await client.stream_with_usage(
+                "Long running task", model=model, streaming_options=options
+            )
         assert info.value.partial_text == "".join(STORY[:3])
 
 

@@ -15,8 +15,6 @@ Reliability rules (README, "Reliability"):
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -74,12 +72,15 @@ class Call:
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
-    return fn is not None and inspect.iscoroutinefunction(fn)
+    """An ``async def`` function (checked by its code flags: no inspect import)."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and bool(code.co_flags & 0x80)  # CO_COROUTINE
 
 
 async def _invoke(fn: Callable[..., Any], *args: Any) -> None:
+    """Call a sync or async callback (or one that returns an awaitable)."""
     result = fn(*args)
-    if inspect.isawaitable(result):
+    if hasattr(result, "__await__"):
         await result
 
 
@@ -194,9 +195,7 @@ class StreamRun:
                 pending.clear()
             self.finished_at = time.perf_counter()
             await self._complete()
-        except (GeneratorExit, asyncio.CancelledError):
-            raise
-        except BaseException as exc:
+        except Exception as exc:  # not GeneratorExit / CancelledError: those are no failure
             await self._report_error(exc)
             raise
 
@@ -318,7 +317,7 @@ class StreamRun:
         )
         deadline = self._deadline
         if deadline is not None:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - _loop_time()
             if delay >= remaining:
                 raise TotalTimeoutError(
                     f"total_timeout would pass before the next retry ({exc.message})",
@@ -326,6 +325,8 @@ class StreamRun:
                 ) from exc
         logger.info("retry %d in %.2fs after %s", self._retries, delay, type(exc).__name__)
         if delay > 0:
+            import asyncio
+
             await asyncio.sleep(delay)
 
     def _interrupted(self, exc: SteerError) -> StreamInterruptedError:
@@ -507,16 +508,22 @@ class StreamRun:
             self.first_token_at = self.finished_at = time.perf_counter()
             await self._complete()
             return self.response()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             await self._report_error(exc)
             raise
 
     def _start_clock(self) -> None:
         total = self.call.options.total_timeout
         if total and self._deadline is None:
-            self._deadline = asyncio.get_running_loop().time() + total
+            self._deadline = _loop_time() + total
+
+
+def _loop_time() -> float:
+    # asyncio is imported where it is used, not at import: an async program has it
+    # loaded already, and `import steer_llm_sdk` stays as cheap as httpx's.
+    import asyncio
+
+    return asyncio.get_running_loop().time()
 
 
 async def _texts(
@@ -539,6 +546,8 @@ async def _with_deadline(
     raw: AsyncIterator[bytes], deadline: float, context: dict[str, Any]
 ) -> AsyncIterator[bytes]:
     """Bound each read by what is left of ``total_timeout``."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     iterator = raw.__aiter__()
     while True:

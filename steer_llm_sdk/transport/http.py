@@ -6,7 +6,6 @@ error response into a typed error.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -118,6 +117,8 @@ class Transport:
             if deadline is None:
                 response = await client.send(request, stream=True)
             else:
+                import asyncio
+
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     raise TotalTimeoutError("total_timeout passed", **context)

@@ -75,8 +75,10 @@ def start_emulator(words: int, delay: float = 0.0) -> tuple[subprocess.Popen[byt
 Runner = Callable[[], Awaitable[int]]
 
 
-def make_floor(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]]:
-    client = httpx.AsyncClient(timeout=60)
+def make_floor(
+    protocol: str, port: int, max_connections: int = 100
+) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=max_connections))
     if protocol == "openai":
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = {
@@ -389,6 +391,8 @@ async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
     steer_cpu = time.process_time() - start
     exact = all(t == expected[0] for t in texts)
     chunks = n * len(expected[0].split())  # about one chunk a word
+    await floor_run()
+    gc.collect()
     start = time.process_time()
     counts = await asyncio.gather(*(floor_run() for _ in range(n)))
     floor_cpu = time.process_time() - start
@@ -436,15 +440,21 @@ def import_time(module: str, samples: int = 7) -> float:
     return statistics.median(times) * 1000
 
 
-async def linearity(port_short: int, port_long: int, protocol: str) -> dict[str, float]:
-    """CPU per chunk of stream_with_usage (JSON handler, estimation on) for a short and a
-    long answer: equal figures mean no per-chunk work grows with the text so far."""
+async def linearity(ports: list[int], protocol: str) -> list[tuple[int, float]]:
+    """(chunks, CPU µs per call) of stream_with_usage (JSON handler and callbacks on)
+    for answers of several lengths. The marginal cost per chunk between two lengths
+    is the same when no per-chunk work grows with the text so far."""
     from steer_llm_sdk import SteerLLMClient
     from steer_llm_sdk.models.streaming import StreamingOptions
 
-    opts = StreamingOptions(enable_json_stream_handler=True, on_delta=lambda t: None)
-    out = {}
-    for label, port in (("short", port_short), ("long", port_long)):
+    seen = [0]
+
+    def on_delta(text: str) -> None:
+        seen[0] += 1
+
+    opts = StreamingOptions(enable_json_stream_handler=True, on_delta=on_delta)
+    points = []
+    for port in ports:
         client = SteerLLMClient(
             api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
             base_urls={
@@ -452,16 +462,19 @@ async def linearity(port_short: int, port_long: int, protocol: str) -> dict[str,
                 "anthropic": f"http://127.0.0.1:{port}",
             },
         )
-        await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
-        gc.collect()
-        start = time.process_time()
-        chunks = 0
-        for _ in range(3):
-            r = await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
-            chunks += len(r.text.split())
-        out[label] = (time.process_time() - start) / chunks * 1e6
+        # max_tokens above the longest answer, so no protocol default caps it
+        call = dict(streaming_options=opts, max_tokens=20000)
+        await client.stream_with_usage(PROMPT, MODELS[protocol], **call)
+        samples = []
+        for _ in range(5):
+            gc.collect()
+            seen[0] = 0
+            start = time.process_time()
+            await client.stream_with_usage(PROMPT, MODELS[protocol], **call)
+            samples.append(time.process_time() - start)
+        points.append((seen[0], statistics.median(samples) * 1e6))
         await client.aclose()
-    return out
+    return sorted(points)
 
 
 def main() -> None:
@@ -519,14 +532,17 @@ def main() -> None:
                 f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
             )
 
-        print("\nLinearity: stream_with_usage (JSON handler on) µs/chunk, 250 vs 8000 chunks")
+        print("\nLinearity: stream_with_usage (JSON handler on), marginal µs per chunk")
         results["linearity"] = {}
         for protocol in ("openai", "anthropic"):
-            lin = asyncio.run(linearity(short_port, long_port, protocol))
-            results["linearity"][protocol] = lin
+            points = asyncio.run(linearity([short_port, port, long_port], protocol))
+            results["linearity"][protocol] = points
+            (n1, t1), (n2, t2), (n3, t3) = points
+            first = (t2 - t1) / (n2 - n1)
+            second = (t3 - t2) / (n3 - n2)
             print(
-                f"{protocol:<10} short {lin['short']:.2f}, long {lin['long']:.2f} "
-                f"(× {lin['long'] / lin['short']:.2f})"
+                f"{protocol:<10} {n1}→{n2} chunks: {first:.2f}, {n2}→{n3} chunks: {second:.2f} "
+                f"(× {second / first:.2f}); fixed cost per call {t1 - n1 * first:.0f} µs"
             )
 
         compile_package()

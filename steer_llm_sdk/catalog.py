@@ -22,6 +22,7 @@ class ProviderSpec:
     key_required: bool = True
     max_tokens_field: str = "max_tokens"
     # The server continues a final assistant message (so a broken stream can resume).
+    # Only where verified: Anthropic (before Claude 4.6) and llama.cpp.
     continues_prefix: bool = False
     # Example models, for `steer-llm models` and error messages.
     examples: tuple[str, ...] = ()
@@ -88,11 +89,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "TOGETHER_API_KEY",
             "meta-llama/Llama-3.3-70B-Instruct-Turbo",
         ),
-        _openai_compatible(
-            "ollama", "http://localhost:11434/v1", None, "llama3.2", continues_prefix=True
-        ),
+        _openai_compatible("ollama", "http://localhost:11434/v1", None, "llama3.2"),
         _openai_compatible("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_optional=True),
-        _openai_compatible("lmstudio", "http://localhost:1234/v1", None, continues_prefix=True),
+        _openai_compatible("lmstudio", "http://localhost:1234/v1", None),
         _openai_compatible(
             "llamacpp",
             "http://localhost:8080/v1",

@@ -259,7 +259,7 @@ class SteerLLMClient:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
             raise ConfigurationError(f"max_tokens={max_tokens!r} must be a whole number >= 1")
-        extra_body = params.pop("extra_body", None) or {}
+        extra_body = dict(params.pop("extra_body", None) or {})
         extra_body.update(params)  # anything else passes through to the provider's body
         request = ChatRequest(
             model=route.model,

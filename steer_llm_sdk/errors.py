@@ -58,7 +58,13 @@ def redact(text: str) -> str:
 
 
 class SteerError(Exception):
-    """Base class of every error raised by steer_llm_sdk."""
+    """Base class of every error raised by steer_llm_sdk.
+
+    ``partial_text`` is the text delivered before the failure, when the call asked
+    for it with ``preserve_partial_response=True`` (else None).
+    """
+
+    partial_text: str | None = None
 
     def __init__(
         self,
@@ -190,3 +196,4 @@ class StreamInterruptedError(SteerError):
         self.partial_text = partial_text
         self.partial_usage = partial_usage
         self.cause = cause
+        self.attempts: int | None = None  # HTTP requests made before giving up

@@ -137,6 +137,7 @@ class StreamRun:
                 sse = SSEDecoder()
                 feed = sse.feed
                 got_text = False
+                texts: AsyncGenerator[list[str], None] | None = None
                 try:
                     lead = getattr(codec, "lead_text", "")
                     if lead:
@@ -146,8 +147,7 @@ class StreamRun:
                     if response.headers.get("content-type", "").startswith("application/json"):
                         # The server ignored stream=true and sent one JSON body.
                         body = await response.aread()
-                        text = codec.decode_response(body)
-                        texts: Any = [[text]] if text else []
+                        texts = _once([codec.decode_response(body)])
                     else:
                         texts = self._decoded(response, feed, decode, sse)
                     async for batch_texts in texts:
@@ -188,6 +188,8 @@ class StreamRun:
                     await self._recover(exc, codec)
                     continue
                 finally:
+                    if texts is not None:
+                        await texts.aclose()
                     await response.aclose()
                 break
             if pending:
@@ -205,7 +207,7 @@ class StreamRun:
         feed: Callable[[bytes], list[tuple[str | None, bytes]]],
         decode: Callable[[str | None, bytes], str | None],
         sse: SSEDecoder,
-    ) -> AsyncIterator[list[str]]:
+    ) -> AsyncGenerator[list[str], None]:
         """Texts decoded per network read (a list per read: one resume per read, not
         per chunk). Without total_timeout this is a plain async generator over httpx's
         raw reads; with it, each read is bounded by the time left."""
@@ -344,16 +346,17 @@ class StreamRun:
             cause=exc,
             **self.call.context,
         )
-        error.attempts = self.attempts  # type: ignore[attr-defined]
+        error.attempts = self.attempts
         return error
 
     def _attach_partial(self, exc: SteerError) -> None:
         if self.call.options.preserve_partial_response:
-            exc.partial_text = "".join(self.parts)  # type: ignore[attr-defined]
+            exc.partial_text = "".join(self.parts)
 
     def _partial_usage(self) -> dict[str, Any]:
         state = self.state or StreamState()
-        return self._combine_usage(state, "".join(self.parts), force_estimate=True)
+        attempt_text = "".join(self.parts[self._last_start :])  # earlier attempts: counted
+        return self._combine_usage(state, attempt_text, force_estimate=True)
 
     def _attempt_usage(self, state: StreamState, attempt_text: str) -> dict[str, Any]:
         """Usage of an attempt that broke: the provider's prompt count when it sent
@@ -526,12 +529,17 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+async def _once(texts: list[str]) -> AsyncGenerator[list[str], None]:
+    if any(texts):
+        yield [t for t in texts if t]
+
+
 async def _texts(
     raw: AsyncIterator[bytes],
     feed: Callable[[bytes], list[tuple[str | None, bytes]]],
     decode: Callable[[str | None, bytes], str | None],
     sse: SSEDecoder,
-) -> AsyncIterator[list[str]]:
+) -> AsyncGenerator[list[str], None]:
     """For each network read, the texts its complete SSE events carry."""
     async for data in raw:
         texts = [text for event, payload in feed(data) if (text := decode(event, payload))]

@@ -58,3 +58,20 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
     assert [c["arguments"] for c in response.tool_calls] == [
         c["arguments"] for c in expected["tool_calls"]
     ]
+
+
+async def test_server_that_ignores_stream_true() -> None:
+    """Some OpenAI-compatible servers answer stream=true with one JSON body."""
+    body = (
+        b'{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"Whole answer."},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}'
+    )
+    async with ReplayServer(body=body, content_type="application/json") as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test"}, base_urls={"openai": server.url + "/v1"}
+        ) as client:
+            chunks = [c async for c in client.stream("hi", "gpt-4o-mini")]
+            response = await client.stream_with_usage("hi", "gpt-4o-mini")
+    assert chunks == ["Whole answer."]
+    assert response.usage["total_tokens"] == 5 and response.finish_reason == "stop"

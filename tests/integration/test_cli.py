@@ -17,7 +17,7 @@ STORY = ["Once", " upon", " a", " time."]
 
 
 async def run_cli(
-    *args: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 30
+    *args: str, env: dict[str, str], stdin: bytes | None = None
 ) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -29,7 +29,7 @@ async def run_cli(
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

@@ -30,7 +30,11 @@ class ProviderSpec:
 
     @property
     def base_url_env(self) -> str:
-        return f"{self.name.upper()}_BASE_URL"
+        return f"{_env_name(self.name)}_BASE_URL"
+
+
+def _env_name(provider: str) -> str:
+    return provider.upper().replace("-", "_").replace(".", "_")
 
 
 def _openai_compatible(
@@ -142,8 +146,17 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
         )
     providers = {**PROVIDERS, **(extra or {})}
     head, sep, rest = model.partition("/")
-    if sep and head.lower() in providers and rest:
-        return Route(providers[head.lower()], rest)
+    name = head.lower()
+    if sep and name in providers and rest:
+        return Route(providers[name], rest)
+    if sep and rest and os.environ.get(f"{_env_name(name)}_BASE_URL"):
+        # A provider registered through the environment: NAME_BASE_URL (+ NAME_API_KEY),
+        # spoken to with the OpenAI protocol.
+        env = _env_name(name)
+        spec = ProviderSpec(
+            name, "openai-chat", os.environ[f"{env}_BASE_URL"], f"{env}_API_KEY", key_required=False
+        )
+        return Route(spec, rest)
     lowered = model.lower()
     for prefix, name in _PREFIX_ROUTES:
         if lowered.startswith(prefix):
@@ -153,7 +166,8 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
         f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
         "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-* (OpenAI), "
         "claude-* (Anthropic), grok-* (xAI). Register your own OpenAI-compatible server "
-        "with SteerLLMClient(providers={'name': {'base_url': ...}})."
+        "with SteerLLMClient(providers={'name': {'base_url': ...}}) or by setting "
+        "NAME_BASE_URL (and NAME_API_KEY) in the environment."
     )
 
 

@@ -128,3 +128,14 @@ def test_presets_are_immutable_and_derivable() -> None:
     assert derived.read_timeout == 5.0 and JSON_MODE_OPTIONS.read_timeout == 120.0
     with pytest.raises(ConfigurationError):
         JSON_MODE_OPTIONS.replace(read_timeout=-1)
+
+
+def test_provider_registered_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_LAB_BASE_URL", "http://10.0.0.5:8000/v1")
+    route = resolve_model("my-lab/qwen3-8b")
+    assert route.provider.name == "my-lab" and route.model == "qwen3-8b"
+    assert route.provider.protocol == "openai-chat"
+    assert route.provider.key_env == "MY_LAB_API_KEY" and not route.provider.key_required
+    monkeypatch.delenv("MY_LAB_BASE_URL")
+    with pytest.raises(ConfigurationError, match="NAME_BASE_URL"):
+        resolve_model("my-lab/qwen3-8b")

@@ -198,6 +198,11 @@ class SteerLLMClient:
             return (await ensure_server(route.model)) + "/v1"
         url = self._base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or spec.base_url
         url = url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"the base URL for {spec.name} ({url!r}, from base_urls= or "
+                f"{spec.base_url_env}) must start with http:// or https://"
+            )
         if spec.protocol == "anthropic-messages" and url.endswith("/v1"):
             url = url[:-3]  # ANTHROPIC_BASE_URL is without /v1, like the official SDK
         return url

@@ -147,7 +147,10 @@ class StreamRun:
                     if response.headers.get("content-type", "").startswith("application/json"):
                         # The server ignored stream=true and sent one JSON body.
                         body = await response.aread()
-                        texts = _once([codec.decode_response(body)])
+                        try:
+                            texts = _once([codec.decode_response(body)])
+                        except _SHAPE_ERRORS as exc:
+                            raise _shape_error(exc) from exc
                     else:
                         texts = self._decoded(response, feed, decode, sse)
                     async for batch_texts in texts:
@@ -498,7 +501,10 @@ class StreamRun:
                         raise map_httpx_error(exc, **call.context) from exc
                     finally:
                         await response.aclose()
-                    text = getattr(codec, "lead_text", "") + codec.decode_response(body)
+                    try:
+                        text = getattr(codec, "lead_text", "") + codec.decode_response(body)
+                    except _SHAPE_ERRORS as exc:
+                        raise _shape_error(exc) from exc
                 except SteerError as exc:
                     _fill_context(exc, call.context)
                     if self._may_retry(exc):
@@ -541,13 +547,25 @@ async def _texts(
     sse: SSEDecoder,
 ) -> AsyncGenerator[list[str], None]:
     """For each network read, the texts its complete SSE events carry."""
-    async for data in raw:
-        texts = [text for event, payload in feed(data) if (text := decode(event, payload))]
-        if texts:
-            yield texts
-    texts = [text for event, payload in sse.close() if (text := decode(event, payload))]
+    try:
+        async for data in raw:
+            texts = [text for event, payload in feed(data) if (text := decode(event, payload))]
+            if texts:
+                yield texts
+        texts = [text for event, payload in sse.close() if (text := decode(event, payload))]
+    except _SHAPE_ERRORS as exc:  # valid JSON of the wrong shape (try is free in 3.11)
+        raise _shape_error(exc) from exc
     if texts:
         yield texts
+
+
+_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
+
+
+def _shape_error(exc: Exception) -> InvalidResponseError:
+    return InvalidResponseError(
+        f"the provider sent an event of an unexpected shape ({type(exc).__name__}: {exc})"
+    )
 
 
 async def _with_deadline(

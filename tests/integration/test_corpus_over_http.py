@@ -75,3 +75,34 @@ async def test_server_that_ignores_stream_true() -> None:
             response = await client.stream_with_usage("hi", "gpt-4o-mini")
     assert chunks == ["Whole answer."]
     assert response.usage["total_tokens"] == 5 and response.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        ("openai/gpt-test", b'data: {"choices": [{"delta": "not an object"}]}\n\n'),
+        ("openai/gpt-test", b'data: {"choices": [7]}\n\n'),
+        (
+            "anthropic/claude-test",
+            b'event: content_block_delta\ndata: {"type": "content_block_delta"}\n\n',
+        ),
+    ],
+)
+async def test_wrong_shaped_events_are_invalid_responses(model: str, body: bytes) -> None:
+    from steer_llm_sdk import InvalidResponseError
+
+    async with ReplayServer(body=body) as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test", "anthropic": "sk-ant-test"},
+            base_urls={"openai": server.url + "/v1", "anthropic": server.url},
+        ) as client:
+            with pytest.raises(InvalidResponseError, match="unexpected shape"):
+                await client.stream_with_usage("hi", model, streaming_options=NO_RETRY)
+
+
+async def test_base_url_without_a_scheme_is_a_configuration_error() -> None:
+    from steer_llm_sdk import ConfigurationError
+
+    client = SteerLLMClient(api_keys={"openai": "sk"}, base_urls={"openai": "localhost:8080/v1"})
+    with pytest.raises(ConfigurationError, match="must start with http"):
+        await client.stream_with_usage("hi", "gpt-4o-mini")

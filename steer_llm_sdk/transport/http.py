@@ -71,27 +71,34 @@ def map_httpx_error(exc: Exception, **context: Any) -> SteerError:
 class Transport:
     """Owns the connection pools. One per :class:`SteerLLMClient`."""
 
-    def __init__(self, *, max_connections: int = 1000, http2: bool = False) -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
+    def __init__(self, *, max_connections: int = 1000) -> None:
+        # One pool per base URL, bound to the event loop that made it: a client used
+        # from two asyncio.run() calls (common in scripts) gets a fresh pool in the
+        # second loop instead of sockets owned by a closed one.
+        self._clients: dict[str, tuple[httpx.AsyncClient, object]] = {}
         self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=100, keepalive_expiry=30
         )
         self._closed = False
 
     def client_for(self, base_url: str) -> httpx.AsyncClient:
-        client = self._clients.get(base_url)
-        if client is None:
-            if self._closed:
-                raise RuntimeError("this SteerLLMClient is closed")
-            client = httpx.AsyncClient(
-                base_url=base_url,
-                limits=self._limits,
-                follow_redirects=False,
-                # SSE is read raw: ask servers not to compress it.
-                headers={"accept-encoding": "identity", "user-agent": "steer-llm-sdk"},
-                trust_env=True,
-            )
-            self._clients[base_url] = client
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(base_url)
+        if entry is not None and entry[1] is loop:
+            return entry[0]
+        if self._closed:
+            raise RuntimeError("this SteerLLMClient is closed: create a new one")
+        client = httpx.AsyncClient(
+            base_url=base_url,
+            limits=self._limits,
+            follow_redirects=False,
+            # SSE is read raw: ask servers not to compress it.
+            headers={"accept-encoding": "identity", "user-agent": "steer-llm-sdk"},
+            trust_env=True,
+        )
+        self._clients[base_url] = (client, loop)
         return client
 
     async def open(
@@ -145,7 +152,11 @@ class Transport:
         return response
 
     async def aclose(self) -> None:
+        import asyncio
+
         self._closed = True
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        loop = asyncio.get_running_loop()
+        entries, self._clients = list(self._clients.values()), {}
+        for client, owner in entries:
+            if owner is loop:  # a pool of a finished loop cannot be closed from here
+                await client.aclose()

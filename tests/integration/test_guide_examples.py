@@ -345,3 +345,27 @@ async def test_migration_steps(guide_env: Emulator, client: SteerLLMClient, mode
         text_chunks.append(chunk)
     text = "".join(text_chunks)
     assert text == response.get_text() == "".join(STORY)
+
+
+async def test_generate_has_the_same_shape(
+    guide_env: Emulator, client: SteerLLMClient, model: str
+) -> None:
+    guide_env.enqueue(Reply(chunks=STORY, usage={"prompt_tokens": 6, "completion_tokens": 8}))
+    events: list[str] = []
+    options = StreamingOptions(
+        on_start=lambda: events.append("start"),
+        on_usage=lambda u: events.append("usage"),
+        on_complete=lambda t: events.append("complete"),
+    )
+    response = await client.generate("Hi", model, streaming_options=options)
+    assert response.get_text() == "".join(STORY) and response.usage["total_tokens"] == 14
+    assert response.cost_usd == pytest.approx(expected_cost(model, response.usage))
+    assert events == ["start", "usage", "complete"]
+    assert "stream" not in guide_env.requests[-1].json or not guide_env.requests[-1].json["stream"]
+    data = await client.generate(
+        "Product",
+        model,
+        response_format={"type": "json_object"},
+        streaming_options=JSON_MODE_OPTIONS,
+    )
+    assert data.get_json()["price"] == 49.99

@@ -71,6 +71,19 @@ def start_emulator(words: int, delay: float = 0.0) -> tuple[subprocess.Popen[byt
     raise SystemExit("the emulator did not start")
 
 
+def steer_client(port: int, max_connections: int = 1000) -> Any:
+    from steer_llm_sdk import SteerLLMClient
+
+    return SteerLLMClient(
+        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+        base_urls={
+            "openai": f"http://127.0.0.1:{port}/v1",
+            "anthropic": f"http://127.0.0.1:{port}",
+        },
+        max_connections=max_connections,
+    )
+
+
 # -- contenders: each returns the number of chunks it received ---------------------
 Runner = Callable[[], Awaitable[int]]
 
@@ -128,16 +141,9 @@ def make_floor(
 def make_steer(
     protocol: str, port: int, *, with_usage: bool, options: Any = None
 ) -> tuple[Runner, Callable[[], Awaitable[None]]]:
-    from steer_llm_sdk import SteerLLMClient
     from steer_llm_sdk.models.streaming import StreamingOptions
 
-    client = SteerLLMClient(
-        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-        base_urls={
-            "openai": f"http://127.0.0.1:{port}/v1",
-            "anthropic": f"http://127.0.0.1:{port}",
-        },
-    )
+    client = steer_client(port)
     model = MODELS[protocol]
     if with_usage:
         seen = [0]
@@ -299,15 +305,8 @@ async def bench_protocol(
 
 async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[str, float]:
     _, floor_close = make_floor(protocol, port)
-    from steer_llm_sdk import SteerLLMClient
 
-    client = SteerLLMClient(
-        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-        base_urls={
-            "openai": f"http://127.0.0.1:{port}/v1",
-            "anthropic": f"http://127.0.0.1:{port}",
-        },
-    )
+    client = steer_client(port)
     http = httpx.AsyncClient(timeout=60)
     if protocol == "openai":
         url, body, headers = (
@@ -368,17 +367,9 @@ async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[st
 
 
 async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
-    from steer_llm_sdk import SteerLLMClient
 
     floor_run, floor_close = make_floor(protocol, port)
-    client = SteerLLMClient(
-        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-        base_urls={
-            "openai": f"http://127.0.0.1:{port}/v1",
-            "anthropic": f"http://127.0.0.1:{port}",
-        },
-        max_connections=n,
-    )
+    client = steer_client(port, max_connections=n)
     expected: list[str] = []
 
     async def one() -> str:
@@ -444,7 +435,6 @@ async def linearity(ports: list[int], protocol: str) -> list[tuple[int, float]]:
     """(chunks, CPU µs per call) of stream_with_usage (JSON handler and callbacks on)
     for answers of several lengths. The marginal cost per chunk between two lengths
     is the same when no per-chunk work grows with the text so far."""
-    from steer_llm_sdk import SteerLLMClient
     from steer_llm_sdk.models.streaming import StreamingOptions
 
     seen = [0]
@@ -455,13 +445,7 @@ async def linearity(ports: list[int], protocol: str) -> list[tuple[int, float]]:
     opts = StreamingOptions(enable_json_stream_handler=True, on_delta=on_delta)
     points = []
     for port in ports:
-        client = SteerLLMClient(
-            api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
-            base_urls={
-                "openai": f"http://127.0.0.1:{port}/v1",
-                "anthropic": f"http://127.0.0.1:{port}",
-            },
-        )
+        client = steer_client(port)
         # max_tokens above the longest answer, so no protocol default caps it
         call = dict(streaming_options=opts, max_tokens=20000)
         await client.stream_with_usage(PROMPT, MODELS[protocol], **call)

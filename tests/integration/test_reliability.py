@@ -119,9 +119,10 @@ async def test_connection_timeout(unanswered_port: int) -> None:
     )
     options = StreamingOptions(connection_timeout=0.5, retry_on_connection_error=False)
     start = time.perf_counter()
-    with pytest.raises((ConnectTimeoutError, ReadTimeoutError)):
+    with pytest.raises(ConnectTimeoutError) as info:
         await client.stream_with_usage("x", "gpt-4o-mini", streaming_options=options)
-    assert time.perf_counter() - start < 2.5
+    assert time.perf_counter() - start < 2.0
+    assert isinstance(info.value, TimeoutError)
     await client.aclose()
 
 
@@ -376,13 +377,13 @@ async def test_break_and_cancel_close_the_response(
 ) -> None:
     options = StreamingOptions(read_timeout=5.0)
     long_story = WORDS * 100  # about 9 s at this pace: still streaming when we check
-    for _ in range(200):
+    for _ in range(1000):
         guide_env.enqueue(Reply(chunks=long_story, delay_between_chunks=0.01))
         stream = client.stream("x", model, streaming_options=options)
         async for _chunk in stream:
             break
         await stream.aclose()
-    for _ in range(50):
+    for _ in range(100):
         guide_env.enqueue(Reply(chunks=long_story, delay_between_chunks=0.01))
 
         async def consume() -> None:
@@ -396,7 +397,7 @@ async def test_break_and_cancel_close_the_response(
             await task
     await asyncio.sleep(0.3)
     # Every abandoned response was closed at once: the server is not still streaming
-    # 250 answers into the void (it would be, had the SDK leaked them).
+    # 1,100 answers into the void (it would be, had the SDK leaked them).
     assert guide_env.open_connections <= 2
     response = await client.stream_with_usage("x", model)  # the pool is healthy
     assert response.text

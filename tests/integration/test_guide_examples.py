@@ -369,3 +369,14 @@ async def test_generate_has_the_same_shape(
         streaming_options=JSON_MODE_OPTIONS,
     )
     assert data.get_json()["price"] == 49.99
+
+
+async def test_client_price_overrides(guide_env: Emulator) -> None:
+    from steer_llm_sdk.pricing import PriceOverride
+
+    guide_env.enqueue(Reply(chunks=STORY, usage={"prompt_tokens": 1000, "completion_tokens": 500}))
+    async with SteerLLMClient(
+        prices={"openai/gpt-4o-mini": PriceOverride(input_per_mtok=10.0, output_per_mtok=20.0)}
+    ) as client:
+        response = await client.stream_with_usage("Hi", "gpt-4o-mini")
+    assert response.cost_usd == pytest.approx((1000 * 10.0 + 500 * 20.0) / 1_000_000)

@@ -134,7 +134,7 @@ class OpenAIChatCodec:
         if self.state.model is None:
             self.state.model = obj.get("model") or None
             self.state.response_id = obj.get("id") or None
-        if event == "error" or "error" in obj:
+        if event == "error" or obj.get("error"):  # some servers send "error": null
             raise self._stream_error(obj)
         return text or None
 

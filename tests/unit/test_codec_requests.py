@@ -183,3 +183,11 @@ def test_anthropic_error_types() -> None:
         b'{"type":"error","error":{"type":"rate_limit_error","message":"r"}}',
     )
     assert isinstance(rate, RateLimitError) and rate.retry_after == 1.5
+
+
+def test_openai_null_error_field_is_not_an_error() -> None:
+    codec = OpenAIChatCodec()
+    chunk = b'{"choices":[{"index":0,"delta":{"content":"hi"}}],"error":null}'
+    assert codec.decode(None, chunk) == "hi"
+    with pytest.raises(BadRequestError, match="boom"):
+        codec.decode(None, b'{"error":{"message":"boom","type":"invalid_request_error"}}')

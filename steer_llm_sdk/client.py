@@ -246,7 +246,6 @@ class SteerLLMClient:
             if key in params:
                 common[key] = params.pop(key)
         response_format = common.get("response_format")
-        json_mode = False
         if response_format is not None:
             if not isinstance(response_format, Mapping) or (
                 response_format.get("type") not in _RESPONSE_FORMATS
@@ -256,7 +255,6 @@ class SteerLLMClient:
                     "{'type': 'json_object'}, {'type': 'json_schema', 'json_schema': {...}} "
                     "or {'type': 'text'}"
                 )
-            json_mode = response_format["type"] != "text"
             if response_format["type"] == "text":
                 common.pop("response_format")
         max_tokens = common.get("max_tokens")
@@ -272,7 +270,6 @@ class SteerLLMClient:
             stream=stream,
             params=common,
             extra_body=extra_body,
-            json_mode=json_mode,
         )
         codec_factory = self._codec_factory(spec)
         call = Call(

@@ -44,7 +44,6 @@ class ChatRequest:
     stream: bool = True
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
     extra_body: dict[str, Any] = field(default_factory=dict)  # passed through verbatim
-    json_mode: bool = False  # response_format json_object / json_schema was asked
     prefix: str = ""  # resume: text already delivered, to continue as the assistant
 
 

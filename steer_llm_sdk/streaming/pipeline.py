@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
@@ -28,6 +28,7 @@ from ..catalog import ProviderSpec
 from ..errors import (
     ConnectionError,
     InvalidResponseError,
+    JSONParseError,
     SteerError,
     StreamInterruptedError,
     TotalTimeoutError,
@@ -236,7 +237,7 @@ class StreamRun:
                 so_far = "".join(self.parts)
                 prefix = so_far.rstrip()
                 strip_lead = so_far[len(prefix) :]
-                request = _with_prefix(request, prefix)
+                request = replace(request, prefix=prefix)
             http = codec.encode(request, call.api_key)
             try:
                 response = await call.transport.open(
@@ -462,8 +463,8 @@ class StreamRun:
         if call.options.enable_json_stream_handler:
             try:
                 response._json = parse_json_text(text, **call.context)
-            except SteerError as exc:
-                response._json_error = exc  # type: ignore[assignment]
+            except JSONParseError as exc:
+                response._json_error = exc
         return response
 
     # -- non-streaming -------------------------------------------------------------
@@ -474,7 +475,7 @@ class StreamRun:
         try:
             if not call.base_url and call.resolve_base_url is not None:
                 call.base_url = await call.resolve_base_url()
-            request = _replace_stream(call.request, False)
+            request = replace(call.request, stream=False)
             while True:
                 self.attempts += 1
                 codec = call.codec_factory()
@@ -599,30 +600,6 @@ def _strip_resume_lead(text: str, strip_lead: str) -> tuple[str, str]:
     if i < len(text) or i >= len(strip_lead):
         return text[i:], ""
     return "", strip_lead[i:]
-
-
-def _with_prefix(request: ChatRequest, prefix: str) -> ChatRequest:
-    return ChatRequest(
-        model=request.model,
-        messages=request.messages,
-        stream=request.stream,
-        params=request.params,
-        extra_body=request.extra_body,
-        json_mode=request.json_mode,
-        prefix=prefix,
-    )
-
-
-def _replace_stream(request: ChatRequest, stream: bool) -> ChatRequest:
-    return ChatRequest(
-        model=request.model,
-        messages=request.messages,
-        stream=stream,
-        params=request.params,
-        extra_body=request.extra_body,
-        json_mode=request.json_mode,
-        prefix=request.prefix,
-    )
 
 
 def _fill_context(exc: SteerError, context: dict[str, Any]) -> None:

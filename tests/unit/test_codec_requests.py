@@ -89,7 +89,6 @@ def test_anthropic_json_object_prefills_where_the_model_allows() -> None:
         "claude-3-haiku-20240307",
         [{"role": "user", "content": "data"}],
         params={"response_format": {"type": "json_object"}},
-        json_mode=True,
     )
     codec = AnthropicCodec()
     body = codec.encode(request, None).json

@@ -106,3 +106,25 @@ async def test_base_url_without_a_scheme_is_a_configuration_error() -> None:
     client = SteerLLMClient(api_keys={"openai": "sk"}, base_urls={"openai": "localhost:8080/v1"})
     with pytest.raises(ConfigurationError, match="must start with http"):
         await client.stream_with_usage("hi", "gpt-4o-mini")
+
+
+async def test_usage_estimated_or_empty_when_the_provider_reports_none() -> None:
+    body = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"Hello there"}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    async with ReplayServer(body=body) as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test"}, base_urls={"openai": server.url + "/v1"}
+        ) as client:
+            estimated = await client.stream_with_usage("Say hello", "gpt-4o-mini")
+            off = await client.stream_with_usage(
+                "Say hello",
+                "gpt-4o-mini",
+                streaming_options=StreamingOptions(enable_usage_aggregation=False),
+            )
+    assert estimated.usage["estimated"] is True
+    assert estimated.usage["completion_tokens"] == 2  # "Hello there" in cl100k_base
+    assert estimated.cost_usd is not None and estimated.cost_usd > 0
+    assert off.usage == {} and off.cost_usd is None and off.text == "Hello there"

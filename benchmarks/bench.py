@@ -410,6 +410,38 @@ async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
     }
 
 
+async def per_call(protocol: str, port: int) -> dict[str, float]:
+    """CPU of one whole call on a short answer: the per-request cost."""
+    from steer_llm_sdk.models.streaming import StreamingOptions
+
+    floor, floor_close = make_floor(protocol, port)
+    client = steer_client(port)
+    opts = StreamingOptions(enable_json_stream_handler=True, on_delta=lambda t: None)
+
+    async def stream() -> int:
+        return len([c async for c in client.stream(PROMPT, MODELS[protocol])])
+
+    async def with_usage() -> int:
+        await client.stream_with_usage(PROMPT, MODELS[protocol], streaming_options=opts)
+        return 1
+
+    runners = {"floor": floor, "stream()": stream, "stream_with_usage()": with_usage}
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for run in runners.values():
+        for _ in range(10):
+            await run()
+    for _ in range(5):
+        for name, run in runners.items():
+            gc.collect()
+            start = time.process_time()
+            for _ in range(100):
+                await run()
+            samples[name].append((time.process_time() - start) / 100 * 1e6)
+    await client.aclose()
+    await floor_close()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def compile_package() -> None:
     """Write the package's .pyc files, as a regular (non-editable) install does: an
     editable checkout with PYTHONDONTWRITEBYTECODE would otherwise compile every import."""
@@ -504,6 +536,15 @@ def main() -> None:
                 f"over floor {t['over_floor_ms']:+.3f} ms"
             )
 
+        print("\nCPU per call, warm client (20-chunk answers, median of 5 × 100 calls)")
+        results["per_call"] = {}
+        for protocol in ("openai", "anthropic"):
+            calls = asyncio.run(per_call(protocol, small_port))
+            results["per_call"][protocol] = calls
+            print(
+                f"{protocol:<10} " + ", ".join(f"{name} {us:.0f} µs" for name, us in calls.items())
+            )
+
         print(f"\n{args.concurrency} concurrent streams on one event loop (250-chunk answers)")
         results["concurrency"] = {}
         for protocol in ("openai", "anthropic"):
@@ -526,7 +567,7 @@ def main() -> None:
             second = (t3 - t2) / (n3 - n2)
             print(
                 f"{protocol:<10} {n1}→{n2} chunks: {first:.2f}, {n2}→{n3} chunks: {second:.2f} "
-                f"(× {second / first:.2f}); fixed cost per call {t1 - n1 * first:.0f} µs"
+                f"(× {second / first:.2f})"
             )
 
         compile_package()

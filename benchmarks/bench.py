@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -219,10 +220,13 @@ def make_official(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaita
 
 
 def make_litellm(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]] | None:
+    # LiteLLM fetches its price map from the web at import unless told not to.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         import litellm
     except ImportError:
         return None
+    litellm.suppress_debug_info = True
     model = (
         f"openai/{MODELS['openai']}" if protocol == "openai" else f"anthropic/{MODELS['anthropic']}"
     )
@@ -572,7 +576,11 @@ def main() -> None:
 
         compile_package()
         print("\nCold import (median of 7 fresh interpreters, .pyc compiled)")
-        imports = {m: import_time(m) for m in ("httpx", "steer_llm_sdk", "openai", "anthropic")}
+        modules = ["httpx", "steer_llm_sdk", "openai", "anthropic"]
+        if importlib.util.find_spec("litellm") is not None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            modules.append("litellm")
+        imports = {m: import_time(m) for m in modules}
         results["import_ms"] = imports
         for m, ms in imports.items():
             print(f"{m:<15} {ms:7.1f} ms  (× {ms / imports['httpx']:.2f} httpx)")

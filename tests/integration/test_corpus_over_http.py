@@ -16,8 +16,8 @@ from steer_llm_sdk import (
     TextDelta,
     ToolCallEnd,
 )
-from steer_llm_sdk.parts import FINISH_REASONS
 from steer_llm_sdk.models.streaming import StreamingOptions
+from steer_llm_sdk.parts import FINISH_REASONS
 
 from ..unit.test_codecs_corpus import CORPUS as CORPUS_DIR
 from ..unit.test_codecs_corpus import ENTRIES, expected_usage

@@ -169,7 +169,7 @@ def test_stream_events_match_expected(entry: dict[str, Any], split: int | None) 
     start, grow and end exactly as the manifest says, reasoning deltas make the
     reasoning, at every byte split."""
     expected = entry["expected"]
-    state, text, error, events = decode_parts(entry, split)
+    state, _text, error, events = decode_parts(entry, split)
     if expected.get("error"):
         assert error is not None
         return

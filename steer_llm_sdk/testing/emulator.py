@@ -366,8 +366,8 @@ class Emulator:
         if problem is not None:
             return _error_plan(protocol, 400, "invalid_request_error", problem, {})
         calls = _scripted_calls(protocol, body, reply)
-        if calls and reply.text is None and reply.chunks is None:
-            chunks: list[str] = []
+        if calls and (reply.tool_calls is None or (reply.text is None and reply.chunks is None)):
+            chunks: list[str] = []  # only calls (a forced tool answers with its call)
         else:
             chunks = self._reply_chunks(protocol, body, reply)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -803,6 +803,8 @@ def _scripted_calls(
         choice = body.get("tool_choice")
         if protocol == "anthropic" and isinstance(choice, dict) and choice.get("type") == "tool":
             payload = reply.text if reply.text is not None else json.dumps(JSON_REPLY)
+            if reply.chunks is not None:
+                payload = "".join(reply.chunks)
             try:
                 json.loads(payload)
             except ValueError:

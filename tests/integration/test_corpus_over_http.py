@@ -151,3 +151,28 @@ async def test_usage_estimated_or_empty_when_the_provider_reports_none() -> None
     assert estimated.usage["completion_tokens"] == 2  # "Hello there" in cl100k_base
     assert estimated.cost_usd is not None and estimated.cost_usd > 0
     assert off.usage == {} and off.cost_usd is None and off.text == "Hello there"
+
+
+@pytest.mark.parametrize(
+    ("name", "field"), [("content-logprobs", "content"), ("refusal-logprobs", "refusal")]
+)
+async def test_logprobs_reach_the_response_and_the_text_deltas(name: str, field: str) -> None:
+    body = (CORPUS_DIR / "openai" / f"{name}.sse").read_bytes()
+    async with ReplayServer(body=body) as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test"}, base_urls={"openai": server.url + "/v1"}
+        ) as client:
+            response = await client.stream_with_usage("hi", "gpt-4o", logprobs=True, top_logprobs=2)
+            parts = [p async for p in client.stream_events("hi", "gpt-4o", logprobs=True)]
+        sent = server.requests[0][2]
+    assert b'"logprobs":true' in sent and b'"top_logprobs":2' in sent
+    assert response.logprobs is not None
+    tokens = [item["token"] for item in response.logprobs[field]]
+    if field == "content":
+        assert "".join(tokens) == response.text == "Foo!"
+        deltas = [p for p in parts if isinstance(p, TextDelta)]
+        assert [d.logprobs[0]["token"] for d in deltas if d.logprobs] == tokens
+        assert all(isinstance(i["logprob"], float) for i in response.logprobs["content"])
+    else:
+        assert "".join(tokens) == response.refusal
+        assert response.finish_reason == "refusal"

@@ -352,3 +352,28 @@ def test_bad_tool_input_is_a_typed_error_naming_the_problem() -> None:
     # a pydantic model is a tool whose arguments are the model
     tool = Tool.from_model(Weather)
     assert tool.name == "Weather" and tool.parameters["required"] == ["city"]  # type: ignore[index]
+
+
+async def test_the_readme_emulator_example_runs() -> None:
+    """The README's "Testing your tool loops" example, as written."""
+    async with Emulator() as emu:
+        emu.enqueue(
+            Reply(
+                tool_calls=[
+                    {"name": "get_weather", "arguments": {"city": "Paris"}},
+                    {"name": "get_weather", "arguments": {"city": "Rome"}},
+                ],
+                interleave_tool_calls=True,
+                reasoning="Two cities: two calls.",
+            ),
+            Reply(text="Sunny in both."),
+        )
+        client = SteerLLMClient(
+            api_keys={"openai": "sk-test"}, base_urls={"openai": emu.openai_base_url}
+        )
+        response = await client.run_tools("Weather?", "gpt-4o-mini", tools=[get_weather])
+        await client.aclose()
+    assert response.text == "Sunny in both."
+    assert response.reasoning_text is None  # the last step did not think
+    results = [m["content"] for m in response.messages or [] if m["role"] == "tool"]
+    assert results == ["Paris: 21 degrees C, sunny", "Rome: 21 degrees C, sunny"]

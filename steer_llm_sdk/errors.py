@@ -17,6 +17,8 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "InterruptedReadTimeoutError",
+    "InterruptedTotalTimeoutError",
     "InvalidResponseError",
     "JSONParseError",
     "MaxStepsError",
@@ -237,3 +239,15 @@ class MaxStepsError(SteerError):
         super().__init__(message, **kw)
         self.messages = messages or []
         self.response = response
+
+
+class InterruptedReadTimeoutError(ReadTimeoutError, StreamInterruptedError):
+    """``read_timeout`` passed after text was delivered. One rule for every timeout:
+    it is a :class:`TimeoutError` (the SDK's and Python's) *and* a
+    :class:`StreamInterruptedError`, with ``partial_text`` and ``partial_usage``
+    when ``preserve_partial_response=True``."""
+
+
+class InterruptedTotalTimeoutError(TotalTimeoutError, StreamInterruptedError):
+    """``total_timeout`` passed after text was delivered: a :class:`TotalTimeoutError`
+    and a :class:`StreamInterruptedError`, carrying the partial text and usage."""

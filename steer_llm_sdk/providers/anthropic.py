@@ -249,6 +249,7 @@ class AnthropicCodec:
         self._output_tool: str | None = None  # structured output through a forced tool
         self._output_block: int | None = None
         self.lead_text = ""  # text the SDK put in the assistant's mouth (JSON prefill)
+        self._lead_pending = False  # the first text may repeat the prefill
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -283,6 +284,7 @@ class AnthropicCodec:
         if prefix:
             messages.append({"role": "assistant", "content": prefix})
         self.lead_text = "" if request.prefix else prefill
+        self._lead_pending = bool(self.lead_text)
         tools = encode_tools(request.tools) if request.tools else []
         tool_choice = request.tool_choice
         if request.output_schema is not None:
@@ -354,6 +356,8 @@ class AnthropicCodec:
             if dtype == "text_delta":
                 text = delta.get("text")
                 if type(text) is str:
+                    if self._lead_pending:
+                        text = self._dedupe_lead(text)
                     return text or None
             return self._rare_delta(obj, delta, dtype)
         if kind == "ping":
@@ -423,6 +427,17 @@ class AnthropicCodec:
                 )
         return None  # citations_delta, unknown: harmless
 
+    def _dedupe_lead(self, text: str) -> str:
+        """A server that ignores the ``{`` prefill starts its answer with ``{`` again:
+        drop the repeat (a JSON object cannot go on with a second ``{``)."""
+        stripped = text.lstrip()
+        if not stripped:
+            return text
+        self._lead_pending = False
+        if stripped.startswith(self.lead_text):
+            return stripped[len(self.lead_text) :]
+        return text
+
     def _args(self, ordinal: int, partial: str) -> None:
         call = self.state.tool_calls[ordinal]
         self.state.tool_delta(("block", ordinal), id=call.id or None, arguments=partial)
@@ -440,6 +455,8 @@ class AnthropicCodec:
                 raise InvalidResponseError(
                     f"the provider sent text that is not a string: {text!r:.80}"
                 )
+            if text and self._lead_pending:
+                text = self._dedupe_lead(text) or None
             return text
         if btype == "tool_use":
             if self._output_tool is not None and block.get("name") == self._output_tool:
@@ -573,7 +590,8 @@ class AnthropicCodec:
             self._finish(obj.get("stop_reason"))
         self._merge_usage(obj.get("usage"))
         state.done = True
-        return "".join(parts)
+        text = "".join(parts)
+        return self._dedupe_lead(text) if self._lead_pending else text
 
     @staticmethod
     def parse_error(status: int, headers: Any, body: bytes) -> SteerError:

@@ -27,6 +27,8 @@ import orjson
 from ..catalog import ProviderSpec
 from ..errors import (
     ConnectionError,
+    InterruptedReadTimeoutError,
+    InterruptedTotalTimeoutError,
     InvalidResponseError,
     JSONParseError,
     SteerError,
@@ -111,6 +113,7 @@ class StreamRun:
         self._deadline: float | None = None  # set when the call starts (total_timeout)
         self._usage_cache: dict[str, Any] | None = None
         self._rich = False  # a non-text part (tool call, reasoning) reached the caller
+        self._counted = False  # the last streaming attempt's usage is already counted
         self._output: Any = _MISSING  # the validated output, once validated
         opts = call.options
         self._timeout = httpx.Timeout(
@@ -138,13 +141,14 @@ class StreamRun:
         context = call.context
         try:
             self._start_clock()
+            if self._deadline is not None and on_delta is not None:
+                on_delta = self._bound(on_delta, "on_delta")
+                delta_async = True
             if not call.base_url and call.resolve_base_url is not None:
                 call.base_url = await call.resolve_base_url()
             while True:
                 codec, response, strip_lead = await self._open()
-                decode = codec.decode
                 sse = SSEDecoder()
-                feed = sse.feed
                 got_text = False
                 texts: AsyncGenerator[list[str], None] | None = None
                 try:
@@ -161,7 +165,7 @@ class StreamRun:
                         except _SHAPE_ERRORS as exc:
                             raise _shape_error(exc) from exc
                     else:
-                        texts = self._decoded(response, feed, decode, sse)
+                        texts = self._decoded(response, sse, codec)
                     async for batch_texts in texts:
                         if coalesce and len(batch_texts) > 1:
                             batch_texts = ["".join(batch_texts)]
@@ -234,6 +238,8 @@ class StreamRun:
         partial = spec.partial() if spec is not None else None
         try:
             self._start_clock()
+            if self._deadline is not None and on_delta is not None:
+                on_delta = self._bound(on_delta, "on_delta")
             if not call.base_url and call.resolve_base_url is not None:
                 call.base_url = await call.resolve_base_url()
             while True:
@@ -332,38 +338,28 @@ class StreamRun:
             await self._report_error(exc)
             raise
 
+    def _raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        raw = (
+            response.aiter_raw()
+            if "content-encoding" not in response.headers
+            else response.aiter_bytes()
+        )
+        deadline = self._deadline
+        if deadline is not None:
+            raw = _with_deadline(raw, deadline, self.call.context)
+        return raw
+
     def _part_reads(
         self, response: httpx.Response, sse: SSEDecoder, codec: Codec
     ) -> AsyncGenerator[list[Any], None]:
-        raw = (
-            response.aiter_raw()
-            if "content-encoding" not in response.headers
-            else response.aiter_bytes()
-        )
-        deadline = self._deadline
-        if deadline is not None:
-            raw = _with_deadline(raw, deadline, self.call.context)
-        return _parts(raw, sse, codec)
+        return _parts(self._raw(response), sse, codec, self.call.options.read_timeout)
 
     def _decoded(
-        self,
-        response: httpx.Response,
-        feed: Callable[[bytes], list[tuple[str | None, bytes]]],
-        decode: Callable[[str | None, bytes], str | None],
-        sse: SSEDecoder,
+        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
     ) -> AsyncGenerator[list[str], None]:
         """Texts decoded per network read (a list per read: one resume per read, not
-        per chunk). Without total_timeout this is a plain async generator over httpx's
-        raw reads; with it, each read is bounded by the time left."""
-        raw = (
-            response.aiter_raw()
-            if "content-encoding" not in response.headers
-            else response.aiter_bytes()
-        )
-        deadline = self._deadline
-        if deadline is not None:
-            raw = _with_deadline(raw, deadline, self.call.context)
-        return _texts(raw, feed, decode, sse)
+        per chunk). With total_timeout, each read is bounded by the time left."""
+        return _texts(self._raw(response), sse, codec, self.call.options.read_timeout)
 
     async def _open(self) -> tuple[Codec, httpx.Response, str]:
         """Send the request (again), retrying what may be retried before any response."""
@@ -396,14 +392,15 @@ class StreamRun:
                     await self._backoff(exc)
                     continue
                 if self.parts:
-                    raise self._interrupted(exc) from exc
+                    raise self._interrupted(exc) from None
                 raise
             if not self._started:
                 self._started = True
                 if call.options.on_start is not None:
-                    await _invoke(call.options.on_start)
+                    await _invoke(self._bound(call.options.on_start, "on_start"))
             self.state = codec.state
             self._last_start = len(self.parts)
+            self._counted = False
             return codec, response, strip_lead
 
     def _may_retry(self, exc: SteerError) -> bool:
@@ -425,6 +422,7 @@ class StreamRun:
                 attempt_text = "".join(parts[self._last_start :])
                 self.resumptions += 1
                 self._attempt_usages.append(self._attempt_usage(codec.state, attempt_text))
+                self._counted = True  # this attempt's usage is in _attempt_usages now
                 logger.info(
                     "stream broke after %d chars (%s); resuming from the text so far",
                     sum(map(len, parts)),
@@ -432,10 +430,8 @@ class StreamRun:
                 )
                 await self._backoff(exc)
                 return
-        if parts and not isinstance(exc, TotalTimeoutError):
-            raise self._interrupted(exc) from exc
         if parts:
-            self._attach_partial(exc)
+            raise self._interrupted(exc) from None
         raise exc
 
     def _incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
@@ -453,6 +449,33 @@ class StreamRun:
         )
 
     # -- helpers -------------------------------------------------------------
+    def _bound(self, fn: Any, name: str) -> Any:
+        """With total_timeout, an async callback is bounded by the time left (a sync
+        one cannot be interrupted: it runs to its end)."""
+        deadline = self._deadline
+        if fn is None or deadline is None:
+            return fn
+        context = self.call.context
+
+        async def bounded(*args: Any) -> None:
+            result = fn(*args)
+            if hasattr(result, "__await__"):
+                import asyncio
+
+                timeout = asyncio.timeout(max(deadline - _loop_time(), 0.0))
+                try:
+                    async with timeout:
+                        await result
+                except TimeoutError:
+                    if timeout.expired():
+                        raise TotalTimeoutError(
+                            f"total_timeout passed while the {name} callback was running",
+                            **context,
+                        ) from None
+                    raise
+
+        return bounded
+
     def _first_token(self) -> None:
         self.first_token_at = time.perf_counter()
 
@@ -475,7 +498,11 @@ class StreamRun:
 
             await asyncio.sleep(delay)
 
-    def _interrupted(self, exc: SteerError) -> StreamInterruptedError:
+    def _interrupted(self, exc: SteerError) -> SteerError:
+        """The error for a stream that broke after text reached the caller: always a
+        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
+        every timeout, before or after text), carrying the partial text and usage
+        when preserve_partial_response is on."""
         text = "".join(self.parts)
         preserve = self.call.options.preserve_partial_response
         how = (
@@ -483,7 +510,12 @@ class StreamRun:
             if preserve
             else "the partial text was dropped (set preserve_partial_response=True to keep it)"
         )
-        error = StreamInterruptedError(
+        kind: type[StreamInterruptedError] = StreamInterruptedError
+        if isinstance(exc, TotalTimeoutError):
+            kind = InterruptedTotalTimeoutError
+        elif isinstance(exc, TimeoutError):
+            kind = InterruptedReadTimeoutError
+        error = kind(
             f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
             partial_text=text if preserve else None,
             partial_usage=self._partial_usage() if preserve else None,
@@ -491,13 +523,17 @@ class StreamRun:
             **self.call.context,
         )
         error.attempts = self.attempts
+        error.__cause__ = exc  # an SDK error (redacted): safe to chain
         return error
 
-    def _attach_partial(self, exc: SteerError) -> None:
-        if self.call.options.preserve_partial_response:
-            exc.partial_text = "".join(self.parts)
-
     def _partial_usage(self) -> dict[str, Any]:
+        if self._counted:
+            # The last attempt that streamed is already in _attempt_usages (a resume
+            # that then failed to open): count each attempt once.
+            usage: dict[str, Any] = {}
+            for earlier in self._attempt_usages:
+                usage = add_usage(usage, earlier)
+            return usage
         state = self.state or StreamState()
         attempt_text = "".join(self.parts[self._last_start :])  # earlier attempts: counted
         return self._combine_usage(state, attempt_text, force_estimate=True)
@@ -547,16 +583,22 @@ class StreamRun:
         if opts.on_usage is None and opts.on_complete is None:
             return
         if opts.on_usage is not None:
-            await _invoke(opts.on_usage, self.usage())
+            await _invoke(self._bound(opts.on_usage, "on_usage"), self.usage())
         if opts.on_complete is not None:
-            await _invoke(opts.on_complete, "".join(self.parts))
+            await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.parts))
 
     async def _report_error(self, exc: BaseException) -> None:
+        """Tell on_error once. A callback that raises never replaces the SDK's
+        error: it is logged and attached to the error as a note."""
         on_error = self.call.options.on_error
         if on_error is None or self._error_reported:
             return
         self._error_reported = True
-        await _invoke(on_error, exc)
+        try:
+            await _invoke(on_error, exc)
+        except Exception as callback_error:
+            logger.warning("on_error raised %s: %s", type(callback_error).__name__, callback_error)
+            exc.add_note(f"on_error raised {type(callback_error).__name__}: {callback_error}")
 
     # -- results -------------------------------------------------------------
     def usage(self) -> dict[str, Any]:
@@ -660,7 +702,7 @@ class StreamRun:
                     if not self._started:
                         self._started = True
                         if call.options.on_start is not None:
-                            await _invoke(call.options.on_start)
+                            await _invoke(self._bound(call.options.on_start, "on_start"))
                     try:
                         body = await response.aread()
                     except httpx.HTTPError as exc:
@@ -708,19 +750,112 @@ async def _once(texts: list[str]) -> AsyncGenerator[list[str], None]:
         yield [t for t in texts if t]
 
 
+# A stream that sends nothing but keep-alive comments for read_timeout is stalled:
+# reads that complete no event and carry less than this in total count as idle.
+_IDLE_BYTES = 64 * 1024
+# After the terminal event, what is left of the body is read (so that the connection
+# can be reused) for at most this long and this many bytes, then the connection is
+# closed: a server that holds it open never turns a complete answer into an error.
+_DRAIN_SECONDS = 0.25
+_DRAIN_BYTES = 64 * 1024
+
+
+class _Idle:
+    """Counts reads that complete no SSE event; too long without one is a timeout."""
+
+    __slots__ = ("bytes", "limit", "since")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.since: float | None = None
+        self.bytes = 0
+
+    def check(self, size: int) -> None:
+        if self.limit is None:
+            return
+        now = _loop_time()
+        if self.since is None:
+            self.since = now
+            self.bytes = 0
+        self.bytes += size
+        if now - self.since >= self.limit and self.bytes < _IDLE_BYTES:
+            from ..errors import ReadTimeoutError
+
+            raise ReadTimeoutError(
+                f"no event for {self.limit:g} s (read_timeout): the server sent only "
+                "keep-alive comments"
+            )
+
+
+async def _drain(raw: AsyncIterator[bytes]) -> None:
+    """Read the rest of a body whose answer is complete, briefly and boundedly."""
+    import asyncio
+
+    received = 0
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for data in raw:
+                received += len(data)
+                if received > _DRAIN_BYTES:
+                    return
+    except (TimeoutError, httpx.HTTPError, SteerError):
+        return
+
+
+def _tail(
+    sse: SSEDecoder, decode: Callable[[str | None, bytes], str | None], state: StreamState
+) -> list[tuple[str | None, Any]]:
+    """Events of the body's unterminated tail. The SSE spec drops an event that never
+    ended; it is decoded here only when the answer is not complete without it, and
+    when it cannot be decoded after a complete answer it is dropped."""
+    out: list[tuple[str | None, Any]] = []
+    for event, payload in sse.close():
+        if state.done:
+            break
+        try:
+            text = decode(event, payload)
+        except (InvalidResponseError, *_SHAPE_ERRORS):
+            if state.finish_reason is not None:
+                break
+            raise
+        out.append((event, text))
+    return out
+
+
 async def _texts(
     raw: AsyncIterator[bytes],
-    feed: Callable[[bytes], list[tuple[str | None, bytes]]],
-    decode: Callable[[str | None, bytes], str | None],
     sse: SSEDecoder,
+    codec: Codec,
+    read_timeout: float | None,
 ) -> AsyncGenerator[list[str], None]:
-    """For each network read, the texts its complete SSE events carry."""
+    """For each network read, the texts its complete SSE events carry; up to the
+    protocol's terminal event and nothing after it."""
+    feed = sse.feed
+    decode = codec.decode
+    state = codec.state
+    idle = _Idle(read_timeout)
     try:
         async for data in raw:
-            texts = [text for event, payload in feed(data) if (text := decode(event, payload))]
+            events = feed(data)
+            if not events:
+                idle.check(len(data))
+                continue
+            idle.since = None
+            texts = []
+            for event, payload in events:
+                text = decode(event, payload)
+                if text:
+                    texts.append(text)
+                elif state.done:  # terminal events carry no text
+                    break
             if texts:
                 yield texts
-        texts = [text for event, payload in sse.close() if (text := decode(event, payload))]
+            if state.done:
+                break
+        if state.done:
+            await _drain(raw)
+            return
+        texts = [text for _, text in _tail(sse, decode, state) if text]
     except _SHAPE_ERRORS as exc:  # valid JSON of the wrong shape (try is free in 3.11)
         raise _shape_error(exc) from exc
     if texts:
@@ -733,19 +868,28 @@ async def _once_parts(batch: list[Any]) -> AsyncGenerator[list[Any], None]:
 
 
 async def _parts(
-    raw: AsyncIterator[bytes], sse: SSEDecoder, codec: Codec
+    raw: AsyncIterator[bytes],
+    sse: SSEDecoder,
+    codec: Codec,
+    read_timeout: float | None,
 ) -> AsyncGenerator[list[Any], None]:
     """For each network read, the typed parts its complete SSE events carry: what
-    the codec recorded, then the text, event by event."""
+    the codec recorded, then the text, event by event, up to the terminal event."""
     feed = sse.feed
     decode = codec.decode
     state = codec.state
     out = state.out
     assert out is not None
+    idle = _Idle(read_timeout)
     try:
         async for data in raw:
+            events = feed(data)
+            if not events:
+                idle.check(len(data))
+                continue
+            idle.since = None
             batch: list[Any] = []
-            for event, payload in feed(data):
+            for event, payload in events:
                 text = decode(event, payload)
                 if out:
                     batch += out
@@ -755,11 +899,17 @@ async def _parts(
                     if lp is not None:
                         state.text_logprobs = None
                     batch.append(TextDelta(text, lp))
+                elif state.done:
+                    break
             if batch:
                 yield batch
+            if state.done:
+                break
+        if state.done:
+            await _drain(raw)
+            return
         batch = []
-        for event, payload in sse.close():
-            text = decode(event, payload)
+        for _, text in _tail(sse, decode, state):
             if out:
                 batch += out
                 out.clear()

@@ -321,11 +321,13 @@ async def test_anthropic_json_prefill_ignored_by_the_server_is_not_doubled() -> 
         ("openai", b'data: {"choices":[{"index":0,"delta":{"content":42}}]}\n\n'),
         (
             "openai",
-            b'data: {"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"prompt_tokens":"3"}}\n\n',
+            b'data: {"choices":[{"index":0,"delta":{"content":"a"}}],'
+            b'"usage":{"prompt_tokens":"3"}}\n\n',
         ),
         (
             "anthropic",
-            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":["a"]}}\n\n',
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":["a"]}}\n\n',
         ),
     ],
 )

@@ -11,10 +11,9 @@ from .errors import ConfigurationError, MaxStepsError, ToolArgumentsError, regis
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
 from .parts import Finish, StreamPart, ToolCall, ToolResult
-from .providers.anthropic import AnthropicCodec, supports_prefill
+from .providers import codec_class
 from .providers.base import ChatRequest
-from .providers.openai_chat import OpenAIChatCodec
-from .streaming.pipeline import Call, Codec, StreamRun, add_usage
+from .streaming.pipeline import Call, StreamRun, add_usage
 from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
 
@@ -162,11 +161,10 @@ class SteerLLMClient:
         if "base_url" not in spec:
             raise ConfigurationError(f"provider {name!r} needs a 'base_url'")
         protocol = spec.get("protocol", "openai-chat")
-        if protocol not in ("openai-chat", "anthropic-messages"):
-            raise ConfigurationError(
-                f"provider {name!r}: protocol {protocol!r} is not known; "
-                "use 'openai-chat' or 'anthropic-messages'"
-            )
+        try:
+            codec_class(protocol)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"provider {name!r}: {exc.message}") from None
         self._providers[name] = ProviderSpec(
             name,
             protocol,
@@ -182,9 +180,11 @@ class SteerLLMClient:
     def _api_key(self, spec: ProviderSpec) -> str | None:
         key = self._keys.get(spec.name)
         if key is None and spec.key_env:
-            key = os.environ.get(spec.key_env) or None
-            if key:
-                register_secret(key)
+            for env in (spec.key_env, *spec.alt_key_envs):
+                key = os.environ.get(env) or None
+                if key:
+                    register_secret(key)
+                    break
         if key is None and spec.key_required:
             raise ConfigurationError(
                 f"no API key for {spec.name}: set the environment variable {spec.key_env} "
@@ -194,10 +194,11 @@ class SteerLLMClient:
 
     async def _base_url(self, route: Route) -> str:
         spec = route.provider
+        codec = codec_class(spec.protocol)
         if spec.local:
             from .local import ensure_server
 
-            return (await ensure_server(route.model)) + "/v1"
+            return str(codec.local_base_url(await ensure_server(route.model)))
         url = self._base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or spec.base_url
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -205,9 +206,7 @@ class SteerLLMClient:
                 f"the base URL for {spec.name} ({url!r}, from base_urls= or "
                 f"{spec.base_url_env}) must start with http:// or https://"
             )
-        if spec.protocol == "anthropic-messages" and url.endswith("/v1"):
-            url = url[:-3]  # ANTHROPIC_BASE_URL is without /v1, like the official SDK
-        return url
+        return str(codec.normalize_base_url(url))
 
     # -- calls ---------------------------------------------------------------
     def _prepare(
@@ -239,6 +238,9 @@ class SteerLLMClient:
                 f"steer_llm_sdk.models.streaming), not {type(options).__name__}"
             )
         route = resolve_model(model, self._providers)
+        api = params.pop("api", None)
+        if api is not None:
+            route = _select_api(route, api)
         msgs = _normalize_messages(messages)
         common: dict[str, Any] = {}
         if "max_completion_tokens" in params and "max_tokens" not in params:
@@ -293,7 +295,8 @@ class SteerLLMClient:
             output_name=spec.name if spec is not None else "output",
         )
         provider = route.provider
-        codec_factory = self._codec_factory(provider)
+        codec = codec_class(provider.protocol)
+        codec_factory = codec.factory(provider, route.model)
         call = Call(
             provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)
@@ -306,23 +309,11 @@ class SteerLLMClient:
             transport=self._transport,
             price_overrides=self._prices,
             context={"provider": provider.name, "model": route.model},
-            can_resume=provider.continues_prefix
-            and (provider.protocol != "anthropic-messages" or supports_prefill(route.model)),
+            can_resume=provider.continues_prefix and codec.can_continue(route.model),
             output=spec,
             tools=tools,
         )
         return call, route
-
-    @staticmethod
-    def _codec_factory(spec: ProviderSpec) -> Any:
-        if spec.protocol == "anthropic-messages":
-            return AnthropicCodec
-        field = spec.max_tokens_field
-
-        def make(*, record: bool = False) -> Codec:
-            return OpenAIChatCodec(max_tokens_field=field, record=record)
-
-        return make
 
     def stream(
         self, messages: Any = None, model: str | None = None, **params: Any
@@ -483,6 +474,24 @@ class SteerLLMClient:
             provider=last.provider,
             model=last.model,
         )
+
+
+def _select_api(route: Route, api: Any) -> Route:
+    """``api="responses"`` / ``api="chat"`` for OpenAI models."""
+    from .catalog import PROVIDERS
+
+    if api not in ("chat", "responses"):
+        raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
+    spec = route.provider
+    if spec is PROVIDERS["openai"] or spec is PROVIDERS["openai-responses"]:
+        return Route(PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model)
+    wanted = "openai-responses" if api == "responses" else "openai-chat"
+    if spec.protocol == wanted:
+        return route
+    raise ConfigurationError(
+        f"api={api!r} applies to OpenAI models; {spec.name!r} speaks {spec.protocol}: "
+        f"register it with protocol={wanted!r} instead"
+    )
 
 
 async def _run_calls(calls: list[ToolCall], by_name: dict[str, Tool]) -> list[tuple[str, bool]]:

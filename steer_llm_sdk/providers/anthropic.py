@@ -236,6 +236,26 @@ class AnthropicCodec:
 
     protocol = "anthropic-messages"
 
+    @classmethod
+    def factory(cls, spec: Any, model: str) -> Any:
+        def make(*, record: bool = False) -> AnthropicCodec:
+            return cls(record=record)
+
+        return make
+
+    @staticmethod
+    def normalize_base_url(url: str) -> str:
+        # ANTHROPIC_BASE_URL is without /v1, like the official SDK; tolerate it.
+        return url[:-3] if url.endswith("/v1") else url
+
+    @staticmethod
+    def local_base_url(server: str) -> str:
+        return server
+
+    @staticmethod
+    def can_continue(model: str) -> bool:
+        return supports_prefill(model)
+
     def __init__(
         self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS, record: bool = False
     ) -> None:

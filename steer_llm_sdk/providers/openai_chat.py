@@ -128,6 +128,28 @@ class OpenAIChatCodec:
     protocol = "openai-chat"
     lead_text = ""  # this protocol never puts words in the assistant's mouth
 
+    @classmethod
+    def factory(cls, spec: Any, model: str) -> Any:
+        """What the pipeline calls to get a fresh codec for each attempt."""
+        field = spec.max_tokens_field
+
+        def make(*, record: bool = False) -> OpenAIChatCodec:
+            return cls(max_tokens_field=field, record=record)
+
+        return make
+
+    @staticmethod
+    def normalize_base_url(url: str) -> str:
+        return url  # OpenAI-protocol base URLs include /v1
+
+    @staticmethod
+    def local_base_url(server: str) -> str:
+        return server + "/v1"
+
+    @staticmethod
+    def can_continue(model: str) -> bool:
+        return True  # where the server does (ProviderSpec.continues_prefix)
+
     def __init__(self, *, max_tokens_field: str = "max_tokens", record: bool = False) -> None:
         self.state = StreamState(record=record)
         self._max_tokens_field = max_tokens_field

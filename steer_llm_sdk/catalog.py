@@ -157,6 +157,7 @@ def responses_only(model: str) -> bool:
 _PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"),
     ("chatgpt-", "openai"),
+    ("codex-", "openai"),
     ("o1", "openai"),
     ("o3", "openai"),
     ("o4", "openai"),
@@ -204,7 +205,7 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
     raise ConfigurationError(
         f"unknown model {model!r}: name it as 'provider/model' with provider one of "
         f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
-        "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-* (OpenAI), "
+        "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-*, codex-* (OpenAI), "
         "claude-* (Anthropic), grok-* (xAI), gemini-* (Google). Register your own "
         "OpenAI-compatible server with SteerLLMClient(providers={'name': "
         "{'base_url': ...}}) or by setting NAME_BASE_URL (and NAME_API_KEY) in the environment."

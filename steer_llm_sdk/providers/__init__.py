@@ -12,12 +12,14 @@ from typing import Any
 from ..errors import ConfigurationError
 from .anthropic import AnthropicCodec
 from .openai_chat import OpenAIChatCodec
+from .openai_responses import OpenAIResponsesCodec
 
 __all__ = ["PROTOCOLS", "codec_class"]
 
 PROTOCOLS: dict[str, Any] = {
     OpenAIChatCodec.protocol: OpenAIChatCodec,
     AnthropicCodec.protocol: AnthropicCodec,
+    OpenAIResponsesCodec.protocol: OpenAIResponsesCodec,
 }
 
 

@@ -842,12 +842,17 @@ async def _texts(
                 continue
             idle.since = None
             texts = []
-            for event, payload in events:
-                text = decode(event, payload)
-                if text:
-                    texts.append(text)
-                elif state.done:  # terminal events carry no text
-                    break
+            try:
+                for event, payload in events:
+                    text = decode(event, payload)
+                    if text:
+                        texts.append(text)
+                    elif state.done:  # terminal events carry no text
+                        break
+            except Exception:
+                if texts:  # what came before the error in this read is delivered first
+                    yield texts
+                raise
             if texts:
                 yield texts
             if state.done:
@@ -889,18 +894,23 @@ async def _parts(
                 continue
             idle.since = None
             batch: list[Any] = []
-            for event, payload in events:
-                text = decode(event, payload)
-                if out:
-                    batch += out
-                    out.clear()
-                if text:
-                    lp = state.text_logprobs
-                    if lp is not None:
-                        state.text_logprobs = None
-                    batch.append(TextDelta(text, lp))
-                elif state.done:
-                    break
+            try:
+                for event, payload in events:
+                    text = decode(event, payload)
+                    if out:
+                        batch += out
+                        out.clear()
+                    if text:
+                        lp = state.text_logprobs
+                        if lp is not None:
+                            state.text_logprobs = None
+                        batch.append(TextDelta(text, lp))
+                    elif state.done:
+                        break
+            except Exception:
+                if batch:  # what came before the error in this read is delivered first
+                    yield batch
+                raise
             if batch:
                 yield batch
             if state.done:

@@ -215,6 +215,12 @@ class Emulator:
     def anthropic_base_url(self) -> str:
         return self.url
 
+    @property
+    def responses_base_url(self) -> str:
+        """The same as :attr:`openai_base_url`: OpenAI's Responses API is
+        ``POST {base}/responses``."""
+        return self.url + "/v1"
+
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
         self._queue.extend(replies)
@@ -321,6 +327,8 @@ class Emulator:
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}
             return _Plan(200, "application/json", [json.dumps(data).encode()])
+        if request.method == "POST" and path == "/v1/responses":
+            return self._responses(request)
         if request.method != "POST" or path not in ("/v1/chat/completions", "/v1/messages"):
             return _error_plan("openai", 404, "not_found_error", f"no route {path}", {})
         protocol = "anthropic" if path == "/v1/messages" else "openai"
@@ -342,7 +350,29 @@ class Emulator:
             return cached
         return self._plan_for(protocol, body, self._queue.popleft())
 
-    def _plan_for(self, protocol: str, body: dict[str, Any], reply: Reply) -> _Plan:
+    def _responses(self, request: RecordedRequest) -> _Plan:
+        """OpenAI's Responses API: checked as the real API checks it, answered from the
+        same script as Chat Completions (the request is read in its chat form)."""
+        try:
+            body = request.json
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return _error_plan("openai", 400, "invalid_request_error", "body is not JSON", {})
+        problem = _check_responses(body)
+        if problem is not None:
+            return _error_plan("openai", 400, "invalid_request_error", problem, {})
+        reply = self._queue.popleft() if self._queue else Reply()
+        return self._plan_for("responses", _responses_as_chat(body), reply, original=body)
+
+    def _plan_for(
+        self,
+        protocol: str,
+        body: dict[str, Any],
+        reply: Reply,
+        original: dict[str, Any] | None = None,
+    ) -> _Plan:
+        wire = "openai" if protocol == "responses" else protocol
         if reply.status >= 400:
             return _error_plan(
                 protocol,
@@ -362,30 +392,39 @@ class Emulator:
                     "messages: final assistant content cannot end with trailing whitespace",
                     {},
                 )
-        problem = _check_tools(protocol, body)
+        problem = _check_tools(wire, body)
         if problem is not None:
-            return _error_plan(protocol, 400, "invalid_request_error", problem, {})
-        calls = _scripted_calls(protocol, body, reply)
+            return _error_plan(wire, 400, "invalid_request_error", problem, {})
+        calls = _scripted_calls(wire, body, reply)
         if calls and (reply.tool_calls is None or (reply.text is None and reply.chunks is None)):
             chunks: list[str] = []  # only calls (a forced tool answers with its call)
         else:
-            chunks = self._reply_chunks(protocol, body, reply)
+            chunks = self._reply_chunks(wire, body, reply)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         truncated = isinstance(limit, int) and len(chunks) > limit
         if truncated:
             chunks = chunks[:limit]
-        usage = self._usage(protocol, body, chunks, reply)
+        usage = self._usage(wire, body, chunks, reply)
         if calls:
             usage["completion_tokens"] += sum(count_tokens(c["arguments"]) for c in calls)
         if reply.reasoning:
             usage["completion_tokens"] += count_tokens(reply.reasoning)
-        if protocol == "openai":
+        if wire == "openai":
             default = "tool_calls" if calls else "stop"
             finish = reply.finish_reason or ("length" if truncated else default)
         else:
             default = "tool_use" if calls else "end_turn"
             finish = reply.finish_reason or ("max_tokens" if truncated else default)
         model = str(body.get("model") or "emulator")
+        pause = (
+            reply.delay_between_chunks
+            if reply.delay_between_chunks is not None
+            else self.delay_between_chunks
+        )
+        if protocol == "responses":
+            return _responses_plan(
+                original or {}, model, chunks, finish, usage, calls, reply, pause
+            )
         if not body.get("stream"):
             if protocol == "openai":
                 payload = _openai_message(
@@ -409,11 +448,6 @@ class Emulator:
             pieces = _anthropic_frames(model, chunks, finish, usage, reply.fault)
             if calls or reply.reasoning:
                 pieces = _anthropic_rich(pieces, calls, reply, bool(chunks))
-        pause = (
-            reply.delay_between_chunks
-            if reply.delay_between_chunks is not None
-            else self.delay_between_chunks
-        )
         return _Plan(
             200,
             "text/event-stream",
@@ -1011,3 +1045,283 @@ def _anthropic_rich(
         index += 1
     out.append(b"event: message_delta" + closing)
     return out
+
+
+# -- OpenAI Responses -------------------------------------------------------------
+
+
+def _check_responses(body: dict[str, Any]) -> str | None:
+    """What the real Responses API rejects in a request's tools and input items."""
+    for i, tool in enumerate(body.get("tools") or ()):
+        if not isinstance(tool, dict) or tool.get("type") not in (
+            "function",
+            "web_search",
+            "web_search_preview",
+            "file_search",
+        ):
+            return f"Invalid value for 'tools[{i}].type'."
+        if tool.get("type") == "function" and not isinstance(tool.get("name"), str):
+            return f"Missing required parameter: 'tools[{i}].name'."
+    items = body.get("input")
+    if isinstance(items, str) or items is None:
+        return None
+    if not isinstance(items, list):
+        return "Invalid type for 'input': expected a string or an array of items."
+    calls: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            return f"Invalid type for 'input[{i}]': expected an object."
+        kind = item.get("type")
+        if kind == "function_call":
+            calls.add(str(item.get("call_id")))
+        elif kind == "function_call_output":
+            if str(item.get("call_id")) not in calls:
+                return (
+                    "No tool call found for function call output with call_id "
+                    f"{item.get('call_id')}."
+                )
+        elif kind == "reasoning":
+            following = items[i + 1] if i + 1 < len(items) else None
+            if not (
+                isinstance(following, dict)
+                and (
+                    following.get("type") in ("function_call", "message")
+                    or following.get("role") == "assistant"
+                )
+            ):
+                return (
+                    f"Item '{item.get('id')}' of type 'reasoning' was provided without its "
+                    "required following item."
+                )
+    return None
+
+
+def _responses_as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses request read as the equivalent Chat Completions request."""
+    messages: list[dict[str, Any]] = []
+    if body.get("instructions"):
+        messages.append({"role": "system", "content": body["instructions"]})
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"role": "user", "content": items}]
+    for item in items or ():
+        kind = item.get("type")
+        if kind == "function_call":
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+            }
+            if messages and messages[-1]["role"] == "assistant":
+                messages[-1].setdefault("tool_calls", []).append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output")}
+            )
+        elif kind == "reasoning":
+            continue
+        elif "role" in item:
+            content = item.get("content")
+            if isinstance(content, list):
+                content = "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            messages.append({"role": item["role"], "content": content})
+    chat: dict[str, Any] = {"model": body.get("model"), "messages": messages}
+    if body.get("max_output_tokens") is not None:
+        chat["max_tokens"] = body["max_output_tokens"]
+    fmt = (body.get("text") or {}).get("format") or {}
+    if fmt.get("type") in ("json_schema", "json_object"):
+        chat["response_format"] = {"type": fmt["type"]}
+    tools = [
+        {"type": "function", "function": {"name": t["name"], "parameters": t.get("parameters")}}
+        for t in body.get("tools") or ()
+        if t.get("type") == "function"
+    ]
+    if tools:
+        chat["tools"] = tools
+    if body.get("stream"):
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+def _sse(kind: str, payload: dict[str, Any], seq: list[int]) -> bytes:
+    payload = {"type": kind, "sequence_number": seq[0], **payload}
+    seq[0] += 1
+    return b"event: " + kind.encode() + b"\ndata: " + _dumps(payload) + b"\n\n"
+
+
+def _responses_plan(
+    body: dict[str, Any],
+    model: str,
+    chunks: list[str],
+    finish: str,
+    usage: dict[str, int],
+    calls: list[dict[str, Any]] | None,
+    reply: Reply,
+    pause: float,
+) -> _Plan:
+    status = "incomplete" if finish == "length" else "completed"
+    include = body.get("include") or ()
+    reasoning_item: dict[str, Any] | None = None
+    if reply.reasoning:
+        reasoning_item = {
+            "id": "rs_emu0",
+            "type": "reasoning",
+            "summary": [{"type": "summary_text", "text": reply.reasoning}],
+        }
+        if "reasoning.encrypted_content" in include:
+            reasoning_item["encrypted_content"] = "ZW5jcnlwdGVkLXJlYXNvbmluZw=="
+    text = "".join(chunks)
+    message_item = {
+        "id": "msg_emu0",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+    call_items = [
+        {
+            "id": f"fc_emu{i}",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": c["id"],
+            "name": c["name"],
+            "arguments": c["arguments"],
+        }
+        for i, c in enumerate(calls or ())
+    ]
+    output: list[dict[str, Any]] = []
+    if reasoning_item:
+        output.append(reasoning_item)
+    if text or not call_items:
+        output.append(message_item)
+    output.extend(call_items)
+    read, prompt = usage.get("cached_tokens", 0), usage["prompt_tokens"]
+    reasoning_tokens = count_tokens(reply.reasoning or "")
+    response: dict[str, Any] = {
+        "id": "resp_emulator",
+        "object": "response",
+        "created_at": 1,
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": {},
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "top_p": 1.0,
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": read},
+            "output_tokens": usage["completion_tokens"],
+            "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+            "total_tokens": prompt + usage["completion_tokens"],
+        },
+    }
+    if not body.get("stream"):
+        return _Plan(200, "application/json", [json.dumps(response).encode()])
+    seq = [0]
+    opening = {**response, "status": "in_progress", "output": [], "usage": None}
+    head = [
+        _sse("response.created", {"response": opening}, seq),
+        _sse("response.in_progress", {"response": opening}, seq),
+    ]
+    index = 0
+    if reasoning_item:
+        rid = reasoning_item["id"]
+        head.append(
+            _sse(
+                "response.output_item.added",
+                {"output_index": index, "item": {**reasoning_item, "summary": []}},
+                seq,
+            )
+        )
+        part = {"item_id": rid, "output_index": index, "summary_index": 0}
+        head.append(
+            _sse(
+                "response.reasoning_summary_part.added",
+                {**part, "part": {"type": "summary_text", "text": ""}},
+                seq,
+            )
+        )
+        for piece in _pieces(reply.reasoning or ""):
+            head.append(
+                _sse("response.reasoning_summary_text.delta", {**part, "delta": piece}, seq)
+            )
+        head.append(
+            _sse("response.reasoning_summary_text.done", {**part, "text": reply.reasoning}, seq)
+        )
+        head.append(
+            _sse("response.output_item.done", {"output_index": index, "item": reasoning_item}, seq)
+        )
+        index += 1
+    pieces = [b"".join(head)]
+    tail: list[bytes] = []
+    if text or not call_items:
+        mid = {"item_id": "msg_emu0", "output_index": index, "content_index": 0}
+        opened = [
+            _sse(
+                "response.output_item.added",
+                {
+                    "output_index": index,
+                    "item": {**message_item, "status": "in_progress", "content": []},
+                },
+                seq,
+            ),
+            _sse(
+                "response.content_part.added",
+                {**mid, "part": {"type": "output_text", "text": "", "annotations": []}},
+                seq,
+            ),
+        ]
+        pieces[0] += b"".join(opened)
+        for i, piece in enumerate(chunks):
+            fault = reply.fault
+            if fault is not None and fault.kind == "error_event" and i == fault.after:
+                error = {"code": "server_error", "message": f"emulated {fault.error_type}"}
+                pieces.append(_sse("error", error, seq))
+                return _Plan(200, "text/event-stream", pieces, fault=None, pause=pause)
+            pieces.append(
+                _sse("response.output_text.delta", {**mid, "delta": piece, "logprobs": []}, seq)
+            )
+        tail.append(_sse("response.output_text.done", {**mid, "text": text, "logprobs": []}, seq))
+        tail.append(
+            _sse("response.content_part.done", {**mid, "part": message_item["content"][0]}, seq)
+        )
+        tail.append(
+            _sse("response.output_item.done", {"output_index": index, "item": message_item}, seq)
+        )
+        index += 1
+    for item in call_items:
+        fid = {"item_id": item["id"], "output_index": index}
+        tail.append(
+            _sse(
+                "response.output_item.added",
+                {"output_index": index, "item": {**item, "status": "in_progress", "arguments": ""}},
+                seq,
+            )
+        )
+        for piece in _pieces(item["arguments"]):
+            tail.append(
+                _sse("response.function_call_arguments.delta", {**fid, "delta": piece}, seq)
+            )
+        tail.append(
+            _sse(
+                "response.function_call_arguments.done",
+                {**fid, "name": item["name"], "arguments": item["arguments"]},
+                seq,
+            )
+        )
+        tail.append(_sse("response.output_item.done", {"output_index": index, "item": item}, seq))
+        index += 1
+    terminal = "response.incomplete" if status == "incomplete" else "response.completed"
+    tail.append(_sse(terminal, {"response": response}, seq))
+    pieces.append(b"".join(tail))
+    return _Plan(200, "text/event-stream", pieces, fault=reply.fault, pause=pause)

@@ -11,7 +11,12 @@ from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import Emulator
 
 # The model each protocol's guide examples run with.
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+# "o3-pro" exists only on OpenAI's Responses API: the SDK routes it there by itself.
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "responses": "o3-pro",
+}
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def guide_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     return emulator
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=list(MODELS))
 def protocol(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

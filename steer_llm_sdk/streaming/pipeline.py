@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -38,6 +38,9 @@ from ..models.streaming import StreamingOptions
 from ..providers.base import ChatRequest, HTTPRequest, StreamState
 from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
 from ..transport.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from ..telemetry import CallObserver
 
 __all__ = ["Call", "StreamRun"]
 
@@ -70,6 +73,7 @@ class Call:
     context: dict[str, Any] = field(default_factory=dict)
     resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
     can_resume: bool = False  # the server continues a final assistant message
+    observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -128,6 +132,7 @@ class StreamRun:
         pending: list[str] = []
         coalesce = opts.coalesce_deltas
         context = call.context
+        observation = call.observer.start(self) if call.observer is not None else None
         try:
             self._start_clock()
             if not call.base_url and call.resolve_base_url is not None:
@@ -201,9 +206,14 @@ class StreamRun:
                 pending.clear()
             self.finished_at = time.perf_counter()
             await self._complete()
-        except Exception as exc:  # not GeneratorExit / CancelledError: those are no failure
-            await self._report_error(exc)
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
             raise
+        if observation is not None:
+            observation.end(self, None)
 
     def _decoded(
         self,
@@ -471,6 +481,7 @@ class StreamRun:
     async def generate(self) -> StreamingResponse:
         """One non-streamed request, with the same retries and callbacks."""
         call = self.call
+        observation = call.observer.start(self) if call.observer is not None else None
         self._start_clock()
         try:
             if not call.base_url and call.resolve_base_url is not None:
@@ -517,10 +528,16 @@ class StreamRun:
             self.parts = [text] if text else []
             self.first_token_at = self.finished_at = time.perf_counter()
             await self._complete()
-            return self.response()
-        except Exception as exc:
-            await self._report_error(exc)
+            result = self.response()
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)
+            if isinstance(exc, Exception):
+                await self._report_error(exc)
             raise
+        if observation is not None:
+            observation.end(self, None)
+        return result
 
     def _start_clock(self) -> None:
         total = self.call.options.total_timeout

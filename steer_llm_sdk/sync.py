@@ -205,7 +205,17 @@ class SteerLLM:
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        client = SteerLLMClient(**kwargs)
+        self._setup(SteerLLMClient(**kwargs))
+
+    @classmethod
+    def from_client(cls, client: SteerLLMClient) -> SteerLLM:
+        """Wrap an async client you configured (it should not be in use elsewhere:
+        its pools for this object live on this object's loop thread)."""
+        self = cls.__new__(cls)
+        self._setup(client)
+        return self
+
+    def _setup(self, client: SteerLLMClient) -> None:
         self._client = client
         self._state = _State(client)
         self._finalizer = weakref.finalize(self, self._state.close)

@@ -217,6 +217,15 @@ except KeyboardInterrupt:
         time.sleep(0.01)
     print("interrupted", got < 2000, jobs, server.emulator.open_connections,
           round(time.monotonic() - interrupted, 2))
+
+# Ctrl-C while a blocking call waits (the server is silent before its headers).
+server.enqueue(Reply(chunks=["word "] * 2000, delay_between_chunks=0.01))
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+start = time.monotonic()
+try:
+    llm.stream_with_usage("Hi", model="gpt-4o-mini")
+except KeyboardInterrupt:
+    print("blocking", len(llm._state.runner.jobs), round(time.monotonic() - start, 2))
 """
 
 
@@ -226,10 +235,14 @@ def test_real_ctrl_c_stops_a_sync_stream() -> None:
         [sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
-    word, partial, jobs, still_open, seconds = out.stdout.split()
+    first, second = out.stdout.splitlines()
+    word, partial, jobs, still_open, seconds = first.split()
     assert word == "interrupted" and partial == "True"
     assert jobs == "0" and still_open == "0", out.stdout  # the response was closed
     assert float(seconds) < 2.0
+    word, jobs, seconds = second.split()
+    assert word == "blocking" and jobs == "0"
+    assert float(seconds) < 3.0  # the interrupt landed at 0.5 s, not after the answer (~20 s)
     assert time.monotonic() - start < 30
     assert "Traceback" not in out.stderr
 

@@ -150,8 +150,10 @@ def main() -> None:
             f"{'protocol':<10} {'contender':<32} {'CPU us/chunk':>12} {'x async':>8} "
             f"{'wall us/chunk':>13} {'x async':>8}"
         )
+        long_rows: dict[tuple[str, str], dict[str, Any]] = {}
         for protocol in ("openai", "anthropic"):
             for row in bench_protocol(protocol, port, args.rounds, args.streams):
+                long_rows[protocol, row["contender"]] = row
                 print(
                     f"{row['protocol']:<10} {row['contender']:<32} "
                     f"{row['us_per_chunk']:>12.2f} {row['us_per_chunk_ratio']:>8.2f} "
@@ -159,12 +161,28 @@ def main() -> None:
                 )
         print("## per call (20-chunk answers): CPU")
         print(f"{'protocol':<10} {'contender':<32} {'CPU us/call':>12} {'x async':>8}")
+        short_rows: dict[tuple[str, str], dict[str, Any]] = {}
         for protocol in ("openai", "anthropic"):
             for row in bench_protocol(protocol, short_port, args.rounds, args.streams * 20):
+                short_rows[protocol, row["contender"]] = row
                 print(
                     f"{row['protocol']:<10} {row['contender']:<32} "
                     f"{row['us_per_call']:>12.1f} {row['us_per_call_ratio']:>8.2f}"
                 )
+        print(
+            f"## marginal CPU per chunk: (per call at {args.chunks} chunks - per call at 20)"
+            f" / {args.chunks - 20}"
+        )
+        print(f"{'protocol':<10} {'contender':<32} {'us/chunk':>12} {'x async':>8}")
+        for protocol in ("openai", "anthropic"):
+            reference = None
+            for (proto, name), row in long_rows.items():
+                if proto != protocol:
+                    continue
+                short_call = short_rows[proto, name]["us_per_call"]
+                marginal = (row["us_per_call"] - short_call) / (args.chunks - 20)
+                reference = reference or marginal
+                print(f"{protocol:<10} {name:<32} {marginal:>12.2f} {marginal / reference:>8.2f}")
     finally:
         for p in (proc, short):
             p.kill()

@@ -31,7 +31,7 @@ import inspect
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from queue import SimpleQueue
 from typing import Any
 
@@ -246,7 +246,7 @@ class SteerLLM:
     # -- calls ---------------------------------------------------------------
     def stream(
         self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         """Text chunks as they arrive: ``for chunk in llm.stream("Hi", model=...)``.
 
         The arguments are those of :meth:`SteerLLMClient.stream`.
@@ -318,7 +318,7 @@ class SteerLLM:
                 runner.cancel(job, _CANCEL_TIMEOUT)
             raise
 
-    def _iterate(self, iterator: AsyncIterator[Any]) -> Iterator[Any]:
+    def _iterate(self, iterator: AsyncIterator[Any]) -> Generator[Any, None, None]:
         """A plain iterator over an async one: its items in order, as they arrive."""
         runner = self._state.runner_for_call()
         queue: SimpleQueue[Any] = SimpleQueue()
@@ -327,7 +327,7 @@ class SteerLLM:
     @staticmethod
     def _drain(
         runner: _Loop, iterator: AsyncIterator[Any], queue: SimpleQueue[Any]
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         get = queue.get
         put = queue.put
         job = runner.submit(_pump(iterator, put))

@@ -174,7 +174,7 @@ def test_break_closes_the_stream_at_once(llm: SteerLLM, server: EmulatorThread, 
     stream = llm.stream("Hi", model=model)
     assert next(stream) == WORDS[0]
     assert _runner_jobs(llm) == 1
-    stream.close()  # type: ignore[attr-defined]
+    stream.close()
     assert _runner_jobs(llm) == 0
     assert wait_for(lambda: server.emulator.open_connections <= 1)
     assert llm.generate("Hi", model=model).text  # the pool is healthy

@@ -7,13 +7,15 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from .catalog import ProviderSpec, Route, resolve_model
-from .errors import ConfigurationError, register_secret
+from .errors import ConfigurationError, MaxStepsError, ToolArgumentsError, register_secret
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
+from .parts import Finish, StreamPart, ToolCall, ToolResult
 from .providers.anthropic import AnthropicCodec, supports_prefill
 from .providers.base import ChatRequest
 from .providers.openai_chat import OpenAIChatCodec
-from .streaming.pipeline import Call, Codec, StreamRun
+from .streaming.pipeline import Call, Codec, StreamRun, add_usage
+from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
 
 __all__ = ["SteerLLMClient"]
@@ -248,7 +250,6 @@ class SteerLLMClient:
                 f"steer_llm_sdk.models.streaming), not {type(options).__name__}"
             )
         route = resolve_model(model, self._providers)
-        spec = route.provider
         msgs = _normalize_messages(messages)
         common: dict[str, Any] = {}
         if "max_completion_tokens" in params and "max_tokens" not in params:
@@ -268,6 +269,21 @@ class SteerLLMClient:
                 )
             if response_format["type"] == "text":
                 common.pop("response_format")
+        tools = normalize_tools(params.pop("tools", None))
+        tool_choice = normalize_tool_choice(params.pop("tool_choice", None), tools)
+        parallel = params.pop("parallel_tool_calls", None)
+        if parallel is not None and not isinstance(parallel, bool):
+            raise ConfigurationError(f"parallel_tool_calls={parallel!r} must be True or False")
+        output = params.pop("output", None)
+        spec = None
+        if output is not None:
+            from .output import make_output_spec
+
+            spec = make_output_spec(output)
+            if "response_format" in common:
+                raise ConfigurationError(
+                    "give output= or response_format=, not both (output= sets the format)"
+                )
         max_tokens = common.get("max_tokens")
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
@@ -281,22 +297,30 @@ class SteerLLMClient:
             stream=stream,
             params=common,
             extra_body=extra_body,
+            tools=[tool.to_dict() for tool in tools],
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel,
+            output_schema=spec.schema if spec is not None else None,
+            output_name=spec.name if spec is not None else "output",
         )
-        codec_factory = self._codec_factory(spec)
+        provider = route.provider
+        codec_factory = self._codec_factory(provider)
         call = Call(
-            provider=spec,
+            provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)
             resolve_base_url=lambda: self._base_url(route),
-            api_key=self._api_key(spec),
+            api_key=self._api_key(provider),
             model=route.model,
             request=request,
             options=options,
             codec_factory=codec_factory,
             transport=self._transport,
             price_overrides=self._prices,
-            context={"provider": spec.name, "model": route.model},
-            can_resume=spec.continues_prefix
-            and (spec.protocol != "anthropic-messages" or supports_prefill(route.model)),
+            context={"provider": provider.name, "model": route.model},
+            can_resume=provider.continues_prefix
+            and (provider.protocol != "anthropic-messages" or supports_prefill(route.model)),
+            output=spec,
+            tools=tools,
             observer=self._observer,
         )
         return call, route
@@ -307,8 +331,8 @@ class SteerLLMClient:
             return AnthropicCodec
         field = spec.max_tokens_field
 
-        def make() -> Codec:
-            return OpenAIChatCodec(max_tokens_field=field)
+        def make(*, record: bool = False) -> Codec:
+            return OpenAIChatCodec(max_tokens_field=field, record=record)
 
         return make
 
@@ -346,3 +370,148 @@ class SteerLLMClient:
         """One request without streaming; the same response shape as stream_with_usage."""
         call, _ = self._prepare(messages, model, params, stream=False, method="generate")
         return await StreamRun(call).generate()
+
+    def stream_events(
+        self, messages: Any = None, model: str | None = None, **params: Any
+    ) -> AsyncGenerator[StreamPart, None]:
+        """Stream typed parts as they arrive: :class:`TextDelta`,
+        :class:`ReasoningDelta`, :class:`ToolCallStart` / :class:`ToolCallDelta` /
+        :class:`ToolCallEnd`, :class:`PartialOutput` (with ``output=``), and last a
+        :class:`Finish` with the unified reason, usage and the whole response.
+        Same parameters as :meth:`stream`, plus ``tools``, ``tool_choice``,
+        ``parallel_tool_calls`` and ``output``."""
+        call, _ = self._prepare(messages, model, params, stream=True, method="stream_events")
+        call.record = True
+        return StreamRun(call).events()
+
+    async def run_tools(
+        self,
+        messages: Any = None,
+        model: str | None = None,
+        *,
+        tools: Any,
+        max_steps: int = 8,
+        **params: Any,
+    ) -> StreamingResponse:
+        """Call the model, run the tools it asks for, send the results back, and
+        repeat until it answers without a tool call (or ``max_steps`` model calls).
+
+        Parallel calls run concurrently (sync functions in a thread). A tool that
+        raises, or an unknown tool name, goes back to the model as an error result
+        instead of ending the loop. Returns the last response with ``usage`` and
+        ``cost_usd`` summed over every step and ``messages`` holding the whole
+        conversation. Raises :class:`MaxStepsError` (carrying the conversation) when
+        the model still calls tools after ``max_steps``.
+        """
+        final: StreamingResponse | None = None
+        generator = self.stream_tools(messages, model, tools=tools, max_steps=max_steps, **params)
+        try:
+            async for part in generator:
+                if type(part) is Finish:
+                    final = part.response
+        finally:
+            await generator.aclose()
+        assert final is not None
+        return final
+
+    async def stream_tools(
+        self,
+        messages: Any = None,
+        model: str | None = None,
+        *,
+        tools: Any,
+        max_steps: int = 8,
+        **params: Any,
+    ) -> AsyncGenerator[StreamPart, None]:
+        """:meth:`run_tools`, streamed: the parts of every step as they arrive, a
+        :class:`ToolResult` for each tool that ran, and a :class:`Finish` per step
+        (the last one's response carries the totals and the conversation)."""
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigurationError(f"max_steps={max_steps!r} must be a whole number >= 1")
+        tool_list = normalize_tools(tools)
+        if not tool_list:
+            raise ConfigurationError("run_tools() needs tools=[...] with at least one tool")
+        by_name = {tool.name: tool for tool in tool_list}
+        conversation = _normalize_messages(messages)
+        usage: dict[str, Any] = {}
+        cost: float | None = 0.0
+        last: StreamingResponse | None = None
+        for step in range(1, max_steps + 1):
+            finish: Finish | None = None
+            generator = self.stream_events(conversation, model, tools=tool_list, **dict(params))
+            try:
+                async for part in generator:
+                    if type(part) is Finish:
+                        finish = part
+                    else:
+                        yield part
+            finally:
+                await generator.aclose()
+            assert finish is not None
+            response = finish.response
+            usage = add_usage(usage, response.usage) if response.usage else usage
+            cost = None if cost is None or response.cost_usd is None else cost + response.cost_usd
+            conversation.append(response.to_message())
+            last = response
+            calls = response.tool_calls
+            runnable = calls and all(
+                call.name not in by_name or by_name[call.name].function is not None
+                for call in calls
+            )
+            if not runnable:
+                # An answer (or calls of tools the caller runs: they are in the response).
+                response.usage = usage
+                response.cost_usd = cost
+                response.messages = conversation
+                response.steps = step
+                yield finish
+                return
+            if response.finish_reason == "length":
+                raise ToolArgumentsError(
+                    f"max_tokens cut the answer inside a tool call "
+                    f"({calls[-1].name!r}): raise max_tokens",
+                    call=calls[-1],
+                    provider=response.provider,
+                    model=response.model,
+                )
+            yield finish
+            if step == max_steps:
+                break
+            results = await _run_calls(calls, by_name)
+            for call, (content, is_error) in zip(calls, results, strict=True):
+                conversation.append(tool_result_message(call.id, content, is_error=is_error))
+                yield ToolResult(call, content, is_error)
+        assert last is not None
+        last.usage = usage
+        last.cost_usd = cost
+        last.messages = conversation
+        last.steps = max_steps
+        raise MaxStepsError(
+            f"the model still called tools after max_steps={max_steps} steps "
+            f"({', '.join(c.name for c in last.tool_calls)}); the conversation so far is "
+            "in .messages, the last answer in .response",
+            messages=conversation,
+            response=last,
+            provider=last.provider,
+            model=last.model,
+        )
+
+
+async def _run_calls(calls: list[ToolCall], by_name: dict[str, Tool]) -> list[tuple[str, bool]]:
+    """Run a step's calls concurrently; every failure becomes an error result."""
+    import asyncio
+
+    async def run(call: ToolCall) -> tuple[str, bool]:
+        tool = by_name.get(call.name)
+        if tool is None:
+            known = ", ".join(by_name)
+            return f"Error: there is no tool named {call.name!r} (tools: {known})", True
+        try:
+            arguments = call.args
+            result = await tool.call(arguments)
+        except Exception as exc:  # the model gets the error and may try again
+            return f"Error: {type(exc).__name__}: {exc}", True
+        content = tool_result_message(call.id, result)["content"]
+        return content, False
+
+    return list(await asyncio.gather(*(run(call) for call in calls)))

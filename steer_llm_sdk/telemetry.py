@@ -225,8 +225,9 @@ class _Span:
             if state.model:
                 set_attribute("gen_ai.response.model", state.model)
                 metric["gen_ai.response.model"] = state.model
-            if state.finish_reason:
-                set_attribute("gen_ai.response.finish_reasons", [state.finish_reason])
+            reason = _finish_reason(state)
+            if reason:
+                set_attribute("gen_ai.response.finish_reasons", [reason])
         set_attribute("steer.attempts", run.attempts)
         if run.resumptions:
             set_attribute("steer.resumptions", run.resumptions)
@@ -290,13 +291,34 @@ class _Span:
                     "gen_ai.usage.reasoning.output_tokens", usage["reasoning_tokens"]
                 )
         if observer.capture_content:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "parts": [{"type": "text", "content": "".join(run.parts)}],
-            }
-            if state is not None and state.finish_reason:
-                message["finish_reason"] = state.finish_reason
+            parts: list[dict[str, Any]] = []
+            text = "".join(run.parts)
+            if text:
+                parts.append({"type": "text", "content": text})
+            for call_part in getattr(state, "tool_calls", None) or ():
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": getattr(call_part, "id", None),
+                        "name": getattr(call_part, "name", None),
+                        "arguments": getattr(call_part, "arguments", None),
+                    }
+                )
+            message: dict[str, Any] = {"role": "assistant", "parts": parts}
+            reason = _finish_reason(state) if state is not None else None
+            if reason:
+                message["finish_reason"] = reason
             span.set_attribute("gen_ai.output.messages", _json([message]))
+
+
+def _finish_reason(state: Any) -> str | None:
+    """The SDK's unified reason (stop, length, tool_calls, content_filter, ...)."""
+    reason = getattr(state, "reason", None)
+    if reason is None and state.finish_reason is not None:
+        from .providers.base import unify_finish
+
+        reason = unify_finish(state.finish_reason)
+    return reason if isinstance(reason, str) else None
 
 
 def _now() -> float:

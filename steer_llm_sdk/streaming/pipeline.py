@@ -35,20 +35,23 @@ from ..errors import (
 )
 from ..models.response import StreamingResponse, parse_json_text
 from ..models.streaming import StreamingOptions
-from ..providers.base import ChatRequest, HTTPRequest, StreamState
+from ..parts import Finish, PartialOutput, TextDelta
+from ..providers.base import ChatRequest, HTTPRequest, StreamState, unify_finish
 from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
 from ..transport.sse import SSEDecoder
 
 if TYPE_CHECKING:
     from ..telemetry import CallObserver
 
-__all__ = ["Call", "StreamRun"]
+__all__ = ["Call", "StreamRun", "add_usage"]
 
 logger = logging.getLogger("steer_llm_sdk")
+_MISSING: Any = object()
 
 
 class Codec(Protocol):
     state: StreamState
+    lead_text: str
 
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest: ...
     def decode(self, event: str | None, data: bytes) -> str | None: ...
@@ -67,12 +70,15 @@ class Call:
     model: str  # the provider's name for the model
     request: ChatRequest
     options: StreamingOptions
-    codec_factory: Callable[[], Codec]
+    codec_factory: Callable[..., Codec]
     transport: Transport
     price_overrides: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
     can_resume: bool = False  # the server continues a final assistant message
+    record: bool = False  # stream_events(): the codec records typed parts
+    output: Any = None  # an output.OutputSpec when output= was given
+    tools: list[Any] = field(default_factory=list)  # the Tool objects offered
     observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 
@@ -108,6 +114,8 @@ class StreamRun:
         self._retries = 0
         self._deadline: float | None = None  # set when the call starts (total_timeout)
         self._usage_cache: dict[str, Any] | None = None
+        self._rich = False  # a non-text part (tool call, reasoning) reached the caller
+        self._output: Any = _MISSING  # the validated output, once validated
         opts = call.options
         self._timeout = httpx.Timeout(
             connect=opts.connection_timeout,
@@ -145,7 +153,7 @@ class StreamRun:
                 got_text = False
                 texts: AsyncGenerator[list[str], None] | None = None
                 try:
-                    lead = getattr(codec, "lead_text", "")
+                    lead = codec.lead_text
                     if lead:
                         parts.append(lead)
                         self._first_token()
@@ -205,6 +213,8 @@ class StreamRun:
                 await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
                 pending.clear()
             self.finished_at = time.perf_counter()
+            if call.output is not None:
+                self.output()
             await self._complete()
         except BaseException as exc:
             if observation is not None:
@@ -214,6 +224,143 @@ class StreamRun:
             raise
         if observation is not None:
             observation.end(self, None)
+
+    async def events(self) -> AsyncGenerator[Any, None]:
+        """``stream_events()``: typed parts as they arrive, then :class:`Finish`.
+
+        The same attempts, retries, callbacks and errors as :meth:`chunks`; the codec
+        records non-text parts into its state, drained after every SSE event so that
+        parts keep the order the provider sent them in. With ``output=``, the object
+        so far is parsed incrementally, at most once per network read.
+        """
+        call = self.call
+        opts = call.options
+        parts = self.parts
+        on_delta = opts.on_delta
+        batch_size = opts.delta_batch_size
+        pending: list[str] = []
+        context = call.context
+        spec = call.output
+        partial = spec.partial() if spec is not None else None
+        observation = call.observer.start(self) if call.observer is not None else None
+        try:
+            self._start_clock()
+            if not call.base_url and call.resolve_base_url is not None:
+                call.base_url = await call.resolve_base_url()
+            while True:
+                codec, response, strip_lead = await self._open()
+                state = codec.state
+                out = state.out if state.out is not None else []
+                sse = SSEDecoder()
+                got_text = False
+                reads: AsyncGenerator[list[Any], None] | None = None
+                try:
+                    lead = codec.lead_text
+                    if lead:
+                        parts.append(lead)
+                        self._first_token()
+                        if partial is not None:
+                            partial.feed(lead)
+                        yield TextDelta(lead)
+                    if response.headers.get("content-type", "").startswith("application/json"):
+                        body = await response.aread()
+                        try:
+                            text = codec.decode_response(body)
+                        except _SHAPE_ERRORS as exc:
+                            raise _shape_error(exc) from exc
+                        batch = [*out, TextDelta(text)] if text else list(out)
+                        out.clear()
+                        reads = _once_parts(batch)
+                    else:
+                        reads = self._part_reads(response, sse, codec)
+                    async for batch in reads:
+                        new_text = False
+                        for part in batch:
+                            if type(part) is TextDelta:
+                                text = part.text
+                                if strip_lead:
+                                    text, strip_lead = _strip_resume_lead(text, strip_lead)
+                                    if not text:
+                                        continue
+                                    part.text = text
+                                got_text = new_text = True
+                                parts.append(text)
+                                if self.first_token_at is None:
+                                    self._first_token()
+                                if partial is not None:
+                                    partial.feed(text)
+                                if on_delta is not None:
+                                    if batch_size == 1:
+                                        await _invoke(on_delta, text)
+                                    else:
+                                        pending.append(text)
+                                        if len(pending) >= batch_size:
+                                            joined = "".join(pending)
+                                            pending.clear()
+                                            await _invoke(on_delta, joined)
+                            else:
+                                self._rich = True
+                            yield part
+                        if new_text and partial is not None and partial.value is not None:
+                            yield PartialOutput(_unwrap(partial.value, spec))
+                    codec.finish()
+                    if not state.done:
+                        raise self._incomplete(state, got_text, sse)
+                    if out:  # tool calls that end with the stream
+                        tail = list(out)
+                        out.clear()
+                        for part in tail:
+                            yield part
+                except httpx.HTTPError as exc:
+                    await response.aclose()
+                    await self._recover(map_httpx_error(exc, **context), codec)
+                    continue
+                except SteerError as exc:
+                    await response.aclose()
+                    _fill_context(exc, context)
+                    await self._recover(exc, codec)
+                    continue
+                finally:
+                    if reads is not None:
+                        await reads.aclose()
+                    await response.aclose()
+                break
+            if pending:
+                await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
+                pending.clear()
+            self.finished_at = time.perf_counter()
+            if spec is not None:
+                self.output()
+            await self._complete()
+            result = self.response()
+            if observation is not None:  # ended before Finish: a caller may stop at it
+                observation.end(self, None)
+                observation = None
+            yield Finish(
+                result.finish_reason or "other",
+                result.raw_finish_reason,
+                result.usage,
+                result,
+            )
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
+            raise
+
+    def _part_reads(
+        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
+    ) -> AsyncGenerator[list[Any], None]:
+        raw = (
+            response.aiter_raw()
+            if "content-encoding" not in response.headers
+            else response.aiter_bytes()
+        )
+        deadline = self._deadline
+        if deadline is not None:
+            raw = _with_deadline(raw, deadline, self.call.context)
+        return _parts(raw, sse, codec)
 
     def _decoded(
         self,
@@ -240,7 +387,7 @@ class StreamRun:
         call = self.call
         while True:
             self.attempts += 1
-            codec = call.codec_factory()
+            codec = call.codec_factory(record=call.record)
             request = call.request
             strip_lead = ""
             if self.parts:  # resuming: continue from the text already delivered
@@ -290,7 +437,7 @@ class StreamRun:
         if not parts and self._may_retry(exc):
             await self._backoff(exc)
             return
-        if parts and self.call.can_resume and self._may_retry(exc):
+        if parts and self.call.can_resume and not self._rich and self._may_retry(exc):
             if "".join(parts).strip():
                 attempt_text = "".join(parts[self._last_start :])
                 self.resumptions += 1
@@ -409,7 +556,7 @@ class StreamRun:
                 usage["prompt_tokens"] = state.usage["prompt_tokens"]
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         for earlier in self._attempt_usages:
-            usage = _add_usage(usage, earlier)
+            usage = add_usage(usage, earlier)
         return usage
 
     async def _complete(self) -> None:
@@ -451,18 +598,27 @@ class StreamRun:
             else None
         )
         end = self.finished_at or time.perf_counter()
+        reason = state.reason
+        if reason is None and state.finish_reason is not None:
+            reason = unify_finish(state.finish_reason)
+        refusal = state.refusal_text
+        if reason == "refusal" and refusal is None:
+            refusal = text  # Anthropic: a stop reason, with whatever text came before
         response = StreamingResponse(
             text=text,
             usage=usage,
             cost_usd=cost,
             model=call.model,
             provider=call.provider.name,
-            finish_reason=state.finish_reason,
+            finish_reason=reason,
+            raw_finish_reason=state.finish_reason,
             response_model=state.model,
             request_id=state.response_id,
-            tool_calls=state.tool_call_list(),
+            tool_calls=list(state.tool_calls),
             reasoning_text=state.reasoning_text or None,
-            refusal=state.refusal,
+            refusal=refusal,
+            logprobs=state.logprobs,
+            provider_data=state.provider_data or None,
             time_to_first_token=(
                 self.first_token_at - self.started_at if self.first_token_at else None
             ),
@@ -475,7 +631,23 @@ class StreamRun:
                 response._json = parse_json_text(text, **call.context)
             except JSONParseError as exc:
                 response._json_error = exc
+        if self._output is not _MISSING:
+            response.output = self._output
         return response
+
+    def output(self) -> Any:
+        """The validated structured output (``output=``); raises
+        OutputValidationError, which the caller gets, when the answer does not fit."""
+        if self._output is _MISSING:
+            spec = self.call.output
+            state = self.state
+            if state is not None and state.tool_calls and not "".join(self.parts).strip():
+                self._output = None  # the model called a tool instead of answering
+            elif state is not None and state.reason == "refusal":
+                self._output = None
+            else:
+                self._output = spec.validate("".join(self.parts), **self.call.context)
+        return self._output
 
     # -- non-streaming -------------------------------------------------------------
     async def generate(self) -> StreamingResponse:
@@ -514,7 +686,7 @@ class StreamRun:
                     finally:
                         await response.aclose()
                     try:
-                        text = getattr(codec, "lead_text", "") + codec.decode_response(body)
+                        text = codec.lead_text + codec.decode_response(body)
                     except _SHAPE_ERRORS as exc:
                         raise _shape_error(exc) from exc
                 except SteerError as exc:
@@ -527,6 +699,8 @@ class StreamRun:
             self.state = codec.state
             self.parts = [text] if text else []
             self.first_token_at = self.finished_at = time.perf_counter()
+            if call.output is not None:
+                self.output()
             await self._complete()
             result = self.response()
         except BaseException as exc:
@@ -577,6 +751,56 @@ async def _texts(
         yield texts
 
 
+async def _once_parts(batch: list[Any]) -> AsyncGenerator[list[Any], None]:
+    if batch:
+        yield batch
+
+
+async def _parts(
+    raw: AsyncIterator[bytes], sse: SSEDecoder, codec: Codec
+) -> AsyncGenerator[list[Any], None]:
+    """For each network read, the typed parts its complete SSE events carry: what
+    the codec recorded, then the text, event by event."""
+    feed = sse.feed
+    decode = codec.decode
+    state = codec.state
+    out = state.out
+    assert out is not None
+    try:
+        async for data in raw:
+            batch: list[Any] = []
+            for event, payload in feed(data):
+                text = decode(event, payload)
+                if out:
+                    batch += out
+                    out.clear()
+                if text:
+                    lp = state.text_logprobs
+                    if lp is not None:
+                        state.text_logprobs = None
+                    batch.append(TextDelta(text, lp))
+            if batch:
+                yield batch
+        batch = []
+        for event, payload in sse.close():
+            text = decode(event, payload)
+            if out:
+                batch += out
+                out.clear()
+            if text:
+                batch.append(TextDelta(text))
+    except _SHAPE_ERRORS as exc:
+        raise _shape_error(exc) from exc
+    if batch:
+        yield batch
+
+
+def _unwrap(value: Any, spec: Any) -> Any:
+    if spec.wrapped and isinstance(value, dict):
+        return value.get("value")
+    return value
+
+
 _SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
 
 
@@ -624,7 +848,7 @@ def _fill_context(exc: SteerError, context: dict[str, Any]) -> None:
     exc.model = exc.model or context.get("model")
 
 
-def _add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for key in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens"):
         if key in a or key in b:

@@ -17,11 +17,14 @@ import pytest
 from steer_llm_sdk import (
     BadRequestError,
     ConfigurationError,
+    Finish,
     ServerError,
     SteerLLM,
     SteerLLMClient,
     StreamingResponse,
     StreamInterruptedError,
+    TextDelta,
+    ToolResult,
 )
 from steer_llm_sdk.models.streaming import StreamingOptions
 from steer_llm_sdk.testing import Emulator, EmulatorThread, Fault, Reply
@@ -329,19 +332,52 @@ def test_a_sync_call_from_the_clients_own_loop_is_refused(llm: SteerLLM, model: 
     assert len(seen) == 1 and "own event loop" in str(seen[0])
 
 
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return f"{city}: 21 degrees, sunny"
+
+
+def test_stream_events_and_run_tools_have_sync_twins(
+    llm: SteerLLM, server: EmulatorThread, model: str
+) -> None:
+    text = "".join(llm.stream("Tell me a story", model=model))
+    events = list(llm.stream_events("Tell me a story", model=model))
+    assert isinstance(events[-1], Finish) and events[-1].response.text == text
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
+    # A generator abandoned early is closed like stream().
+    server.enqueue(Reply(chunks=WORDS * 200, delay_between_chunks=0.01))
+    for _event in llm.stream_events("Hi", model=model):
+        break
+    assert _runner_jobs(llm) == 0
+    # The tool loop, blocking and streamed.
+    server.enqueue(
+        Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}]),
+        Reply(text="Sunny in Paris."),
+    )
+    response = llm.run_tools("Weather in Paris?", model=model, tools=[get_weather])
+    assert response.text == "Sunny in Paris." and response.steps == 2
+    server.enqueue(
+        Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}]),
+        Reply(text="Sunny in Oslo."),
+    )
+    parts = list(llm.stream_tools("Weather in Oslo?", model=model, tools=[get_weather]))
+    results = [p for p in parts if isinstance(p, ToolResult)]
+    assert len(results) == 1 and "Oslo: 21 degrees" in results[0].content
+    assert isinstance(parts[-1], Finish) and parts[-1].response.text == "Sunny in Oslo."
+
+
 class ExtendedClient(SteerLLMClient):
-    """Stands in for methods the async client is gaining (stream_events, run_tools,
-    batch): an async generator method and a coroutine method, over the real client."""
+    """A method the async client does not have (as batch() is, for now): an async
+    generator method and a coroutine method over the real client."""
 
-    async def stream_events(
+    async def shout(
         self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> AsyncGenerator[dict[str, str], None]:
+    ) -> AsyncGenerator[str, None]:
         async for chunk in self.stream(messages, model, **params):
-            yield {"type": "text", "text": chunk}
-        yield {"type": "finish"}
+            yield chunk.upper()
 
-    async def run_tools(self, messages: Any, model: str, **params: Any) -> StreamingResponse:
-        return await self.stream_with_usage(messages, model, **params)
+    async def count_words(self, messages: Any, model: str) -> int:
+        return len((await self.stream_with_usage(messages, model)).text.split())
 
 
 def test_any_async_method_gets_a_sync_twin(server: EmulatorThread, model: str) -> None:
@@ -351,18 +387,13 @@ def test_any_async_method_gets_a_sync_twin(server: EmulatorThread, model: str) -
     )
     with SteerLLM.from_client(client) as llm:
         text = "".join(llm.stream("Tell me a story", model=model))
-        events = list(llm.stream_events("Tell me a story", model=model))
-        assert events[-1] == {"type": "finish"}
-        assert "".join(e["text"] for e in events[:-1]) == text
-        assert llm.run_tools("Tell me a story", model=model).text == text
-        assert "stream_events" in dir(llm)
+        assert "".join(llm.shout("Tell me a story", model=model)) == text.upper()
+        assert llm.count_words("Tell me a story", model) == len(text.split())
+        assert "shout" in dir(llm) and "stream_events" in dir(llm)
         assert not hasattr(llm, "no_such_method")
         assert not hasattr(llm, "_transport")
-        # A generator abandoned early is closed like stream().
-        server.enqueue(Reply(chunks=WORDS * 200, delay_between_chunks=0.01))
-        for _event in llm.stream_events("Hi", model=model):
-            break
-        assert _runner_jobs(llm) == 0
+        llm.register_provider("mine", {"base_url": server.openai_base_url})  # sync: as is
+        assert "".join(llm.stream("Tell me a story", model="mine/" + model))
 
 
 def test_importing_the_package_does_not_load_the_sync_module() -> None:

@@ -6,6 +6,7 @@ capture, and nothing of OpenTelemetry imported without telemetry."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from steer_llm_sdk import (
     BadRequestError,
     ConfigurationError,
+    Finish,
     ServerError,
     SteerLLM,
     SteerLLMClient,
@@ -331,6 +333,44 @@ async def test_a_custom_observer(emulator: Emulator, model: str) -> None:
     assert seen[2] == ("start", model) and isinstance(seen[3][1], BadRequestError)
     with pytest.raises(ConfigurationError, match="telemetry"):
         make_client(emulator, "yes")
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather in a city."""
+    return f"{city}: 21 degrees, sunny"
+
+
+async def test_stream_events_and_the_tool_loop(
+    emulator: Emulator, otel: Telemetry, model: str
+) -> None:
+    async with make_client(emulator, otel.options(capture_content=True)) as client:
+        async for part in client.stream_events("Tell me a story", model):
+            if isinstance(part, Finish):
+                finish = part
+                break  # stopping at Finish is no cancellation: the call had ended
+        emulator.enqueue(
+            Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}]),
+            Reply(text="Sunny in Paris."),
+        )
+        response = await client.run_tools("Weather in Paris?", model, tools=[get_weather])
+    events_span, tool_step, answer_step = otel.finished()
+    attrs = dict(events_span.attributes or {})
+    assert "steer.cancelled" not in attrs and events_span.status.status_code is StatusCode.UNSET
+    assert attrs["gen_ai.usage.output_tokens"] == finish.usage["completion_tokens"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
+    # The tool loop: one chat span per model call.
+    step = dict(tool_step.attributes or {})
+    assert step["gen_ai.response.finish_reasons"] == ("tool_calls",)
+    output = json.loads(str(step["gen_ai.output.messages"]))
+    assert output[0]["parts"][0]["type"] == "tool_call"
+    assert output[0]["parts"][0]["name"] == "get_weather"
+    assert json.loads(output[0]["parts"][0]["arguments"]) == {"city": "Paris"}
+    final = dict(answer_step.attributes or {})
+    assert "Sunny in Paris." in str(final["gen_ai.output.messages"])
+    assert "get_weather" in str(final["gen_ai.input.messages"])  # the tool turn was sent
+    assert response.usage["completion_tokens"] == (
+        step["gen_ai.usage.output_tokens"] + final["gen_ai.usage.output_tokens"]
+    )
 
 
 NO_OTEL_SCRIPT = """

@@ -53,6 +53,17 @@ from .tools import Tool
 
 __version__ = "0.3.0"
 
+
+def __getattr__(name: str) -> object:
+    # SteerLLM (the sync client) brings asyncio and a thread: imported on first use,
+    # so `import steer_llm_sdk` stays as cheap as before.
+    if name == "SteerLLM":
+        from .sync import SteerLLM
+
+        return SteerLLM
+    raise AttributeError(f"module 'steer_llm_sdk' has no attribute {name!r}")
+
+
 __all__ = [
     "HIGH_THROUGHPUT_OPTIONS",
     "JSON_MODE_OPTIONS",
@@ -77,6 +88,7 @@ __all__ = [
     "ReasoningDelta",
     "ServerError",
     "SteerError",
+    "SteerLLM",
     "SteerLLMClient",
     "StreamInterruptedError",
     "StreamPart",

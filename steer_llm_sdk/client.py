@@ -87,6 +87,10 @@ class SteerLLMClient:
     Base URLs likewise (``OPENAI_BASE_URL`` with ``/v1``, ``ANTHROPIC_BASE_URL``
     without it, ``<PROVIDER>_BASE_URL``). Use it as ``async with`` or call
     :meth:`aclose`; it keeps one HTTP connection pool per provider.
+
+    ``telemetry=True`` (or a :class:`steer_llm_sdk.telemetry.TelemetryOptions`, or an
+    observer object) emits an OpenTelemetry GenAI span and metrics per call; it needs
+    the ``otel`` extra.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class SteerLLMClient:
         default_options: StreamingOptions | None = None,
         prices: Mapping[str, Any] | None = None,
         max_connections: int = 1000,
+        telemetry: Any = None,
     ) -> None:
         self._keys: dict[str, str] = {}
         for name, key in (
@@ -130,6 +135,12 @@ class SteerLLMClient:
         self._default_options = default_options or _DEFAULT_OPTIONS
         self._prices = dict(prices) if prices else None
         self._transport = Transport(max_connections=max_connections)
+        self._observer: Any = None
+        if telemetry is not None and telemetry is not False:
+            # OpenTelemetry (the `otel` extra) is imported only here, only when asked for.
+            from .telemetry import make_observer
+
+            self._observer = make_observer(telemetry)
 
     def __repr__(self) -> str:  # never shows a key
         known = sorted({*self._keys, *self._base_urls})
@@ -312,6 +323,7 @@ class SteerLLMClient:
             can_resume=provider.continues_prefix and codec.can_continue(route.model),
             output=spec,
             tools=tools,
+            observer=self._observer,
         )
         return call, route
 

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -41,6 +41,9 @@ from ..parts import Finish, PartialOutput, TextDelta
 from ..providers.base import ChatRequest, HTTPRequest, StreamState, unify_finish
 from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
 from ..transport.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from ..telemetry import CallObserver
 
 __all__ = ["Call", "StreamRun", "add_usage"]
 
@@ -78,6 +81,7 @@ class Call:
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
     tools: list[Any] = field(default_factory=list)  # the Tool objects offered
+    observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -139,6 +143,7 @@ class StreamRun:
         pending: list[str] = []
         coalesce = opts.coalesce_deltas
         context = call.context
+        observation = call.observer.start(self) if call.observer is not None else None
         try:
             self._start_clock()
             if self._deadline is not None and on_delta is not None:
@@ -215,9 +220,14 @@ class StreamRun:
             if call.output is not None:
                 self.output()
             await self._complete()
-        except Exception as exc:  # not GeneratorExit / CancelledError: those are no failure
-            await self._report_error(exc)
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
             raise
+        if observation is not None:
+            observation.end(self, None)
 
     async def events(self) -> AsyncGenerator[Any, None]:
         """``stream_events()``: typed parts as they arrive, then :class:`Finish`.
@@ -236,6 +246,7 @@ class StreamRun:
         context = call.context
         spec = call.output
         partial = spec.partial() if spec is not None else None
+        observation = call.observer.start(self) if call.observer is not None else None
         try:
             self._start_clock()
             if self._deadline is not None and on_delta is not None:
@@ -328,14 +339,20 @@ class StreamRun:
                 self.output()
             await self._complete()
             result = self.response()
+            if observation is not None:  # ended before Finish: a caller may stop at it
+                observation.end(self, None)
+                observation = None
             yield Finish(
                 result.finish_reason or "other",
                 result.raw_finish_reason,
                 result.usage,
                 result,
             )
-        except Exception as exc:
-            await self._report_error(exc)
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
             raise
 
     def _raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
@@ -678,6 +695,7 @@ class StreamRun:
     async def generate(self) -> StreamingResponse:
         """One non-streamed request, with the same retries and callbacks."""
         call = self.call
+        observation = call.observer.start(self) if call.observer is not None else None
         self._start_clock()
         try:
             if not call.base_url and call.resolve_base_url is not None:
@@ -726,10 +744,16 @@ class StreamRun:
             if call.output is not None:
                 self.output()
             await self._complete()
-            return self.response()
-        except Exception as exc:
-            await self._report_error(exc)
+            result = self.response()
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)
+            if isinstance(exc, Exception):
+                await self._report_error(exc)
             raise
+        if observation is not None:
+            observation.end(self, None)
+        return result
 
     def _start_clock(self) -> None:
         total = self.call.options.total_timeout

@@ -267,7 +267,7 @@ class SteerLLMClient:
         if spec.local:
             from .local._json import local_json_params
 
-            local_json_params(common, extra_body)
+            msgs = local_json_params(common, extra_body, msgs)
         request = ChatRequest(
             model=route.model,
             messages=msgs,

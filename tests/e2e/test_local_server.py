@@ -24,7 +24,7 @@ from .conftest import missing_local_extra
 pytestmark = pytest.mark.e2e
 
 # llama.cpp now and then drops a kept-alive connection that a new request reuses right
-# after a stream ends (see docs/local-server-findings.md): one connection per request.
+# after a stream ends: one connection per request.
 NO_KEEPALIVE = {"Connection": "close"}
 
 FIRST_START = r"""

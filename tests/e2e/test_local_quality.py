@@ -376,3 +376,33 @@ async def test_chat_history_reaches_the_local_model(tmp_path: Path) -> None:
     assert rows[0]["conversation_id"] == rows[1]["conversation_id"]
     assert rows[1]["prompt_tokens"] > rows[0]["prompt_tokens"] + 5  # the history was sent
     assert all(r["model"] == "local/smollm2-135m" and r["cost_usd"] == 0 for r in rows)
+
+
+async def test_ctrl_c_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
+    skip_without_local_model()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "steer_llm_sdk.cli",
+        "stream",
+        "Tell me a story",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_cli_env(tmp_path),
+    )
+    deadline = time.monotonic() + 30
+    children: list[int] = []
+    while not children and time.monotonic() < deadline:
+        children = _children(proc.pid)  # llama.cpp's process has started loading
+        await asyncio.sleep(0.01)
+    assert children
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert time.monotonic() - started < 2.0
+    assert proc.returncode == 130 and "Traceback" not in err.decode()
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert not any(_alive(pid) for pid in children), "the llama.cpp server outlived the CLI"

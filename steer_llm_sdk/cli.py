@@ -513,8 +513,8 @@ async def _stream(session: Session, prompt: str) -> int:
 
 _CHAT_HELP = (
     'Type a message and press Enter. """ on a line of its own starts and ends a '
-    "multi-line message. /exit or Ctrl-D leaves; /reset forgets the conversation; "
-    "Ctrl-C stops an answer (at an empty prompt, it leaves)."
+    "multi-line message. /exit, Ctrl-D or Ctrl-C at the prompt leaves; /reset forgets "
+    "the conversation; Ctrl-C during an answer stops that answer."
 )
 
 

@@ -162,6 +162,7 @@ class Transport:
             finally:
                 await response.aclose()
             error = parse_error(response.status_code, response.headers, data)
+            error.url = str(request.url.copy_with(query=None))
             error.provider = error.provider or context.get("provider")
             error.model = error.model or context.get("model")
             raise error

@@ -83,6 +83,7 @@ async def test_errors_are_clear_with_a_non_zero_exit(
     emulator.enqueue(Reply(status=401, error_message="bad key"))
     code, _, err = await run_cli("stream", "-m", "gpt-4o-mini", "hi", env=cli_env)
     assert code == 1 and "AuthenticationError" in err and "bad key" in err
+    assert f"url={cli_env['OPENAI_BASE_URL']}/chat/completions" in err  # what was tried
     assert "sk-test-cli" not in err
 
 

@@ -97,7 +97,7 @@ class SteerError(Exception):
             ctx.append(f"status={self.status_code}")
         if self.request_id:
             ctx.append(f"request_id={self.request_id}")
-        if self.url:
+        if self.url and self.url not in self.message:
             ctx.append(f"url={self.url}")
         if ctx:
             parts.append("(" + ", ".join(ctx) + ")")

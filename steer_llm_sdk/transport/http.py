@@ -67,6 +67,12 @@ def _request_url(exc: Exception) -> str:
 def map_httpx_error(exc: Exception, **context: Any) -> SteerError:
     """An httpx exception → the SDK's typed error, naming the URL it tried."""
     url = _request_url(exc)
+    error = _map_httpx_error(exc, url, context)
+    error.url = url if url != "the server" else None
+    return error
+
+
+def _map_httpx_error(exc: Exception, url: str, context: dict[str, Any]) -> SteerError:
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return ConnectTimeoutError(
             f"connecting to {url} timed out: {type(exc).__name__}", **context

@@ -523,8 +523,9 @@ def _read_message(console: Any) -> str | None:
 
     def ask(prompt: str) -> str:
         if console is not None:
-            console.print(prompt, end="", style="bold cyan")
-            return input()
+            # Bold cyan, with the colour codes marked (\001 ... \002) as taking no
+            # room, so that readline's line editing keeps the prompt intact.
+            return input(f"\001\033[1;36m\002{prompt}\001\033[0m\002")
         return input(prompt)
 
     try:

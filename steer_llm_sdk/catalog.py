@@ -32,7 +32,8 @@ class ProviderSpec:
     # The server continues a final assistant message (so a broken stream can resume).
     # Only where verified: Anthropic (before Claude 4.6) and llama.cpp.
     continues_prefix: bool = False
-    # Example models, for `steer-llm models` and error messages.
+    # Example model names, for `steer-llm models` and error messages: each resolves to
+    # this provider as written (tested).
     examples: tuple[str, ...] = ()
     local: bool = False  # a model served in this process (cost 0)
     # Other environment variables that may hold the key (GOOGLE_API_KEY for Gemini).
@@ -91,7 +92,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", "grok-4", "grok-3-mini"),
         _openai_compatible(
-            "groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "llama-3.3-70b-versatile"
+            "groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "groq/llama-3.3-70b-versatile"
         ),
         _openai_compatible(
             "openrouter",
@@ -100,18 +101,21 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "openrouter/anthropic/claude-sonnet-4.5",
         ),
         _openai_compatible(
-            "deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat"
+            "deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek/deepseek-chat"
         ),
         _openai_compatible(
-            "mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral-small-latest"
+            "mistral",
+            "https://api.mistral.ai/v1",
+            "MISTRAL_API_KEY",
+            "mistral/mistral-small-latest",
         ),
         _openai_compatible(
             "together",
             "https://api.together.xyz/v1",
             "TOGETHER_API_KEY",
-            "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "together/meta-llama/Llama-3.3-70B-Instruct-Turbo",
         ),
-        _openai_compatible("ollama", "http://localhost:11434/v1", None, "llama3.2"),
+        _openai_compatible("ollama", "http://localhost:11434/v1", None, "ollama/llama3.2"),
         _openai_compatible("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_optional=True),
         _openai_compatible("lmstudio", "http://localhost:1234/v1", None),
         _openai_compatible(
@@ -128,7 +132,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             None,
             key_required=False,
             continues_prefix=True,
-            examples=("local/gemma-3-270m",),
+            examples=("local/smollm2-135m", "local/<path to a .gguf>"),
             local=True,
         ),
     )

@@ -70,6 +70,8 @@ class SteerError(Exception):
     """
 
     partial_text: str | None = None
+    # The URL of the request that failed (without its query), when there was one.
+    url: str | None = None
 
     def __init__(
         self,
@@ -100,6 +102,8 @@ class SteerError(Exception):
             ctx.append(f"status={self.status_code}")
         if self.request_id:
             ctx.append(f"request_id={self.request_id}")
+        if self.url and self.url not in self.message:
+            ctx.append(f"url={self.url}")
         if ctx:
             parts.append("(" + ", ".join(ctx) + ")")
         return " ".join(parts)

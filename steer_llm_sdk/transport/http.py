@@ -55,17 +55,39 @@ def backoff_delay(retry: int, base: float, retry_after: float | None) -> float:
     return delay
 
 
+def _request_url(exc: Exception) -> str:
+    """The URL of the request that failed, without its query (it may hold a key)."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return "the server"
+    return str(url.copy_with(query=None))
+
+
 def map_httpx_error(exc: Exception, **context: Any) -> SteerError:
-    """An httpx exception → the SDK's typed error."""
+    """An httpx exception → the SDK's typed error, naming the URL it tried."""
+    url = _request_url(exc)
+    error = _map_httpx_error(exc, url, context)
+    error.url = url if url != "the server" else None
+    return error
+
+
+def _map_httpx_error(exc: Exception, url: str, context: dict[str, Any]) -> SteerError:
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ConnectTimeoutError(f"connecting timed out: {type(exc).__name__}", **context)
+        return ConnectTimeoutError(
+            f"connecting to {url} timed out: {type(exc).__name__}", **context
+        )
     if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
-        return ReadTimeoutError("the server sent nothing for longer than read_timeout", **context)
+        return ReadTimeoutError(f"{url} sent nothing for longer than read_timeout", **context)
     if isinstance(exc, httpx.ConnectError):
-        return ConnectionError(f"could not connect: {exc or type(exc).__name__}", **context)
+        return ConnectionError(
+            f"could not connect to {url}: {exc or type(exc).__name__}", **context
+        )
     if isinstance(exc, httpx.TransportError):
-        return ConnectionError(f"the connection was lost: {exc or type(exc).__name__}", **context)
-    return ConnectionError(f"HTTP failure: {type(exc).__name__}: {exc}", **context)
+        return ConnectionError(
+            f"the connection to {url} was lost: {exc or type(exc).__name__}", **context
+        )
+    return ConnectionError(f"HTTP failure at {url}: {type(exc).__name__}: {exc}", **context)
 
 
 class Transport:
@@ -146,6 +168,7 @@ class Transport:
             finally:
                 await response.aclose()
             error = parse_error(response.status_code, response.headers, data)
+            error.url = str(request.url.copy_with(query=None))
             error.provider = error.provider or context.get("provider")
             error.model = error.model or context.get("model")
             raise error

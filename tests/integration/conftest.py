@@ -3,7 +3,9 @@ the way a user would (environment variables), for each wire protocol."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -49,3 +51,18 @@ def model(protocol: str) -> str:
 async def client(guide_env: Emulator) -> AsyncIterator[SteerLLMClient]:
     async with SteerLLMClient() as c:
         yield c
+
+
+@pytest.fixture
+def cli_env(emulator: Emulator, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env.pop("STEER_LLM_DATA_DIR", None)
+    env.pop("STEER_DEFAULT_MODEL", None)
+    env.update(
+        XDG_DATA_HOME=str(tmp_path / "data"),  # the log goes here, not into the real home
+        OPENAI_API_KEY="sk-test-cli",
+        OPENAI_BASE_URL=emulator.openai_base_url,
+        ANTHROPIC_API_KEY="sk-ant-test-cli",
+        ANTHROPIC_BASE_URL=emulator.anthropic_base_url,
+    )
+    return env

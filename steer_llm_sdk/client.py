@@ -293,10 +293,12 @@ class SteerLLMClient:
             raise ConfigurationError(f"max_tokens={max_tokens!r} must be a whole number >= 1")
         extra_body = dict(params.pop("extra_body", None) or {})
         extra_body.update(params)  # anything else passes through to the provider's body
-        if spec.local:
-            from .local._json import local_json_params
+        if route.provider.local:
+            from .local._json import _cap_strings, local_json_params
 
             msgs = local_json_params(common, extra_body, msgs)
+            if spec is not None:  # a small model must not run away inside a string
+                spec.schema = _cap_strings(spec.schema)
         request = ChatRequest(
             model=route.model,
             messages=msgs,

@@ -156,8 +156,10 @@ class Emulator:
         chunk_words: int = 1,
         delay_between_chunks: float = 0.0,
         openai_continue_final_assistant: bool = True,
+        backlog: int = 4096,
     ) -> None:
         self.host = host
+        self.backlog = backlog  # pending connections the listening socket queues
         self.port = port
         self.reply_words = reply_words
         self.chunk_words = chunk_words
@@ -174,7 +176,9 @@ class Emulator:
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=self.backlog
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

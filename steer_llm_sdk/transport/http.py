@@ -2,15 +2,30 @@
 
 Knows nothing of any provider's JSON: the caller passes a function that turns an
 error response into a typed error.
+
+The connection pool is the SDK's own (:class:`_Pool`), under httpx's API: httpcore's
+pool walks every pooled connection, with syscalls, twice per request (and counts
+them quadratically; encode/httpcore#1035), so a past burst of connections made every
+later call slower and a few thousand concurrent calls never finished. Here a request
+takes a free slot or waits its turn in a FIFO queue (O(1)), takes the most recently
+used idle connection of its origin (O(1), one readability check) or opens one, and
+gives both back when its response closes. Requests above ``max_connections`` wait for
+a slot; that wait counts against ``total_timeout``, not ``connection_timeout``.
+Figures: docs/architecture.md, "Transport".
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    import asyncio
 
 from ..errors import (
     APIStatusError,
@@ -68,10 +83,205 @@ def map_httpx_error(exc: Exception, **context: Any) -> SteerError:
     return ConnectionError(f"HTTP failure: {type(exc).__name__}: {exc}", **context)
 
 
+class _PoolStream:
+    """A response body that gives its connection and slot back to the pool on close."""
+
+    __slots__ = ("_closed", "_conn", "_key", "_pool", "_stream")
+
+    def __init__(self, stream: Any, pool: _Pool, conn: Any, key: tuple[bytes, bytes, int]) -> None:
+        self._stream = stream
+        self._key = key
+        self._pool = pool
+        self._conn = conn
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if hasattr(self._stream, "aclose"):
+                await self._stream.aclose()
+        finally:
+            await self._pool._checkin(self._conn, self._key)
+
+
+class _Pool:
+    """An HTTP/1.1 connection pool with O(1) work per request (httpcore's interface:
+    ``handle_async_request``, ``aclose``), used by httpx through :class:`_HTTPTransport`."""
+
+    def __init__(
+        self,
+        ssl_context: Any,
+        *,
+        max_connections: int,
+        max_keepalive: int,
+        keepalive_expiry: float,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self._free = max_connections  # slots not held by a request
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._idle: dict[tuple[bytes, bytes, int], deque[tuple[Any, float]]] = {}  # (conn, since)
+        self._idle_count = 0
+        self._max_keepalive = max_keepalive
+        self._expiry = keepalive_expiry
+        self._open: set[Any] = set()  # every connection not yet closed
+        self._closed = False
+
+    # -- slots: at most max_connections requests hold a connection, the rest queue --
+    async def _acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        import asyncio
+
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot came with the cancellation: pass it on
+            raise
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is skipped here, in O(1)
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    # -- connections ------------------------------------------------------------
+    async def _checkout(self, origin: Any, key: tuple[bytes, bytes, int]) -> Any:
+        import httpcore
+
+        stack = self._idle.get(key)
+        while stack:
+            conn, _ = stack.pop()  # the most recently used: the likeliest to be alive
+            self._idle_count -= 1
+            if conn.is_idle() and not conn.has_expired():
+                return conn
+            await self._close(conn)
+        conn = httpcore.AsyncHTTPConnection(
+            origin=origin, ssl_context=self._ssl_context, keepalive_expiry=self._expiry
+        )
+        self._open.add(conn)
+        return conn
+
+    async def _checkin(self, conn: Any, key: tuple[bytes, bytes, int]) -> None:
+        try:
+            if self._closed or not conn.is_idle():
+                await self._close(conn)
+                return
+            now = time.monotonic()
+            stack = self._idle.setdefault(key, deque())
+            stack.append((conn, now))
+            self._idle_count += 1
+            # Oldest first: past keep-alive expiry, or more idle than max_keepalive.
+            while stack and (
+                self._idle_count > self._max_keepalive or stack[0][1] + self._expiry < now
+            ):
+                old, _ = stack.popleft()
+                self._idle_count -= 1
+                await self._close(old)
+        finally:
+            self._release()
+
+    async def _close(self, conn: Any) -> None:
+        self._open.discard(conn)
+        try:
+            await conn.aclose()
+        except Exception:  # closing a broken socket: nothing to report
+            pass
+
+    async def handle_async_request(self, request: Any) -> Any:
+        import httpcore
+
+        if self._closed:
+            raise httpcore.ConnectError("the client is closed")
+        await self._acquire()
+        try:
+            origin = request.url.origin
+            key = (origin.scheme, origin.host, origin.port)  # httpcore.Origin: not hashable
+            while True:
+                conn = await self._checkout(origin, key)
+                try:
+                    response = await conn.handle_async_request(request)
+                except httpcore.ConnectionNotAvailable:
+                    await self._close(conn)
+                    continue
+                except BaseException:
+                    await self._close(conn)
+                    raise
+                break
+        except BaseException:
+            self._release()
+            raise
+        return httpcore.Response(
+            status=response.status,
+            headers=response.headers,
+            content=_PoolStream(response.stream, self, conn, key),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        import httpcore
+
+        self._closed = True
+        self._idle.clear()
+        self._idle_count = 0
+        for conn in list(self._open):
+            await self._close(conn)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(httpcore.ConnectError("the client was closed"))
+
+    async def __aenter__(self) -> _Pool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _HTTPTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport (request conversion, exception mapping) over :class:`_Pool`."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=True)
+        super().__init__(verify=ssl_context, limits=limits, trust_env=True)
+        self._pool = _Pool(  # type: ignore[assignment]
+            ssl_context,
+            max_connections=limits.max_connections or 1 << 30,
+            max_keepalive=limits.max_keepalive_connections or 0,
+            keepalive_expiry=limits.keepalive_expiry or 0.0,
+        )
+
+
+def _proxy_mounts(limits: httpx.Limits) -> dict[str, httpx.AsyncBaseTransport | None] | None:
+    """The environment's proxies (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY), mounted
+    as httpx would mount them itself: a client given its own transport ignores them."""
+    try:
+        from httpx._utils import get_environment_proxies
+    except ImportError:  # a future httpx: fall back to its own pool, proxies honoured
+        return None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for pattern, proxy in get_environment_proxies().items():
+        mounts[pattern] = (
+            None if proxy is None else httpx.AsyncHTTPTransport(proxy=proxy, limits=limits)
+        )
+    return mounts
+
+
 class Transport:
     """Owns the connection pools. One per :class:`SteerLLMClient`."""
 
-    def __init__(self, *, max_connections: int = 1000) -> None:
+    def __init__(self, *, max_connections: int = 1000, pool: str = "steer") -> None:
         # One pool per base URL, bound to the event loop that made it: a client used
         # from two asyncio.run() calls (common in scripts) gets a fresh pool in the
         # second loop instead of sockets owned by a closed one.
@@ -80,6 +290,7 @@ class Transport:
             max_connections=max_connections, max_keepalive_connections=100, keepalive_expiry=30
         )
         self._closed = False
+        self._pool_kind = pool  # "steer" (ours) or "httpcore" (httpx's own, for benchmarks)
 
     def client_for(self, base_url: str) -> httpx.AsyncClient:
         import asyncio
@@ -90,6 +301,10 @@ class Transport:
             return entry[0]
         if self._closed:
             raise RuntimeError("this SteerLLMClient is closed: create a new one")
+        transport: httpx.AsyncBaseTransport | None = None
+        mounts = _proxy_mounts(self._limits) if self._pool_kind == "steer" else None
+        if mounts is not None:
+            transport = _HTTPTransport(self._limits)
         client = httpx.AsyncClient(
             base_url=base_url,
             limits=self._limits,
@@ -97,6 +312,8 @@ class Transport:
             # SSE is read raw: ask servers not to compress it.
             headers={"accept-encoding": "identity", "user-agent": "steer-llm-sdk"},
             trust_env=True,
+            transport=transport,
+            mounts=mounts,
         )
         self._clients[base_url] = (client, loop)
         return client

@@ -16,10 +16,11 @@ Figures: docs/architecture.md, "Transport".
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,14 +30,17 @@ if TYPE_CHECKING:
 
 from ..errors import (
     APIStatusError,
+    ConfigurationError,
     ConnectionError,
     ConnectTimeoutError,
+    InvalidResponseError,
     OverloadedError,
     RateLimitError,
     ReadTimeoutError,
     ServerError,
     SteerError,
     TotalTimeoutError,
+    redact,
 )
 from ..errors import TimeoutError as SteerTimeoutError
 
@@ -44,6 +48,8 @@ __all__ = ["RETRYABLE_STATUS", "Transport", "backoff_delay", "is_retryable", "ma
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_BACKOFF = 8.0
+MAX_RETRY_AFTER = 60.0  # default StreamingOptions.max_retry_after
+MAX_ERROR_BODY_BYTES = 64 * 1024  # default StreamingOptions.max_error_body_bytes
 
 ErrorParser = Callable[[int, httpx.Headers, bytes], SteerError]
 
@@ -61,13 +67,51 @@ def is_retryable(error: BaseException) -> bool:
     return False
 
 
-def backoff_delay(retry: int, base: float, retry_after: float | None) -> float:
-    """Exponential backoff with jitter; the provider's Retry-After wins when longer."""
+def backoff_delay(
+    retry: int, base: float, retry_after: float | None, max_retry_after: float = MAX_RETRY_AFTER
+) -> float:
+    """Exponential backoff with jitter; the provider's Retry-After wins when longer,
+    up to ``max_retry_after`` (a server cannot park a call for an hour)."""
     delay = min(MAX_BACKOFF, base * (2 ** (retry - 1))) if base > 0 else 0.0
     delay *= 1.0 - 0.25 * random.random()
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        delay = max(delay, min(retry_after, max_retry_after))
     return delay
+
+
+_READABLE_TYPES = frozenset({"text/event-stream", "application/json"})
+
+
+async def _read_capped(response: httpx.Response, cap: int, deadline: float | None) -> bytes:
+    """At most ``cap`` bytes of a body (the rest is left unread and the connection
+    closed), read within the deadline; a gzip/deflate body is decoded under the cap.
+    A failure or the deadline ends the read with what arrived."""
+    import asyncio
+
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for piece in response.aiter_raw():
+                parts.append(piece)
+                size += len(piece)
+                if size >= cap:
+                    break
+    except (httpx.HTTPError, TimeoutError):
+        pass
+    data = b"".join(parts)[:cap]
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        import zlib
+
+        try:
+            # 47: a gzip or zlib header, detected; max_length bounds the expansion.
+            return zlib.decompressobj(47).decompress(data, cap)
+        except zlib.error:
+            return b""
+    return b""  # an encoding the SDK cannot decode: the status still tells the story
 
 
 def map_httpx_error(exc: Exception, **context: Any) -> SteerError:
@@ -291,6 +335,12 @@ class Transport:
         )
         self._closed = False
         self._pool_kind = pool  # "steer" (ours) or "httpcore" (httpx's own, for benchmarks)
+        self._unwatched: list[httpx.AsyncClient] = []
+        self._watchers: list[Any] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def client_for(self, base_url: str) -> httpx.AsyncClient:
         import asyncio
@@ -300,7 +350,10 @@ class Transport:
         if entry is not None and entry[1] is loop:
             return entry[0]
         if self._closed:
-            raise RuntimeError("this SteerLLMClient is closed: create a new one")
+            raise ConfigurationError(
+                "this SteerLLMClient is closed (aclose() or the end of its `async with` "
+                "was reached): create a new one"
+            )
         transport: httpx.AsyncBaseTransport | None = None
         mounts = _proxy_mounts(self._limits) if self._pool_kind == "steer" else None
         if mounts is not None:
@@ -316,7 +369,25 @@ class Transport:
             mounts=mounts,
         )
         self._clients[base_url] = (client, loop)
+        self._unwatched.append(client)
         return client
+
+    async def _watch(self, client: httpx.AsyncClient) -> None:
+        """Close ``client`` when its event loop ends (``asyncio.run()`` closes the async
+        generators still open when its main coroutine returns), so a client used from
+        several ``asyncio.run()`` calls leaves no socket open until garbage collection."""
+
+        async def closer() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                await client.aclose()
+
+        watcher = closer()
+        await watcher.__anext__()
+        # The loop keeps only a weak reference; forget the watchers of ended loops.
+        self._watchers = [w for w in self._watchers if w.ag_frame is not None]
+        self._watchers.append(watcher)
 
     async def open(
         self,
@@ -330,12 +401,19 @@ class Transport:
         parse_error: ErrorParser,
         deadline: float | None,
         context: dict[str, Any],
+        options: Any = None,  # the call's StreamingOptions (limits), or None: defaults
     ) -> httpx.Response:
-        """Send a request; return the streaming response once its headers say 2xx.
+        """Send a request; return the streaming response once its headers say 2xx
+        with a body the pipeline can read (an event stream, or JSON).
 
-        An error status is read whole and turned into a typed error by ``parse_error``.
+        An error status is read up to ``max_error_body_bytes`` (within what is left of
+        ``total_timeout``) and turned into a typed error by ``parse_error``. A redirect,
+        a body that is neither SSE nor JSON, or a compressed body the SDK did not ask
+        for is a typed error, whatever the body holds.
         """
         client = self.client_for(base_url)
+        while self._unwatched:
+            await self._watch(self._unwatched.pop())
         request = client.build_request(method, path, headers=headers, content=body, timeout=timeout)
         try:
             if deadline is None:
@@ -354,18 +432,58 @@ class Transport:
                         "total_timeout passed while waiting for the response", **context
                     ) from None
         except httpx.HTTPError as exc:
-            raise map_httpx_error(exc, **context) from exc
-        if response.status_code >= 400:
+            # Not chained: an httpx/h11 exception can hold raw response bytes (a
+            # malformed status line with an echoed key); its useful part is copied.
+            raise map_httpx_error(exc, **context) from None
+        status = response.status_code
+        if status >= 400:
+            cap = getattr(options, "max_error_body_bytes", MAX_ERROR_BODY_BYTES)
             try:
-                data = await response.aread()
-            except httpx.HTTPError:
-                data = b""
+                data = await _read_capped(response, cap, deadline)
             finally:
                 await response.aclose()
-            error = parse_error(response.status_code, response.headers, data)
+            error = parse_error(status, response.headers, data)
             error.provider = error.provider or context.get("provider")
             error.model = error.model or context.get("model")
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None:
+                limit = getattr(options, "max_retry_after", MAX_RETRY_AFTER)
+                error.retry_after = min(retry_after, limit)
             raise error
+        if status >= 300:
+            location = redact(response.headers.get("location", ""))
+            await response.aclose()
+            raise APIStatusError(
+                f"the server answered {status}, a redirect"
+                + (f" to {location[:200]}" if location else "")
+                + ": the SDK does not follow redirects, so that an API key is never sent "
+                "to another address; set the base URL to the final address",
+                status_code=status,
+                **context,
+            )
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding and encoding != "identity":
+            await response.aclose()
+            raise InvalidResponseError(
+                f"the server compressed the response (Content-Encoding: {encoding[:40]}) "
+                "although the SDK asked for none (Accept-Encoding: identity); it is refused "
+                "so that a small body cannot expand without bound",
+                status_code=status,
+                **context,
+            )
+        mime = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if mime and mime not in _READABLE_TYPES and not mime.endswith("+json"):
+            try:
+                excerpt = await _read_capped(response, 300, deadline)
+            finally:
+                await response.aclose()
+            raise InvalidResponseError(
+                f"the server answered {status} with Content-Type {mime[:60]!r}, neither "
+                "an event stream nor JSON (is the base URL right?); the body begins: "
+                f"{excerpt.decode('utf-8', 'replace')!r}",
+                status_code=status,
+                **context,
+            )
         return response
 
     async def aclose(self) -> None:
@@ -377,3 +495,7 @@ class Transport:
         for client, owner in entries:
             if owner is loop:  # a pool of a finished loop cannot be closed from here
                 await client.aclose()
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            with contextlib.suppress(Exception):  # one of another (finished) loop
+                await watcher.aclose()

@@ -135,7 +135,7 @@ class StreamRun:
             while True:
                 codec, response, strip_lead = await self._open()
                 decode = codec.decode
-                sse = SSEDecoder()
+                sse = SSEDecoder(opts.max_event_bytes)
                 feed = sse.feed
                 got_text = False
                 texts: AsyncGenerator[list[str], None] | None = None
@@ -250,6 +250,7 @@ class StreamRun:
                     parse_error=codec.parse_error,
                     deadline=self._deadline,
                     context=call.context,
+                    options=call.options,
                 )
             except SteerError as exc:
                 if self._may_retry(exc):
@@ -318,8 +319,12 @@ class StreamRun:
 
     async def _backoff(self, exc: SteerError) -> None:
         self._retries += 1
+        opts = self.call.options
         delay = backoff_delay(
-            self._retries, self.call.options.reconnect_delay, getattr(exc, "retry_after", None)
+            self._retries,
+            opts.reconnect_delay,
+            getattr(exc, "retry_after", None),
+            opts.max_retry_after,
         )
         deadline = self._deadline
         if deadline is not None:
@@ -491,6 +496,7 @@ class StreamRun:
                         parse_error=codec.parse_error,
                         deadline=self._deadline,
                         context=call.context,
+                        options=call.options,
                     )
                     if not self._started:
                         self._started = True

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import gc
 import os
-import resource
 import statistics
 import sys
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import MODELS, PROMPT, make_floor, start_emulator  # noqa: E402
+from bench import MODELS, PROMPT, make_floor, start_emulator
 
 MODEL = MODELS["openai"]
 

@@ -227,9 +227,9 @@ class _Pool:
             stack.append((conn, now))
             self._idle_count += 1
             # Oldest first: past keep-alive expiry, or more idle than max_keepalive.
-            while stack and (
-                self._idle_count > self._max_keepalive or stack[0][1] + self._expiry < now
-            ):
+            # (Not by count while calls wait for a slot: the next one takes it.)
+            keep = self._max_keepalive if not self._waiters else len(self._open)
+            while stack and (self._idle_count > keep or stack[0][1] + self._expiry < now):
                 old, _ = stack.popleft()
                 self._idle_count -= 1
                 await self._close(old)

@@ -165,6 +165,101 @@ async def many(port: int, pool: str, streams: int, max_connections: int) -> dict
     }
 
 
+async def layers(port: int, streams: int, limit: float) -> dict[str, str]:
+    """The HTTP layers side by side, without the SDK: N concurrent raw streams with a
+    minimal SSE split and json.loads, through httpx's own pool, httpx over the SDK's
+    pool, and aiohttp (when installed). Wall time, CPU per chunk, longest loop gap."""
+    import json
+
+    import httpx
+
+    from steer_llm_sdk.transport.http import _HTTPTransport
+
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    headers = {"authorization": "Bearer sk-bench"}
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+
+    def count(lines: list[bytes]) -> int:
+        n = 0
+        for line in lines:
+            if line.startswith(b"data: {"):
+                obj = json.loads(line[6:])
+                if obj["choices"] and obj["choices"][0]["delta"].get("content"):
+                    n += 1
+        return n
+
+    async def with_httpx(client: httpx.AsyncClient) -> int:
+        n, buf = 0, b""
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            async for raw in response.aiter_raw():
+                *lines, buf = (buf + raw).split(b"\n")
+                n += count(lines)
+        return n
+
+    contenders: dict[str, Any] = {
+        "httpx (httpcore pool)": lambda: httpx.AsyncClient(timeout=60, limits=limits),
+        "httpx + SDK pool": lambda: httpx.AsyncClient(
+            timeout=60, transport=_HTTPTransport(limits)
+        ),
+    }
+    try:
+        import aiohttp
+
+        contenders["aiohttp"] = lambda: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=1000),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+    except ImportError:
+        pass
+
+    async def with_aiohttp(session: Any) -> int:
+        n, buf = 0, b""
+        async with session.post(url, json=body, headers=headers) as response:
+            async for raw in response.content.iter_any():
+                *lines, buf = (buf + raw).split(b"\n")
+                n += count(lines)
+        return n
+
+    out: dict[str, str] = {}
+    for name, make in contenders.items():
+        client = make()
+        run = with_aiohttp if name == "aiohttp" else with_httpx
+        longest, stop = 0.0, [False]
+
+        async def ticker(stop: list[bool] = stop) -> None:
+            nonlocal longest
+            loop = asyncio.get_running_loop()
+            last = loop.time()
+            while not stop[0]:
+                await asyncio.sleep(0.01)
+                now = loop.time()
+                longest = max(longest, now - last - 0.01)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        cpu, start = time.process_time(), time.perf_counter()
+        try:
+            counts = await asyncio.wait_for(
+                asyncio.gather(*(run(client) for _ in range(streams))), limit
+            )
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            chunks = sum(counts)
+            out[name] = (
+                f"{wall:6.2f} s wall, {cpu / chunks * 1e6:5.2f} us/chunk, "
+                f"longest loop gap {longest * 1e3:6.0f} ms"
+            )
+        except TimeoutError:
+            out[name] = f"did not finish in {limit:g} s (CPU {time.process_time() - cpu:.1f} s)"
+        stop[0] = True
+        await tick
+        if name == "aiohttp":
+            await client.close()
+        else:
+            await client.aclose()
+    return out
+
+
 def sse(mib: int = 64) -> dict[str, float]:
     from steer_llm_sdk.transport.sse import SSEDecoder
 
@@ -186,7 +281,10 @@ def sse(mib: int = 64) -> dict[str, float]:
 def show(title: str, figures: dict[str, float]) -> None:
     print(f"\n{title}")
     for key, value in figures.items():
-        print(f"  {key:24} {value:12.3f}" if isinstance(value, float) else f"  {key:24} {value:12}")
+        if isinstance(value, float):
+            print(f"  {key:24} {value:12.3f}")
+        else:
+            print(f"  {key:24} {value:>12}")
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -203,6 +301,11 @@ async def run(args: argparse.Namespace) -> None:
                 f"{args.streams} concurrent streams ({args.pool} pool, "
                 f"max_connections={args.max_connections}, {args.delay * 1e3:g} ms between chunks)",
                 await many(port_long, args.pool, args.streams, args.max_connections),
+            )
+        if "layers" in args.only:
+            show(
+                f"HTTP layers alone: {args.streams} concurrent raw streams",
+                await layers(port_long, args.streams, args.limit),
             )
     finally:
         short.kill()
@@ -225,6 +328,7 @@ def main() -> None:
     )
     parser.add_argument("--max-connections", type=int, default=1000)
     parser.add_argument("--only", nargs="+", default=["burst", "many", "sse"])
+    parser.add_argument("--limit", type=float, default=120.0, help="layers: give up after")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:

@@ -199,9 +199,7 @@ async def layers(port: int, streams: int, limit: float) -> dict[str, str]:
 
     contenders: dict[str, Any] = {
         "httpx (httpcore pool)": lambda: httpx.AsyncClient(timeout=60, limits=limits),
-        "httpx + SDK pool": lambda: httpx.AsyncClient(
-            timeout=60, transport=_HTTPTransport(limits)
-        ),
+        "httpx + SDK pool": lambda: httpx.AsyncClient(timeout=60, transport=_HTTPTransport(limits)),
     }
     try:
         import aiohttp

@@ -329,6 +329,43 @@ def _proxy_mounts(limits: httpx.Limits) -> dict[str, httpx.AsyncBaseTransport | 
     return mounts
 
 
+class _RedactingFilter:
+    """Redacts keys in the records of httpx's and httpcore's own loggers: httpcore logs
+    response headers verbatim at DEBUG, so a key a server echoes would be printed.
+    A filter runs only for records that are emitted: no cost with logging off."""
+
+    def filter(self, record: Any) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_LIBRARY_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+_filter_installed = False
+
+
+def _install_log_redaction() -> None:
+    global _filter_installed
+    if not _filter_installed:
+        import logging
+
+        _filter_installed = True
+        for name in _LIBRARY_LOGGERS:
+            logging.getLogger(name).addFilter(_RedactingFilter())
+
+
 class Transport:
     """Owns the connection pools. One per :class:`SteerLLMClient`."""
 
@@ -342,6 +379,7 @@ class Transport:
         )
         self._closed = False
         self._pool_kind = pool  # "steer" (ours) or "httpcore" (httpx's own, for benchmarks)
+        _install_log_redaction()
         self._unwatched: list[httpx.AsyncClient] = []
         self._urls: dict[tuple[str, str], httpx.URL] = {}
         self._watchers: list[Any] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import os
 import sys
 import time
@@ -473,3 +474,15 @@ async def test_proxies_from_the_environment_are_honoured(
         ) as client:
             assert await collect(client, "gpt-4o-mini")
         assert len(proxy.heads) == 1
+
+
+async def test_an_echoed_key_is_redacted_in_httpcore_debug_logs(
+    emulator: Emulator, hostile_client: SteerLLMClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.enqueue(Reply(fault=Fault.echo_key()))
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(BadRequestError):
+            await collect(hostile_client, "gpt-4o-mini", streaming_options=NO_RETRY)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("receive_response_headers" in m for m in messages)  # httpcore did log them
+    assert not any(KEY in m or KEY[:12] in m for m in messages)

@@ -486,3 +486,34 @@ async def test_an_echoed_key_is_redacted_in_httpcore_debug_logs(
     messages = [record.getMessage() for record in caplog.records]
     assert any("receive_response_headers" in m for m in messages)  # httpcore did log them
     assert not any(KEY in m or KEY[:12] in m for m in messages)
+
+
+# -- the emulator's hostile faults send what they say (for the behaviours the pipeline
+#    owns: the terminal event ends the answer; checked here at the wire level) ---------------
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_text_after_end_and_hold_open_faults_on_the_wire(
+    emulator: Emulator, path: str
+) -> None:
+    import httpx
+
+    body = {
+        "model": "m",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        emulator.enqueue(Reply(text="ok", fault=Fault.text_after_end(" EXTRA")))
+        response = await http.post(path, json=body)
+        end = b"[DONE]" if "chat" in path else b"message_stop"
+        assert response.content.index(end) < response.content.index(b" EXTRA")
+
+        emulator.enqueue(Reply(text="ok", fault=Fault.hold_open_after_end(5)))
+        start = time.perf_counter()
+        timeout = httpx.Timeout(5, read=0.3)
+        seen = b""
+        async with http.stream("POST", path, json=body, timeout=timeout) as streamed:
+            with pytest.raises(httpx.ReadTimeout):  # the terminal event came; the body did not end
+                async for piece in streamed.aiter_raw():
+                    seen += piece
+        assert end in seen and time.perf_counter() - start < 3

@@ -10,6 +10,10 @@ import asyncio
 import gzip
 import logging
 import os
+import pathlib
+import shutil
+import ssl
+import subprocess
 import sys
 import time
 import traceback
@@ -57,13 +61,14 @@ class RawServer:
     """Reads one HTTP request per connection, answers with the bytes ``handler``
     returns for the request head, then closes."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.heads: list[bytes] = []
         self.server: asyncio.base_events.Server | None = None
+        self.tls = tls
 
     async def __aenter__(self) -> RawServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -74,7 +79,8 @@ class RawServer:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -517,3 +523,45 @@ async def test_text_after_end_and_hold_open_faults_on_the_wire(
                 async for piece in streamed.aiter_raw():
                     seen += piece
         assert end in seen and time.perf_counter() - start < 3
+
+
+@pytest.fixture
+def self_signed(tmp_path: pathlib.Path) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a self-signed certificate")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+    subprocess.run(
+        [*command.split(), "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_through_the_sdk_pool(
+    self_signed: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TLS is httpcore's (the pool hands it the SSL context, SSL_CERT_FILE honoured)."""
+    cert, key = self_signed
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    event = (
+        b'data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":[{"index":0,'
+        b'"delta":{"content":"secure"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+
+    async def answer(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(event), event)
+        )
+
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    async with RawServer(answer, tls=server_tls) as server, raw_client(server.url) as client:
+        assert await collect(client, "raw/m") == "secure"
+        assert await collect(client, "raw/m") == "secure"
+    monkeypatch.delenv("SSL_CERT_FILE")
+    async with RawServer(answer, tls=server_tls) as server, raw_client(server.url) as client:
+        with pytest.raises(SteerError, match=r"(?i)certificate"):
+            await collect(client, "raw/m", streaming_options=NO_RETRY)

@@ -16,7 +16,9 @@ from .errors import (
     ConnectTimeoutError,
     InvalidResponseError,
     JSONParseError,
+    MaxStepsError,
     NotFoundError,
+    OutputValidationError,
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
@@ -25,6 +27,7 @@ from .errors import (
     SteerError,
     StreamInterruptedError,
     TimeoutError,
+    ToolArgumentsError,
     TotalTimeoutError,
 )
 from .models.response import StreamingResponse
@@ -34,6 +37,19 @@ from .models.streaming import (
     LOW_LATENCY_OPTIONS,
     StreamingOptions,
 )
+from .parts import (
+    Finish,
+    PartialOutput,
+    ReasoningDelta,
+    StreamPart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+)
+from .tools import Tool
 
 __version__ = "0.3.0"
 
@@ -47,20 +63,34 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "Finish",
     "InvalidResponseError",
     "JSONParseError",
+    "MaxStepsError",
     "NotFoundError",
+    "OutputValidationError",
     "OverloadedError",
+    "PartialOutput",
     "PermissionDeniedError",
     "RateLimitError",
     "ReadTimeoutError",
+    "ReasoningDelta",
     "ServerError",
     "SteerError",
     "SteerLLMClient",
     "StreamInterruptedError",
+    "StreamPart",
     "StreamingOptions",
     "StreamingResponse",
+    "TextDelta",
     "TimeoutError",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "ToolResult",
     "TotalTimeoutError",
     "__version__",
 ]

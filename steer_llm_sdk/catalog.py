@@ -6,17 +6,25 @@ A new OpenAI-compatible provider is an entry here, not new code.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
 
-__all__ = ["PROVIDERS", "ProviderSpec", "Route", "env_base_url", "resolve_model"]
+__all__ = [
+    "PROVIDERS",
+    "ProviderSpec",
+    "Route",
+    "env_base_url",
+    "resolve_model",
+    "responses_only",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     name: str
-    protocol: str  # "openai-chat" | "anthropic-messages"
+    protocol: str  # a name in providers.PROTOCOLS: "openai-chat", "anthropic-messages" ...
     base_url: str  # OpenAI protocol: includes /v1; Anthropic: without it
     key_env: str | None  # environment variable holding the API key
     key_required: bool = True
@@ -27,6 +35,8 @@ class ProviderSpec:
     # Example models, for `steer-llm models` and error messages.
     examples: tuple[str, ...] = ()
     local: bool = False  # a model served in this process (cost 0)
+    # Other environment variables that may hold the key (GOOGLE_API_KEY for Gemini).
+    alt_key_envs: tuple[str, ...] = ()
 
     @property
     def base_url_env(self) -> str:
@@ -70,6 +80,14 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "ANTHROPIC_API_KEY",
             continues_prefix=True,
             examples=("claude-3-haiku-20240307", "claude-sonnet-4-5", "claude-opus-4-1"),
+        ),
+        ProviderSpec(
+            "gemini",
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            "GEMINI_API_KEY",
+            alt_key_envs=("GOOGLE_API_KEY",),
+            examples=("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-pro-preview"),
         ),
         _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", "grok-4", "grok-3-mini"),
         _openai_compatible(
@@ -116,6 +134,25 @@ PROVIDERS: dict[str, ProviderSpec] = {
     )
 }
 
+# OpenAI's Responses API: the same provider (key, base URL, prices), another protocol.
+# ``openai-responses/<model>`` or ``api="responses"`` selects it; models that exist
+# only there go to it by themselves.
+PROVIDERS["openai-responses"] = ProviderSpec(
+    "openai",
+    "openai-responses",
+    "https://api.openai.com/v1",
+    "OPENAI_API_KEY",
+    examples=("o3-pro", "gpt-5-pro", "gpt-5-codex", "openai-responses/gpt-4o"),
+)
+_RESPONSES_ONLY = re.compile(r"(?:^|-)pro(?:-|$)|codex", re.IGNORECASE)
+
+
+def responses_only(model: str) -> bool:
+    """OpenAI models that answer only on the Responses API (o1-pro, o3-pro,
+    gpt-5-pro and later -pro models, codex models)."""
+    return bool(_RESPONSES_ONLY.search(model))
+
+
 # Bare model names the SDK routes without a "provider/" prefix.
 _PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"),
@@ -125,6 +162,7 @@ _PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
     ("o4", "openai"),
     ("claude-", "anthropic"),
     ("grok-", "xai"),
+    ("gemini-", "gemini"),
 )
 
 
@@ -160,14 +198,16 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
     lowered = model.lower()
     for prefix, name in _PREFIX_ROUTES:
         if lowered.startswith(prefix):
+            if name == "openai" and responses_only(lowered):
+                return Route(providers["openai-responses"], model)
             return Route(providers[name], model)
     raise ConfigurationError(
         f"unknown model {model!r}: name it as 'provider/model' with provider one of "
         f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
         "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-* (OpenAI), "
-        "claude-* (Anthropic), grok-* (xAI). Register your own OpenAI-compatible server "
-        "with SteerLLMClient(providers={'name': {'base_url': ...}}) or by setting "
-        "NAME_BASE_URL (and NAME_API_KEY) in the environment."
+        "claude-* (Anthropic), grok-* (xAI), gemini-* (Google). Register your own "
+        "OpenAI-compatible server with SteerLLMClient(providers={'name': "
+        "{'base_url': ...}}) or by setting NAME_BASE_URL (and NAME_API_KEY) in the environment."
     )
 
 

@@ -17,9 +17,13 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "InterruptedReadTimeoutError",
+    "InterruptedTotalTimeoutError",
     "InvalidResponseError",
     "JSONParseError",
+    "MaxStepsError",
     "NotFoundError",
+    "OutputValidationError",
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -28,6 +32,7 @@ __all__ = [
     "SteerError",
     "StreamInterruptedError",
     "TimeoutError",
+    "ToolArgumentsError",
     "TotalTimeoutError",
     "redact",
 ]
@@ -231,3 +236,52 @@ class StreamInterruptedError(SteerError):
         self.partial_usage = partial_usage
         self.cause = cause
         self.attempts: int | None = None  # HTTP requests made before giving up
+
+
+class OutputValidationError(InvalidResponseError):
+    """The answer does not match ``output=``: ``raw_text`` is what the model said,
+    ``errors`` pydantic's list of what is wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str = "",
+        errors: list[dict[str, Any]] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.raw_text = raw_text
+        self.errors = errors or []
+
+
+class ToolArgumentsError(InvalidResponseError):
+    """A tool call's arguments are not a JSON object (``call`` is the ToolCall)."""
+
+    def __init__(self, message: str, *, call: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.call = call
+
+
+class MaxStepsError(SteerError):
+    """``run_tools()`` reached ``max_steps`` with the model still calling tools;
+    ``messages`` is the conversation so far, ``response`` the last step's answer."""
+
+    def __init__(
+        self, message: str, *, messages: list[Any] | None = None, response: Any = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.messages = messages or []
+        self.response = response
+
+
+class InterruptedReadTimeoutError(ReadTimeoutError, StreamInterruptedError):
+    """``read_timeout`` passed after text was delivered. One rule for every timeout:
+    it is a :class:`TimeoutError` (the SDK's and Python's) *and* a
+    :class:`StreamInterruptedError`, with ``partial_text`` and ``partial_usage``
+    when ``preserve_partial_response=True``."""
+
+
+class InterruptedTotalTimeoutError(TotalTimeoutError, StreamInterruptedError):
+    """``total_timeout`` passed after text was delivered: a :class:`TotalTimeoutError`
+    and a :class:`StreamInterruptedError`, carrying the partial text and usage."""

@@ -163,6 +163,11 @@ class Reply:
     error_message: str | None = None
     fault: Fault | None = None
     delay_between_chunks: float | None = None
+    # Tool calls to answer with: {"name": ..., "arguments": dict or JSON text, "id": ...}
+    # (id optional). With text too, the text comes first, as real models do.
+    tool_calls: list[dict[str, Any]] | None = None
+    interleave_tool_calls: bool = False  # OpenAI: the calls' deltas alternate
+    reasoning: str | None = None  # streamed before the answer (thinking)
 
 
 @dataclass(slots=True)
@@ -425,22 +430,39 @@ class Emulator:
                     "messages: final assistant content cannot end with trailing whitespace",
                     {},
                 )
-        chunks = self._reply_chunks(protocol, body, reply)
+        problem = _check_tools(protocol, body)
+        if problem is not None:
+            return _error_plan(protocol, 400, "invalid_request_error", problem, {})
+        calls = _scripted_calls(protocol, body, reply)
+        if calls and (reply.tool_calls is None or (reply.text is None and reply.chunks is None)):
+            chunks: list[str] = []  # only calls (a forced tool answers with its call)
+        else:
+            chunks = self._reply_chunks(protocol, body, reply)
         limit = body.get("max_tokens") or body.get("max_completion_tokens")
         truncated = isinstance(limit, int) and len(chunks) > limit
         if truncated:
             chunks = chunks[:limit]
         usage = self._usage(protocol, body, chunks, reply)
+        if calls:
+            usage["completion_tokens"] += sum(count_tokens(c["arguments"]) for c in calls)
+        if reply.reasoning:
+            usage["completion_tokens"] += count_tokens(reply.reasoning)
         if protocol == "openai":
-            finish = reply.finish_reason or ("length" if truncated else "stop")
+            default = "tool_calls" if calls else "stop"
+            finish = reply.finish_reason or ("length" if truncated else default)
         else:
-            finish = reply.finish_reason or ("max_tokens" if truncated else "end_turn")
+            default = "tool_use" if calls else "end_turn"
+            finish = reply.finish_reason or ("max_tokens" if truncated else default)
         model = str(body.get("model") or "emulator")
         if not body.get("stream"):
             if protocol == "openai":
-                payload = _openai_message(model, "".join(chunks), finish, usage)
+                payload = _openai_message(
+                    model, "".join(chunks), finish, usage, calls, reply.reasoning
+                )
             else:
-                payload = _anthropic_message(model, "".join(chunks), finish, usage)
+                payload = _anthropic_message(
+                    model, "".join(chunks), finish, usage, calls, reply.reasoning
+                )
             return _Plan(
                 200,
                 "application/json",
@@ -453,8 +475,12 @@ class Emulator:
             pieces = _openai_frames(
                 model, chunks, finish, usage if include_usage else None, reply.fault
             )
+            if calls or reply.reasoning:
+                pieces = _openai_rich(pieces, model, calls, reply)
         else:
             pieces = _anthropic_frames(model, chunks, finish, usage, reply.fault)
+            if calls or reply.reasoning:
+                pieces = _anthropic_rich(pieces, calls, reply, bool(chunks))
         pause = (
             reply.delay_between_chunks
             if reply.delay_between_chunks is not None
@@ -768,30 +794,66 @@ def _anthropic_frames(
     return frames
 
 
-def _openai_message(model: str, text: str, finish: str, usage: dict[str, int]) -> dict[str, Any]:
+def _openai_message(
+    model: str,
+    text: str,
+    finish: str,
+    usage: dict[str, int],
+    calls: list[dict[str, Any]] | None = None,
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls
+        ]
+    elif not text:
+        message["content"] = ""
+    if reasoning:
+        message["reasoning_content"] = reasoning
     return {
         "id": "chatcmpl-emu",
         "object": "chat.completion",
         "created": 1,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "finish_reason": finish,
-            }
-        ],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": _openai_usage(usage),
     }
 
 
-def _anthropic_message(model: str, text: str, finish: str, usage: dict[str, int]) -> dict[str, Any]:
+def _anthropic_message(
+    model: str,
+    text: str,
+    finish: str,
+    usage: dict[str, int],
+    calls: list[dict[str, Any]] | None = None,
+    reasoning: str | None = None,
+) -> dict[str, Any]:
+    content: list[dict[str, Any]] = []
+    if reasoning:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": _SIGNATURE})
+    if text or not calls:
+        content.append({"type": "text", "text": text})
+    for c in calls or ():
+        content.append(
+            {
+                "type": "tool_use",
+                "id": c["id"],
+                "name": c["name"],
+                "input": json.loads(c["arguments"]),
+            }
+        )
     return {
         "id": "msg_emulator",
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": finish,
         "stop_sequence": None,
         "usage": _anthropic_usage(usage),
@@ -925,3 +987,232 @@ async def _hostile(
         writer.write(_chunk(b": keep-alive\n\n"))
         await writer.drain()
         await asyncio.sleep(fault.seconds)
+
+
+# -- tools, reasoning, and the conversation rules of the real APIs -------------------
+
+_SIGNATURE = "ZW11bGF0b3Itc2lnbmF0dXJl"  # what the emulator signs thinking with
+
+
+def _pieces(text: str, size: int = 8) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _scripted_calls(
+    protocol: str, body: dict[str, Any], reply: Reply
+) -> list[dict[str, Any]] | None:
+    """The reply's tool calls with ids and JSON-text arguments; or, for Anthropic's
+    forced tool (structured output on older models), a call to it with the JSON."""
+    calls = reply.tool_calls
+    if calls is None:
+        choice = body.get("tool_choice")
+        if protocol == "anthropic" and isinstance(choice, dict) and choice.get("type") == "tool":
+            payload = reply.text if reply.text is not None else json.dumps(JSON_REPLY)
+            if reply.chunks is not None:
+                payload = "".join(reply.chunks)
+            try:
+                json.loads(payload)
+            except ValueError:
+                payload = "{}"  # a forced call has arguments, whatever the text was
+            calls = [{"name": choice["name"], "arguments": payload}]
+        else:
+            return None
+    out = []
+    for i, call in enumerate(calls):
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        prefix = "toolu_emu" if protocol == "anthropic" else "call_emu"
+        out.append(
+            {"id": call.get("id") or f"{prefix}{i}", "name": call["name"], "arguments": arguments}
+        )
+    return out
+
+
+def _check_tools(protocol: str, body: dict[str, Any]) -> str | None:
+    """What the real API would reject in the tools or the tool conversation, or None."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        for i, tool in enumerate(tools):
+            if protocol == "openai":
+                fn = tool.get("function") if isinstance(tool, dict) else None
+                if not (
+                    isinstance(tool, dict)
+                    and tool.get("type") == "function"
+                    and isinstance(fn, dict)
+                    and isinstance(fn.get("name"), str)
+                ):
+                    return f"Missing required parameter: 'tools[{i}].function'."
+            elif not (
+                isinstance(tool, dict)
+                and isinstance(tool.get("name"), str)
+                and isinstance(tool.get("input_schema"), dict)
+            ):
+                return f"tools.{i}.custom.input_schema: Field required"
+    messages = body.get("messages") or []
+    if protocol == "openai":
+        pending: set[str] = set()
+        for i, m in enumerate(messages):
+            role = m.get("role")
+            if role == "tool":
+                if m.get("tool_call_id") not in pending:
+                    return (
+                        f"Invalid parameter: messages[{i}]: messages with role 'tool' must be "
+                        "a response to a preceeding message with 'tool_calls'."
+                    )
+                pending.discard(m["tool_call_id"])
+                continue
+            if pending:
+                return (
+                    "An assistant message with 'tool_calls' must be followed by tool messages "
+                    "responding to each 'tool_call_id'. The following tool_call_ids did not "
+                    f"have response messages: {', '.join(sorted(pending))}"
+                )
+            if role == "assistant":
+                pending = {c.get("id") for c in m.get("tool_calls") or []}
+        return None
+    previous: set[str] = set()
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        blocks = content if isinstance(content, list) else []
+        results = [b.get("tool_use_id") for b in blocks if b.get("type") == "tool_result"]
+        if results:
+            if m.get("role") != "user":
+                return f"messages.{i}: tool_result blocks must be in a user message"
+            first_other = next(
+                (j for j, b in enumerate(blocks) if b.get("type") != "tool_result"), len(blocks)
+            )
+            if any(b.get("type") == "tool_result" for b in blocks[first_other:]):
+                return f"messages.{i}: tool_result blocks must come before any other content"
+            unknown = [r for r in results if r not in previous]
+            if unknown:
+                return (
+                    f"messages.{i}.content.0: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {unknown[0]}. Each `tool_result` block must have a corresponding "
+                    "`tool_use` block in the previous message."
+                )
+        if previous and not set(previous) <= set(results):
+            missing = sorted(set(previous) - set(results))
+            return (
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                "corresponding `tool_result` block in the next message."
+            )
+        previous = (
+            {b.get("id") for b in blocks if b.get("type") == "tool_use"}
+            if m.get("role") == "assistant"
+            else set()
+        )
+    return None
+
+
+def _openai_rich(
+    frames: list[bytes], model: str, calls: list[dict[str, Any]] | None, reply: Reply
+) -> list[bytes]:
+    """Insert reasoning frames after the opening frame and tool-call frames before the
+    finish frame of an OpenAI stream."""
+    head = (
+        b'data: {"id":"chatcmpl-emu","object":"chat.completion.chunk","created":1,"model":'
+        + _dumps(model)
+    )
+
+    def frame(delta: dict[str, Any]) -> bytes:
+        return (
+            head
+            + b',"choices":[{"index":0,"delta":'
+            + _dumps(delta)
+            + b',"finish_reason":null}]}\n\n'
+        )
+
+    thinking = (
+        [frame({"reasoning_content": p}) for p in _pieces(reply.reasoning or "")]
+        if reply.reasoning
+        else []
+    )
+    tool_frames: list[bytes] = []
+    if calls:
+        streams = []
+        for i, c in enumerate(calls):
+            first = {
+                "index": i,
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": ""},
+            }
+            rest = [{"index": i, "function": {"arguments": p}} for p in _pieces(c["arguments"])]
+            streams.append([first, *rest])
+        if reply.interleave_tool_calls:
+            # every call opens first, then their argument deltas alternate
+            order = [s[0] for s in streams]
+            tails = [s[1:] for s in streams]
+            for k in range(max(len(t) for t in tails)):
+                order.extend(t[k] for t in tails if k < len(t))
+        else:
+            order = [d for s in streams for d in s]
+        tool_frames = [frame({"tool_calls": [d]}) for d in order]
+    finish_at = next((i for i, f in enumerate(frames) if b'"finish_reason":"' in f), len(frames))
+    return [frames[0], *thinking, *frames[1:finish_at], *tool_frames, *frames[finish_at:]]
+
+
+def _anthropic_rich(
+    frames: list[bytes], calls: list[dict[str, Any]] | None, reply: Reply, has_text: bool
+) -> list[bytes]:
+    """Rebuild an Anthropic stream's blocks: thinking (signed), text, tool_use."""
+    opening = frames[0].split(b"event: content_block_start")[0]  # message_start
+    body = frames[1:-1]  # text deltas
+    closing = frames[-1].split(b"event: message_delta")[1]
+    out = [opening]
+    index = 0
+    if reply.reasoning:
+        out.append(
+            b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+            b'"content_block":{"type":"thinking","thinking":"","signature":""}}\n\n'
+        )
+        for p in _pieces(reply.reasoning):
+            delta = {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": p},
+            }
+            out.append(b"event: content_block_delta\ndata: " + _dumps(delta) + b"\n\n")
+        sig = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "signature_delta", "signature": _SIGNATURE},
+        }
+        out.append(b"event: content_block_delta\ndata: " + _dumps(sig) + b"\n\n")
+        out.append(b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n')
+        index = 1
+    if has_text or not calls:
+        start = {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "text", "text": ""},
+        }
+        out.append(b"event: content_block_start\ndata: " + _dumps(start) + b"\n\n")
+        for f in body:
+            out.append(f.replace(b'"index":0,', b'"index":%d,' % index, 1))
+        stop = {"type": "content_block_stop", "index": index}
+        out.append(b"event: content_block_stop\ndata: " + _dumps(stop) + b"\n\n")
+        index += 1
+    for c in calls or ():
+        start = {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": {"type": "tool_use", "id": c["id"], "name": c["name"], "input": {}},
+        }
+        out.append(b"event: content_block_start\ndata: " + _dumps(start) + b"\n\n")
+        for p in ["", *_pieces(c["arguments"])]:
+            delta = {
+                "type": "content_block_delta",
+                "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": p},
+            }
+            out.append(b"event: content_block_delta\ndata: " + _dumps(delta) + b"\n\n")
+        stop = {"type": "content_block_stop", "index": index}
+        out.append(b"event: content_block_stop\ndata: " + _dumps(stop) + b"\n\n")
+        index += 1
+    out.append(b"event: message_delta" + closing)
+    return out

@@ -712,7 +712,7 @@ class StreamRun:
                     try:
                         body = await response.aread()
                     except httpx.HTTPError as exc:
-                        raise map_httpx_error(exc, **call.context) from exc
+                        raise map_httpx_error(exc, **call.context) from None
                     finally:
                         await response.aclose()
                     try:

@@ -565,3 +565,21 @@ async def test_https_through_the_sdk_pool(
     async with RawServer(answer, tls=server_tls) as server, raw_client(server.url) as client:
         with pytest.raises(SteerError, match=r"(?i)certificate"):
             await collect(client, "raw/m", streaming_options=NO_RETRY)
+
+
+async def test_a_key_in_a_malformed_body_of_a_generate_call_is_not_chained() -> None:
+    async def answer(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\nzz" + KEY.encode() + b"\r\n{}\r\n0\r\n\r\n"
+        )
+
+    async with RawServer(answer) as server, raw_client(server.url) as client:
+        try:
+            await client.generate("Hi", "raw/m", streaming_options=NO_RETRY)
+        except SteerError as exc:
+            printed = traceback.format_exc()
+            assert exc.__cause__ is None
+        else:
+            pytest.fail("no error")
+    assert KEY not in printed and KEY[:12] not in printed

@@ -79,6 +79,37 @@ def _normalize_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _check_serialisable(
+    messages: list[dict[str, Any]], common: dict[str, Any], extra_body: dict[str, Any]
+) -> None:
+    """Everything sent must be JSON: name the argument that is not (instead of a raw
+    TypeError from the JSON encoder when the request is sent)."""
+    import orjson
+
+    try:
+        orjson.dumps([messages, common, extra_body])
+        return
+    except TypeError:
+        pass
+    for i, message in enumerate(messages):
+        try:
+            orjson.dumps(message)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"messages[{i}] cannot be sent as JSON ({exc}): give strings, numbers, "
+                "lists and dicts"
+            ) from None
+    for name, value in [*common.items(), *extra_body.items()]:
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the parameter {name}={type(value).__name__}(...) cannot be sent as JSON "
+                f"({exc}): give strings, numbers, lists and dicts"
+            ) from None
+    raise ConfigurationError("the request cannot be sent as JSON (a key is not a string?)")
+
+
 class SteerLLMClient:
     """One async client for every provider.
 
@@ -229,6 +260,11 @@ class SteerLLMClient:
         stream: bool,
         method: str,
     ) -> tuple[Call, Route]:
+        if self._transport.closed:
+            raise ConfigurationError(
+                f"{method}() on a closed SteerLLMClient (aclose() was called or its "
+                "`async with` block ended): create a new client"
+            )
         if "return_usage" in params:
             raise TypeError(
                 f"{method}() does not take return_usage (removed in v0.3.0): use "
@@ -291,7 +327,21 @@ class SteerLLMClient:
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
             raise ConfigurationError(f"max_tokens={max_tokens!r} must be a whole number >= 1")
-        extra_body = dict(params.pop("extra_body", None) or {})
+        stop = common.get("stop")
+        if stop is not None and not (
+            isinstance(stop, str)
+            or (isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop))
+        ):
+            raise ConfigurationError(
+                f"stop={stop!r} must be a string or a list of strings (not {type(stop).__name__})"
+            )
+        extra = params.pop("extra_body", None)
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ConfigurationError(
+                f"extra_body must be a dict of fields to add to the request body, "
+                f"not {type(extra).__name__}"
+            )
+        extra_body = dict(extra or {})
         extra_body.update(params)  # anything else passes through to the provider's body
         if route.provider.local:
             from .local._json import _cap_strings, local_json_params
@@ -299,6 +349,7 @@ class SteerLLMClient:
             msgs = local_json_params(common, extra_body, msgs)
             if spec is not None:  # a small model must not run away inside a string
                 spec.schema = _cap_strings(spec.schema)
+        _check_serialisable(msgs, common, extra_body)
         request = ChatRequest(
             model=route.model,
             messages=msgs,

@@ -54,12 +54,33 @@ def register_secret(secret: str | None) -> None:
         _known_secrets.add(secret)
 
 
+# A key-shaped start cut off at the end of a truncated text ("... sk-pro").
+_CUT_KEY_RE = re.compile(r"(?:sk-|xai-|gsk_|(?i:bearer)\s+)[A-Za-z0-9_\-\.]*(?=[\W_]{0,4}$)")
+_TAIL_RE = re.compile(r"[A-Za-z0-9_\-\.]{4,}(?=[^A-Za-z0-9_\-\.]{0,4}$)")
+
+
 def redact(text: str) -> str:
-    """Remove API keys (known ones and key-shaped strings) from ``text``."""
+    """Remove API keys (known ones and key-shaped strings) from ``text``.
+
+    Also a key cut off by truncation at the end of ``text`` (a prefix of a known key
+    of at least 4 characters, or a key-shaped start): text is often an excerpt.
+    """
+    if not isinstance(text, str):
+        text = str(text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    return _KEY_RE.sub("[REDACTED]", text)
+    text = _KEY_RE.sub("[REDACTED]", text)
+    tail = _TAIL_RE.search(text)
+    if tail is not None:
+        run = tail.group()
+        for secret in _known_secrets:
+            # The longest end of the run that is a start of the secret.
+            for start in range(len(run) - 3):
+                if secret.startswith(run[start:]):
+                    text = text[: tail.start() + start] + "[REDACTED]" + text[tail.end() :]
+                    return text
+    return _CUT_KEY_RE.sub("[REDACTED]", text)
 
 
 class SteerError(Exception):
@@ -72,6 +93,7 @@ class SteerError(Exception):
     partial_text: str | None = None
     # The URL of the request that failed (without its query), when there was one.
     url: str | None = None
+    _REDACTED_FIELDS = frozenset({"message", "request_id", "body"})
 
     def __init__(
         self,
@@ -83,13 +105,25 @@ class SteerError(Exception):
         request_id: str | None = None,
         body: str | None = None,
     ) -> None:
-        self.message = redact(message)
+        self.message = message
         self.provider = provider
         self.model = model
         self.status_code = status_code
         self.request_id = request_id
-        self.body = redact(body)[:500] if body else None
+        self.body = body[:4096] if body else None  # redacted whole, then cut (setattr)
         super().__init__(self.message)
+        # A chained library exception (httpx, h11) can hold raw response bytes, an
+        # echoed key among them: SDK errors carry the useful part in their message and
+        # never print the exception they were raised while handling.
+        self.__suppress_context__ = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every string an error exposes is redacted when it is set, before any cut.
+        if name in SteerError._REDACTED_FIELDS and value is not None:
+            value = redact(value)
+            if name == "body":
+                value = value[:500]
+        object.__setattr__(self, name, value)
 
     def __str__(self) -> str:
         parts = [self.message]

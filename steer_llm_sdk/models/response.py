@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import JSONParseError
+from ..errors import JSONParseError, redact
 from ..parts import ToolCall
 
 __all__ = ["StreamingResponse", "parse_json_text"]
@@ -72,6 +72,14 @@ class StreamingResponse:
     resumptions: int = 0  # times a broken stream was continued from its text so far
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Server-sent identifiers reach repr() and to_dict(): a key a server echoed
+        # there must not (the answer's text is the model's and is left alone).
+        if self.request_id is not None:
+            self.request_id = redact(self.request_id)
+        if self.response_model is not None:
+            self.response_model = redact(self.response_model)
 
     def get_text(self) -> str:
         return self.text

@@ -322,6 +322,10 @@ def error_for(
 ) -> SteerError:
     """The typed error for an HTTP status or a provider error type."""
     cls: type[APIStatusError] | None = None
+    if status == 408:
+        # Request Timeout: the status decides (an APIStatusError, retried like 409 and
+        # 429), whatever type the body claims (proxies say "invalid_request_error").
+        error_type = None
     if error_type:
         cls = _BY_TYPE.get(error_type)
     if cls is None and status is not None:

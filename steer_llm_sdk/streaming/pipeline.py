@@ -153,7 +153,7 @@ class StreamRun:
                 call.base_url = await call.resolve_base_url()
             while True:
                 codec, response, strip_lead = await self._open()
-                sse = SSEDecoder()
+                sse = SSEDecoder(opts.max_event_bytes)
                 got_text = False
                 texts: AsyncGenerator[list[str], None] | None = None
                 try:
@@ -257,7 +257,7 @@ class StreamRun:
                 codec, response, strip_lead = await self._open()
                 state = codec.state
                 out = state.out if state.out is not None else []
-                sse = SSEDecoder()
+                sse = SSEDecoder(opts.max_event_bytes)
                 got_text = False
                 reads: AsyncGenerator[list[Any], None] | None = None
                 try:
@@ -403,6 +403,7 @@ class StreamRun:
                     parse_error=codec.parse_error,
                     deadline=self._deadline,
                     context=call.context,
+                    options=call.options,
                 )
             except SteerError as exc:
                 if self._may_retry(exc):
@@ -498,8 +499,12 @@ class StreamRun:
 
     async def _backoff(self, exc: SteerError) -> None:
         self._retries += 1
+        opts = self.call.options
         delay = backoff_delay(
-            self._retries, self.call.options.reconnect_delay, getattr(exc, "retry_after", None)
+            self._retries,
+            opts.reconnect_delay,
+            getattr(exc, "retry_after", None),
+            opts.max_retry_after,
         )
         deadline = self._deadline
         if deadline is not None:
@@ -716,6 +721,7 @@ class StreamRun:
                         parse_error=codec.parse_error,
                         deadline=self._deadline,
                         context=call.context,
+                        options=call.options,
                     )
                     if not self._started:
                         self._started = True
@@ -724,7 +730,7 @@ class StreamRun:
                     try:
                         body = await response.aread()
                     except httpx.HTTPError as exc:
-                        raise map_httpx_error(exc, **call.context) from exc
+                        raise map_httpx_error(exc, **call.context) from None
                     finally:
                         await response.aclose()
                     try:

@@ -56,6 +56,9 @@ class Fault:
     seconds: float = 0.0
     error_type: str = "overloaded_error"
     then: str = "close"  # stall: "close" or "continue" after the pause
+    size: int = 0  # hostile faults: bytes of the huge line / body / expansion
+    status: int = 0  # hostile faults: the status to answer with
+    text: str = ""  # hostile faults: a header value or text to send
 
     @classmethod
     def drop_after(cls, chunks: int) -> Fault:
@@ -87,6 +90,62 @@ class Fault:
     def stall_before_headers(cls, seconds: float) -> Fault:
         """Accept the request, then send nothing for ``seconds`` before answering."""
         return cls("stall_headers", seconds=seconds)
+
+    # -- hostile servers: what a client must survive without harm ------------------
+    @classmethod
+    def huge_line(cls, size: int, *, after: int = 0) -> Fault:
+        """After ``after`` chunks, one ``data:`` line of ``size`` bytes that never ends
+        (sent in 64 KiB writes), then the connection closes."""
+        return cls("huge_line", after=after, size=size)
+
+    @classmethod
+    def unsolicited_gzip(cls, expand_to: int = 0) -> Fault:
+        """``Content-Encoding: gzip`` although the client asked for identity: the whole
+        stream gzipped, or (``expand_to`` > 0) a gzip bomb of that many zero bytes."""
+        return cls("gzip", size=expand_to)
+
+    @classmethod
+    def huge_error_body(cls, size: int, status: int = 500) -> Fault:
+        """An error status whose body is ``size`` bytes of JSON-looking junk."""
+        return cls("huge_error", size=size, status=status)
+
+    @classmethod
+    def retry_after(cls, value: str = "3600", status: int = 429) -> Fault:
+        """A 429 (or ``status``) with ``Retry-After: value`` (seconds or an HTTP date)."""
+        return cls("retry_after", text=value, status=status)
+
+    @classmethod
+    def keepalive_forever(cls, seconds: float = 1.0, *, after: int = 0) -> Fault:
+        """After ``after`` chunks, a ``: keep-alive`` comment every ``seconds``, forever."""
+        return cls("keepalive_forever", after=after, seconds=seconds)
+
+    @classmethod
+    def text_after_end(cls, text: str = " INJECTED") -> Fault:
+        """A text chunk sent after the terminal event (``[DONE]`` / ``message_stop``)."""
+        return cls("text_after_end", text=text)
+
+    @classmethod
+    def hold_open_after_end(cls, seconds: float) -> Fault:
+        """The whole stream, terminal event included, then the connection held open
+        (no end of the chunked body) for ``seconds`` before closing."""
+        return cls("hold_open", seconds=seconds)
+
+    @classmethod
+    def redirect(cls, status: int = 302, location: str = "http://127.0.0.1:9/elsewhere") -> Fault:
+        """A redirect whose body is a valid-looking event stream."""
+        return cls("redirect", status=status, text=location)
+
+    @classmethod
+    def html_with_data(cls) -> Fault:
+        """A 200 ``text/html`` page (a captive portal, a wrong base URL) that happens to
+        contain ``data:`` lines."""
+        return cls("html")
+
+    @classmethod
+    def echo_key(cls) -> Fault:
+        """The request's API key echoed in the ``x-request-id`` and ``request-id``
+        headers of an error (status 400 by default)."""
+        return cls("echo_key", status=400)
 
 
 @dataclass(slots=True)
@@ -161,8 +220,10 @@ class Emulator:
         chunk_words: int = 1,
         delay_between_chunks: float = 0.0,
         openai_continue_final_assistant: bool = True,
+        backlog: int = 4096,
     ) -> None:
         self.host = host
+        self.backlog = backlog  # pending connections the listening socket queues
         self.port = port
         self.reply_words = reply_words
         self.chunk_words = chunk_words
@@ -179,7 +240,9 @@ class Emulator:
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=self.backlog
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -266,6 +329,8 @@ class Emulator:
         fault = plan.fault
         if fault is not None and fault.kind == "stall_headers":
             await asyncio.sleep(fault.seconds)
+        if fault is not None and fault.kind in _HOSTILE:
+            return await _hostile(fault, plan, request, writer)
         head = [f"HTTP/1.1 {plan.status} {_REASONS.get(plan.status, 'Status')}"]
         head.append(f"content-type: {plan.content_type}")
         head.append("x-request-id: req_emulator")
@@ -374,12 +439,15 @@ class Emulator:
     ) -> _Plan:
         wire = "openai" if protocol == "responses" else protocol
         if reply.status >= 400:
-            return _error_plan(
-                protocol,
-                reply.status,
-                reply.error_type or _default_error_type(reply.status),
-                reply.error_message or f"emulated error {reply.status}",
-                reply.headers,
+            return self._plan_error_fault(
+                _error_plan(
+                    protocol,
+                    reply.status,
+                    reply.error_type or _default_error_type(reply.status),
+                    reply.error_message or f"emulated error {reply.status}",
+                    reply.headers,
+                ),
+                reply,
             )
         messages = body.get("messages") or []
         if protocol == "anthropic" and messages and messages[-1].get("role") == "assistant":
@@ -435,7 +503,11 @@ class Emulator:
                     model, "".join(chunks), finish, usage, calls, reply.reasoning
                 )
             return _Plan(
-                200, "application/json", [json.dumps(payload).encode()], extra_headers=reply.headers
+                200,
+                "application/json",
+                [json.dumps(payload).encode()],
+                extra_headers=reply.headers,
+                fault=reply.fault,
             )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if protocol == "openai":
@@ -456,6 +528,10 @@ class Emulator:
             fault=reply.fault,
             pause=pause,
         )
+
+    def _plan_error_fault(self, plan: _Plan, reply: Reply) -> _Plan:
+        plan.fault = reply.fault
+        return plan
 
     def _reply_chunks(self, protocol: str, body: dict[str, Any], reply: Reply) -> list[str]:
         if reply.chunks is not None:
@@ -816,6 +892,135 @@ def _anthropic_message(
         "stop_sequence": None,
         "usage": _anthropic_usage(usage),
     }
+
+
+# -- hostile servers -------------------------------------------------------------------
+_HOSTILE = frozenset(
+    {
+        "huge_line",
+        "gzip",
+        "huge_error",
+        "retry_after",
+        "keepalive_forever",
+        "text_after_end",
+        "hold_open",
+        "redirect",
+        "html",
+        "echo_key",
+    }
+)
+
+
+def _head(status: int, content_type: str, headers: dict[str, str], *, length: int | None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"content-type: {content_type}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    framing = "transfer-encoding: chunked" if length is None else f"content-length: {length}"
+    lines.append(framing)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+
+
+async def _hostile(
+    fault: Fault, plan: _Plan, request: RecordedRequest, writer: asyncio.StreamWriter
+) -> bool:
+    """Answer as a hostile or broken server would. Returns keep-alive."""
+    kind = fault.kind
+    ids = {"x-request-id": "req_emulator", "request-id": "req_emulator"}
+    pieces = plan.pieces
+    body = b"".join(pieces)
+    if kind in ("retry_after", "echo_key", "huge_error", "redirect"):
+        status = fault.status
+        headers = dict(ids)
+        error = _dumps(
+            {"error": {"message": f"emulated {status}", "type": _default_error_type(status)}}
+        )
+        if kind == "retry_after":
+            headers["retry-after"] = fault.text
+        elif kind == "echo_key":
+            auth = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            key = request.headers.get("x-api-key") or auth
+            headers = {"x-request-id": key, "request-id": key}
+            error = _dumps({"error": {"message": f"bad key {key}", "type": "invalid_request"}})
+        elif kind == "redirect":
+            headers["location"] = fault.text
+            writer.write(_head(status, "text/event-stream", headers, length=len(body)) + body)
+            await writer.drain()
+            return True
+        if kind == "huge_error":
+            writer.write(_head(status, "application/json", headers, length=None))
+            writer.write(_chunk(b'{"error": {"message": "' + b"x" * 65000))
+            sent = 65000
+            filler = _chunk(b"x" * 65536)
+            while sent < fault.size:
+                writer.write(filler)
+                await writer.drain()
+                sent += 65536
+            writer.write(_chunk(b'"}}') + b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        writer.write(_head(status, "application/json", headers, length=len(error)) + error)
+        await writer.drain()
+        return True
+    if kind == "html":
+        page = (
+            b"<html><body><p>Please log in to the network</p>\n"
+            + b"".join(p for p in pieces if p.startswith(b"data:"))
+            + b"</body></html>\n"
+        )
+        writer.write(_head(200, "text/html; charset=utf-8", ids, length=len(page)) + page)
+        await writer.drain()
+        return True
+    if kind == "gzip":
+        import zlib
+
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header
+        if fault.size:  # a bomb, built a MiB at a time
+            block = b"\0" * (1 << 20)
+            parts = [packer.compress(block) for _ in range(max(1, fault.size >> 20))]
+        else:
+            parts = [packer.compress(body)]
+        data = b"".join(parts) + packer.flush()
+        headers = {**ids, "content-encoding": "gzip"}
+        writer.write(_head(200, plan.content_type, headers, length=len(data)) + data)
+        await writer.drain()
+        return True
+    writer.write(_head(200, "text/event-stream", {**ids, **plan.extra_headers}, length=None))
+    if kind == "text_after_end":
+        text = _dumps(fault.text)
+        extra = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":' + text + b"}}\n\n"
+            if b"message_stop" in body
+            else b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,'
+            b'"delta":{"content":' + text + b'},"finish_reason":null}]}\n\n'
+        )
+        writer.write(_chunk(body) + _chunk(extra) + b"0\r\n\r\n")
+        await writer.drain()
+        return True
+    if kind == "hold_open":
+        writer.write(_chunk(body))
+        await writer.drain()
+        await asyncio.sleep(fault.seconds)
+        writer.transport.abort()
+        return False
+    # huge_line / keepalive_forever: `after` text chunks first (+1: the opening frame)
+    writer.write(_chunk(b"".join(pieces[: fault.after + 1])))
+    await writer.drain()
+    if kind == "huge_line":
+        writer.write(_chunk(b"data: "))
+        block = _chunk(b"y" * 65536)
+        for _ in range(max(1, fault.size // 65536)):
+            writer.write(block)
+            await writer.drain()
+        writer.transport.abort()
+        return False
+    while True:  # keepalive_forever: until the client goes away
+        writer.write(_chunk(b": keep-alive\n\n"))
+        await writer.drain()
+        await asyncio.sleep(fault.seconds)
 
 
 # -- tools, reasoning, and the conversation rules of the real APIs -------------------

@@ -7,7 +7,13 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from .catalog import ProviderSpec, Route, resolve_model
-from .errors import ConfigurationError, MaxStepsError, ToolArgumentsError, register_secret
+from .errors import (
+    ClientClosedError,
+    ConfigurationError,
+    MaxStepsError,
+    ToolArgumentsError,
+    register_secret,
+)
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
 from .parts import Finish, StreamPart, ToolCall, ToolResult
@@ -261,7 +267,7 @@ class SteerLLMClient:
         method: str,
     ) -> tuple[Call, Route]:
         if self._transport.closed:
-            raise ConfigurationError(
+            raise ClientClosedError(
                 f"{method}() on a closed SteerLLMClient (aclose() was called or its "
                 "`async with` block ended): create a new client"
             )

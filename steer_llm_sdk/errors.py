@@ -14,6 +14,7 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
@@ -289,3 +290,8 @@ class InterruptedReadTimeoutError(ReadTimeoutError, StreamInterruptedError):
 class InterruptedTotalTimeoutError(TotalTimeoutError, StreamInterruptedError):
     """``total_timeout`` passed after text was delivered: a :class:`TotalTimeoutError`
     and a :class:`StreamInterruptedError`, carrying the partial text and usage."""
+
+
+class ClientClosedError(ConfigurationError, RuntimeError):
+    """A call on a client that was closed (``aclose()``, the end of its ``async with``
+    block, ``SteerLLM.close()``): create a new client. Also a ``RuntimeError``."""

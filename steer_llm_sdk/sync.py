@@ -36,6 +36,7 @@ from queue import SimpleQueue
 from typing import Any
 
 from .client import SteerLLMClient
+from .errors import ClientClosedError
 from .models.response import StreamingResponse
 
 __all__ = ["SteerLLM"]
@@ -133,7 +134,7 @@ class _State:
         if runner is None or self.closed:
             with self.lock:
                 if self.closed:
-                    raise RuntimeError("this SteerLLM is closed: create a new one")
+                    raise ClientClosedError("this SteerLLM is closed: create a new one")
                 if self.runner is None:
                     self.runner = _Loop()
                 runner = self.runner
@@ -251,6 +252,8 @@ class SteerLLM:
 
         The arguments are those of :meth:`SteerLLMClient.stream`.
         """
+        if self.closed:
+            raise ClientClosedError("this SteerLLM is closed: create a new one")
         return self._iterate(self._client.stream(messages, model, **params))
 
     def stream_with_usage(

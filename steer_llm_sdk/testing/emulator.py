@@ -237,6 +237,7 @@ class Emulator:
         self._plan_cache: dict[tuple[str, bytes], _Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
+        self.peak_open_connections = 0  # the most connections open at one time
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:
@@ -295,6 +296,7 @@ class Emulator:
         self._tasks.add(task)
         self.connections += 1
         self.open_connections += 1
+        self.peak_open_connections = max(self.peak_open_connections, self.open_connections)
         try:
             while True:
                 try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .anthropic import AnthropicCodec
+from .gemini import GeminiCodec
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["PROTOCOLS", "codec_class"]
@@ -18,6 +19,7 @@ __all__ = ["PROTOCOLS", "codec_class"]
 PROTOCOLS: dict[str, Any] = {
     OpenAIChatCodec.protocol: OpenAIChatCodec,
     AnthropicCodec.protocol: AnthropicCodec,
+    GeminiCodec.protocol: GeminiCodec,
 }
 
 

@@ -117,7 +117,6 @@ _BY_STATUS_NAME: dict[str, type[APIStatusError]] = {
     "UNAVAILABLE": ServerError,
     "INTERNAL": ServerError,
     "DEADLINE_EXCEEDED": ServerError,
-    "UNKNOWN": ServerError,
 }
 _SNAKE = re.compile(r"_([a-z])")
 _warned: set[str] = set()
@@ -358,6 +357,8 @@ def _typed_error(
     if name:
         message = f"{message} ({name})"
     cls = _BY_STATUS_NAME.get(name or "")
+    if status is not None and (status >= 500 or status in (401, 403, 404, 429)):
+        cls = None  # the HTTP status decides (a 5xx stays retryable whatever it says)
     retry_after = parse_retry_after(headers)
     details = err.get("details")
     for detail in details if isinstance(details, list) else ():

@@ -11,7 +11,11 @@ from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import Emulator
 
 # The model each protocol's guide examples run with.
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "gemini": "gemini-2.5-flash",
+}
 
 
 @pytest.fixture
@@ -27,10 +31,12 @@ def guide_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000000")
     monkeypatch.setenv("OPENAI_BASE_URL", emulator.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.anthropic_base_url)
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyTEST-gemini-key-00000000000000000")
+    monkeypatch.setenv("GEMINI_BASE_URL", emulator.gemini_base_url)
     return emulator
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=["openai", "anthropic", "gemini"])
 def protocol(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

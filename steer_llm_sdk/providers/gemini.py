@@ -407,6 +407,7 @@ class GeminiCodec:
     def __init__(self, *, record: bool = False) -> None:
         self.state = StreamState(record=record)
         self._usage: Any = None  # the last complete usageMetadata, raw
+        self._first = True  # no event decoded yet
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -484,12 +485,13 @@ class GeminiCodec:
             ) from None
         if type(obj) is not dict:
             raise InvalidResponseError(f"the stream sent a non-object chunk: {data[:120]!r}")
-        return self._chunk(obj)
-
-    def _chunk(self, obj: dict[str, Any]) -> str | None:
         usage = obj.get("usageMetadata")
-        if usage is not None:
-            self._take_usage(usage)
+        # Usage is cumulative, on (nearly) every event: the last complete report is
+        # kept raw and made the unified usage only at the end (and once at the start,
+        # for the prompt count should the stream break). An event with only
+        # trafficType and the like is no report.
+        if usage is not None and ("promptTokenCount" in usage or "candidatesTokenCount" in usage):
+            self._usage = usage
         text = None
         candidates = obj.get("candidates")
         if candidates:
@@ -499,26 +501,36 @@ class GeminiCodec:
             content = candidate.get("content")
             if content:
                 parts = content.get("parts")
-                if parts and len(parts) == 1 and len(parts[0]) == 1:
-                    text = parts[0].get("text")
+                if parts and len(parts) == 1:
+                    part = parts[0]
+                    if len(part) == 1:
+                        text = part.get("text")
             if type(text) is not str:  # anything but one plain text part
                 text = self._rare(candidate)
             if "finishReason" in candidate:
-                self._finish(candidate.get("finishReason"), candidate)
+                self._finish(candidate["finishReason"], candidate)
         else:
             self._no_candidates(obj, candidates)
-        if self.state.model is None:
-            self.state.model = obj.get("modelVersion") or None
-            self.state.response_id = obj.get("responseId") or None
+        if self._first:
+            self._start(obj)
         return text or None
 
-    def _take_usage(self, usage: Any) -> None:
-        if type(usage) is not dict:
-            raise InvalidResponseError(
-                f"the provider sent usage that is not an object: {usage!r:.80}"
-            )
-        # Some chunks carry only trafficType or other metadata: not a usage report.
-        if "promptTokenCount" in usage or "candidatesTokenCount" in usage:
+    def _start(self, obj: dict[str, Any]) -> None:
+        self._first = False
+        state = self.state
+        state.model = obj.get("modelVersion") or None
+        state.response_id = obj.get("responseId") or None
+        if self._usage is not None and state.usage is None:
+            self._settle_usage()
+
+    def _settle_usage(self) -> None:
+        """The last complete usageMetadata as the unified usage."""
+        usage = self._usage
+        if usage is not None:
+            if type(usage) is not dict:
+                raise InvalidResponseError(
+                    f"the provider sent usage that is not an object: {usage!r:.80}"
+                )
             self.state.usage = normalize_usage(usage)
 
     def _rare(self, candidate: Any) -> str | None:
@@ -602,6 +614,7 @@ class GeminiCodec:
             )
         self.state.finish(raw, unify_gemini_finish(raw))
         self.state.done = True
+        self._settle_usage()
 
     def _no_candidates(self, obj: dict[str, Any], candidates: Any) -> None:
         if candidates is not None and type(candidates) is not list:
@@ -625,6 +638,7 @@ class GeminiCodec:
         ``finishReason`` is complete; one that did not was cut short."""
         if self.state.finish_reason is not None:
             self.state.done = True
+        self._settle_usage()  # a usage-only event may follow the finish reason
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
@@ -639,13 +653,14 @@ class GeminiCodec:
         for chunk in chunks:
             if type(chunk) is not dict:
                 raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
-            text = self._chunk(chunk)
+            text = self.decode(None, orjson.dumps(chunk))
             if text:
                 texts.append(text)
         if not self.state.done and self.state.finish_reason is None and chunks:
             # Some answers carry no finishReason at all (a blocked candidate reports it
             # in promptFeedback, raised above): a whole body is still a whole answer.
             self.state.done = True
+        self._settle_usage()
         return "".join(texts)
 
     @staticmethod

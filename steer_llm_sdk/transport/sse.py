@@ -51,11 +51,18 @@ class SSEDecoder:
             if self._last_cr and chunk[:1] == b"\n":
                 chunk = chunk[1:]
             self._last_cr = chunk[-1:] == b"\r"
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in chunk:
+            text = self._buf + chunk
+            # CRLF everywhere (Gemini): split there directly, which costs less than
+            # replacing CRLF first; any lone CR or LF left takes the general way.
+            lines = text.split(b"\r\n")
+            rest = b"".join(lines)
+            if b"\r" in rest or b"\n" in rest:
+                lines = text.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        elif b"\n" not in chunk:
             self._buf += chunk
             return []
-        lines = (self._buf + chunk).split(b"\n")
+        else:
+            lines = (self._buf + chunk).split(b"\n")
         self._buf = lines.pop()
         events: list[SSEEvent] = []
         data = self._data

@@ -155,7 +155,8 @@ def error_plan(status: int, name: str | None, message: str, headers: dict[str, s
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    # The API's own spacing: a space after each colon, none after commas.
+    return json.dumps(obj, separators=(",", ": "), ensure_ascii=False).encode()
 
 
 def _texts(body: dict[str, Any]) -> list[str]:
@@ -404,14 +405,16 @@ def _events(
     prompt = usage["promptTokenCount"]
     candidates = usage.get("candidatesTokenCount", 0)
     thoughts = usage.get("thoughtsTokenCount", 0)
+    details = usage["promptTokensDetails"]
 
     def event(parts: list[dict[str, Any]], done: int, **extra: Any) -> dict[str, Any]:
         meta: dict[str, Any] = {"promptTokenCount": prompt}
         if done:
             meta["candidatesTokenCount"] = done
+        meta["totalTokenCount"] = prompt + done + thoughts
+        meta["promptTokensDetails"] = details  # on every event, as the API sends it
         if thoughts:
             meta["thoughtsTokenCount"] = thoughts
-        meta["totalTokenCount"] = prompt + done + thoughts
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, **extra}
         candidate["index"] = 0
         return {"candidates": [candidate], "usageMetadata": meta, **head}

@@ -23,7 +23,6 @@ as Google bills it.
 from __future__ import annotations
 
 import logging
-import mimetypes
 import re
 from typing import Any
 from urllib.parse import quote
@@ -239,6 +238,8 @@ def _image_part(image: Any) -> dict[str, Any]:
     if url.startswith("data:"):
         header, _, data = url.partition(",")
         return {"inlineData": {"mimeType": header[5:].split(";")[0], "data": data}}
+    import mimetypes  # here: its tables load on first use
+
     mime = mimetypes.guess_type(url.split("?")[0])[0] or "image/jpeg"
     return {"fileData": {"mimeType": mime, "fileUri": url}}
 

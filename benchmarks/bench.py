@@ -1,6 +1,6 @@
 """Side-by-side streaming benchmark: client CPU per chunk, against a floor.
 
-    python benchmarks/bench.py                 # both protocols, default sizes
+    python benchmarks/bench.py                 # every protocol, default sizes
     python benchmarks/bench.py --quick         # a fast smoke run
 
 Starts the package's emulator in its own process (precomputed bodies, so it costs
@@ -9,7 +9,10 @@ the client nothing), then runs, interleaved over several rounds:
 - floor: raw httpx + a minimal SSE split + json.loads (what any client must do);
 - steer stream(): this SDK's text chunks;
 - steer stream_with_usage(): with usage, cost and callbacks on;
-- the official openai / anthropic SDKs, and LiteLLM when installed.
+- the official openai / anthropic / google-genai SDKs, and LiteLLM when installed.
+
+The CPU table covers OpenAI, Anthropic and Gemini; the other sections OpenAI and
+Anthropic.
 
 It prints CPU per chunk (µs, median of rounds) and the ratio to the floor, time to
 first chunk on a warm client, 1,000 concurrent streams, import times and memory per

@@ -713,3 +713,24 @@ async def test_a_server_that_ignores_alt_sse_is_read_whole() -> None:
         async with client_for(server) as client:
             response = await client.stream_with_usage("x", MODEL)
     assert response.text == "Hello" and response.usage["total_tokens"] == 3
+
+
+async def test_stream_without_alt_sse_is_one_json_array() -> None:
+    """The emulator, like the API, answers streamGenerateContent without alt=sse with
+    one JSON array of responses; the codec reads that form whole too."""
+    import httpx
+
+    async with Emulator() as emu, httpx.AsyncClient() as http:
+        emu.enqueue(Reply(chunks=STORY, reasoning="Hm."))
+        raw = await http.post(
+            f"{emu.gemini_base_url}/v1beta/models/{MODEL}:streamGenerateContent",
+            headers={"x-goog-api-key": KEY},
+            json={"contents": [{"role": "user", "parts": [{"text": "x"}]}]},
+        )
+    assert raw.headers["content-type"].startswith("application/json")
+    events = raw.json()
+    assert isinstance(events, list) and len(events) > len(STORY)
+    codec = GeminiCodec()
+    assert codec.decode_response(raw.content) == "".join(STORY)
+    assert codec.state.reasoning_text == "Hm." and codec.state.finish_reason == "STOP"
+    assert codec.state.usage is not None and codec.state.usage["reasoning_tokens"] == 1

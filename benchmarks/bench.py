@@ -1,6 +1,6 @@
 """Side-by-side streaming benchmark: client CPU per chunk, against a floor.
 
-    python benchmarks/bench.py                 # both protocols, default sizes
+    python benchmarks/bench.py                 # every protocol, default sizes
     python benchmarks/bench.py --quick         # a fast smoke run
 
 Starts the package's emulator in its own process (precomputed bodies, so it costs
@@ -9,7 +9,10 @@ the client nothing), then runs, interleaved over several rounds:
 - floor: raw httpx + a minimal SSE split + json.loads (what any client must do);
 - steer stream(): this SDK's text chunks;
 - steer stream_with_usage(): with usage, cost and callbacks on;
-- the official openai / anthropic SDKs, and LiteLLM when installed.
+- the official openai / anthropic / google-genai SDKs, and LiteLLM when installed.
+
+The CPU table covers OpenAI, Anthropic and Gemini; the other sections OpenAI and
+Anthropic.
 
 It prints CPU per chunk (µs, median of rounds) and the ratio to the floor, time to
 first chunk on a warm client, 1,000 concurrent streams, import times and memory per
@@ -37,7 +40,12 @@ from typing import Any
 import httpx
 
 PROMPT = "Tell me a long story"
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "gemini": "gemini-2.5-flash",
+}
+GEMINI_KEY = "AIzaSyBENCH-0000000000000000000000000000"
 
 
 # -- the emulator, in its own process ------------------------------------------------
@@ -76,10 +84,11 @@ def steer_client(port: int, max_connections: int = 1000) -> Any:
     from steer_llm_sdk import SteerLLMClient
 
     return SteerLLMClient(
-        api_keys={"openai": "sk-bench", "anthropic": "sk-bench"},
+        api_keys={"openai": "sk-bench", "anthropic": "sk-bench", "gemini": GEMINI_KEY},
         base_urls={
             "openai": f"http://127.0.0.1:{port}/v1",
             "anthropic": f"http://127.0.0.1:{port}",
+            "gemini": f"http://127.0.0.1:{port}",
         },
         max_connections=max_connections,
     )
@@ -102,6 +111,13 @@ def make_floor(
             "stream_options": {"include_usage": True},
         }
         headers = {"authorization": "Bearer sk-bench"}
+    elif protocol == "gemini":
+        url = (
+            f"http://127.0.0.1:{port}/v1beta/models/{MODELS['gemini']}"
+            ":streamGenerateContent?alt=sse"
+        )
+        body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}]}
+        headers = {"x-goog-api-key": GEMINI_KEY}
     else:
         url = f"http://127.0.0.1:{port}/v1/messages"
         body = {
@@ -126,6 +142,11 @@ def make_floor(
                     if protocol == "openai":
                         choices = obj.get("choices")
                         text = choices[0]["delta"].get("content") if choices else None
+                    elif protocol == "gemini":
+                        candidates = obj.get("candidates")
+                        text = (
+                            candidates[0]["content"]["parts"][0].get("text") if candidates else None
+                        )
                     else:
                         text = (
                             obj["delta"].get("text")
@@ -188,6 +209,31 @@ def make_steer(
 
 
 def make_official(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    if protocol == "gemini":
+        from google import genai
+        from google.genai import types
+
+        gc_client = genai.Client(
+            api_key=GEMINI_KEY,
+            http_options=types.HttpOptions(
+                base_url=f"http://127.0.0.1:{port}", api_version="v1beta"
+            ),
+        )
+
+        async def run_gemini() -> int:
+            n = 0
+            stream = await gc_client.aio.models.generate_content_stream(
+                model=MODELS["gemini"], contents=PROMPT
+            )
+            async for chunk in stream:
+                if chunk.text:
+                    n += 1
+            return n
+
+        async def close_gemini() -> None:
+            await gc_client.aio.aclose()
+
+        return run_gemini, close_gemini
     if protocol == "openai":
         import openai
 
@@ -235,6 +281,8 @@ def make_litellm(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitab
     except ImportError:
         return None
     litellm.suppress_debug_info = True
+    if protocol not in ("openai", "anthropic"):
+        return None
     model = (
         f"openai/{MODELS['openai']}" if protocol == "openai" else f"anthropic/{MODELS['anthropic']}"
     )
@@ -587,7 +635,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         rows = []
-        for protocol in ("openai", "anthropic"):
+        for protocol in ("openai", "anthropic", "gemini"):
             rows += asyncio.run(bench_protocol(protocol, port, args.rounds, args.streams))
         results["cpu"] = rows
         print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")

@@ -44,6 +44,7 @@ _BUILTIN_CONNECTION = ConnectionError
 # Key-like strings: provider prefixes (sk-, sk-ant-, xai-, gsk_ ...) and bearer tokens.
 _KEY_RE = re.compile(
     r"(?:sk-[A-Za-z0-9_\-]{8,}|xai-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9_\-]{8,}"
+    r"|AIza[A-Za-z0-9_\-]{35}"
     r"|(?i:bearer)\s+[A-Za-z0-9_\-\.]{8,})"
 )
 _known_secrets: set[str] = set()

@@ -33,6 +33,7 @@ logger = logging.getLogger("steer_llm_sdk")
 _PROVIDER_IDS: dict[str, str | None] = {
     "openai": "openai",
     "anthropic": "anthropic",
+    "gemini": "google",
     "xai": "x-ai",
     "groq": "groq",
     "openrouter": "openrouter",

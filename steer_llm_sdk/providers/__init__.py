@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from .anthropic import AnthropicCodec
+from .gemini import GeminiCodec
 from .openai_chat import OpenAIChatCodec
 from .openai_responses import OpenAIResponsesCodec
 
@@ -20,6 +21,7 @@ PROTOCOLS: dict[str, Any] = {
     OpenAIChatCodec.protocol: OpenAIChatCodec,
     AnthropicCodec.protocol: AnthropicCodec,
     OpenAIResponsesCodec.protocol: OpenAIResponsesCodec,
+    GeminiCodec.protocol: GeminiCodec,
 }
 
 

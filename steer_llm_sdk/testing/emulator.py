@@ -1,4 +1,5 @@
-"""An emulator of the OpenAI Chat Completions and Anthropic Messages wire protocols.
+"""An emulator of the OpenAI Chat Completions and Anthropic Messages wire protocols
+(and of the Gemini API: see ``_gemini.py``).
 
 A small HTTP/1.1 server on 127.0.0.1 (stdlib asyncio only), speaking both streaming
 formats as the real APIs do, with scripted replies and faults. Bodies are built
@@ -285,6 +286,10 @@ class Emulator:
         ``POST {base}/responses``."""
         return self.url + "/v1"
 
+    @property
+    def gemini_base_url(self) -> str:
+        return self.url  # GEMINI_BASE_URL is without /v1beta
+
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
         self._queue.extend(replies)
@@ -396,6 +401,11 @@ class Emulator:
             return _Plan(200, "application/json", [json.dumps(data).encode()])
         if request.method == "POST" and path == "/v1/responses":
             return self._responses(request)
+        if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
+            # the Gemini API (v1beta, and v1, google-genai's default)
+            from ._gemini import gemini_plan
+
+            return gemini_plan(self, request)
         if request.method != "POST" or path not in ("/v1/chat/completions", "/v1/messages"):
             return _error_plan("openai", 404, "not_found_error", f"no route {path}", {})
         protocol = "anthropic" if path == "/v1/messages" else "openai"
@@ -638,6 +648,10 @@ class EmulatorThread:
     @property
     def anthropic_base_url(self) -> str:
         return self.emulator.anthropic_base_url
+
+    @property
+    def gemini_base_url(self) -> str:
+        return self.emulator.gemini_base_url
 
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)
@@ -943,7 +957,7 @@ async def _hostile(
             headers["retry-after"] = fault.text
         elif kind == "echo_key":
             auth = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            key = request.headers.get("x-api-key") or auth
+            key = request.headers.get("x-api-key") or request.headers.get("x-goog-api-key") or auth
             headers = {"x-request-id": key, "request-id": key}
             error = _dumps({"error": {"message": f"bad key {key}", "type": "invalid_request"}})
         elif kind == "redirect":

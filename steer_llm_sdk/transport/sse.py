@@ -78,7 +78,9 @@ class SSEDecoder:
             if self._last_cr and chunk[:1] == b"\n":
                 chunk = chunk[1:]
             self._last_cr = chunk[-1:] == b"\r"
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            chunk = chunk.replace(b"\r\n", b"\n")
+            if b"\r" in chunk:  # a lone CR ends a line too (CRLF-only streams skip this)
+                chunk = chunk.replace(b"\r", b"\n")
         if b"\n" not in chunk:
             if chunk:
                 self._pending.append(chunk)

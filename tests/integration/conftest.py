@@ -18,6 +18,7 @@ MODELS = {
     "openai": "gpt-4o-mini",
     "anthropic": "claude-3-haiku-20240307",
     "responses": "o3-pro",
+    "gemini": "gemini-2.5-flash",
 }
 
 
@@ -34,6 +35,8 @@ def guide_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000000")
     monkeypatch.setenv("OPENAI_BASE_URL", emulator.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.anthropic_base_url)
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSyTEST-gemini-key-00000000000000000")
+    monkeypatch.setenv("GEMINI_BASE_URL", emulator.gemini_base_url)
     return emulator
 
 

@@ -1,5 +1,5 @@
 """Every example of docs/streaming-guide.md, run as written against the emulator over
-real sockets, once with an OpenAI model and once with an Anthropic model.
+real sockets, once with each protocol's model (OpenAI, Anthropic, Gemini: conftest.MODELS).
 
 The client is configured only through the environment (keys and base URLs), as a
 user following the guide would; the examples' code is copied verbatim apart from the
@@ -53,9 +53,13 @@ async def test_basic_streaming(
     sent = guide_env.requests[-1].json
     if guide_env.requests[-1].path.endswith("/responses"):
         assert sent["input"][-1] == {"role": "user", "content": "Tell me a story"}
+        assert sent["stream"] is True
+    elif model.startswith("gemini"):
+        assert sent["contents"][-1] == {"role": "user", "parts": [{"text": "Tell me a story"}]}
+        assert guide_env.requests[-1].path.endswith(":streamGenerateContent?alt=sse")
     else:
         assert sent["messages"][-1] == {"role": "user", "content": "Tell me a story"}
-    assert sent["stream"] is True
+        assert sent["stream"] is True
     await client.aclose()
 
 
@@ -76,7 +80,7 @@ async def test_streaming_with_usage(
     assert "estimated" not in response.usage
     assert response.cost_usd == pytest.approx(expected_cost(model, response.usage))
     assert response.cost_usd > 0
-    assert response.model == model and response.provider in ("openai", "anthropic")
+    assert response.model == model and response.provider in ("openai", "anthropic", "gemini")
     assert response.finish_reason in ("stop", "end_turn")
     assert response.time_to_first_token is not None
     assert 0 < response.time_to_first_token <= response.duration
@@ -120,6 +124,8 @@ async def test_presets_json(guide_env: Emulator, client: SteerLLMClient, model: 
         assert sent["response_format"] == {"type": "json_object"}
     elif guide_env.requests[-1].path.endswith("/responses"):
         assert sent["text"] == {"format": {"type": "json_object"}}
+    elif model.startswith("gemini"):
+        assert sent["generationConfig"] == {"responseMimeType": "application/json"}
     else:  # Anthropic: JSON instruction + "{" prefill, streamed back as the first chunk
         assert sent["messages"][-1] == {"role": "assistant", "content": "{"}
         assert response.get_text().startswith("{")
@@ -230,8 +236,8 @@ async def test_retries_exhausted_keep_partial_text(
         reconnect_delay=0.01,
         preserve_partial_response=True,
     )
-    if model.startswith("gpt"):
-        # OpenAI's own API cannot continue an answer: the error carries what came.
+    if not model.startswith("claude"):
+        # OpenAI's own API and Gemini cannot continue an answer: the error carries what came.
         with pytest.raises(StreamInterruptedError) as info:
             await client.stream_with_usage(
                 "Long running task", model=model, streaming_options=options

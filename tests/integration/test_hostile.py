@@ -43,8 +43,12 @@ KEY = "sk-hostile-test-key-0123456789abcdef"
 @pytest.fixture
 async def hostile_client(emulator: Emulator) -> AsyncIterator[SteerLLMClient]:
     async with SteerLLMClient(
-        api_keys={"openai": KEY, "anthropic": KEY},
-        base_urls={"openai": emulator.openai_base_url, "anthropic": emulator.anthropic_base_url},
+        api_keys={"openai": KEY, "anthropic": KEY, "gemini": KEY},
+        base_urls={
+            "openai": emulator.openai_base_url,
+            "anthropic": emulator.anthropic_base_url,
+            "gemini": emulator.gemini_base_url,
+        },
     ) as client:
         yield client
 

@@ -146,3 +146,18 @@ def test_the_cap_can_be_lifted() -> None:
     decoder = SSEDecoder(max_event_bytes=None)
     body = b"data: " + b"z" * (20 * 1024 * 1024) + b"\n\n"
     assert decoder.feed(body) == [(None, body[6:-2])]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["data: a", "data: b", "event: e", "", ": c"]), max_size=12),
+    st.lists(NEWLINES, min_size=1, max_size=12),
+    st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_mixed_line_ends_match_a_reference(lines, ends, cuts) -> None:
+    """CRLF streams take a fast split; a lone CR or LF among them must still end a
+    line exactly where the spec says, at any split of the bytes."""
+    body = "".join(line + ends[i % len(ends)] for i, line in enumerate(lines)).encode()
+    reference = SSEDecoder()
+    want = reference.feed(body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")) + reference.close()
+    assert decode_all(body, cuts) == want

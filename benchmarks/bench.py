@@ -44,6 +44,7 @@ MODELS = {
     "openai": "gpt-4o-mini",
     "anthropic": "claude-3-haiku-20240307",
     "gemini": "gemini-2.5-flash",
+    "responses": "openai-responses/gpt-4o-mini",
 }
 GEMINI_KEY = "AIzaSyBENCH-0000000000000000000000000000"
 
@@ -111,6 +112,10 @@ def make_floor(
             "stream_options": {"include_usage": True},
         }
         headers = {"authorization": "Bearer sk-bench"}
+    elif protocol == "responses":
+        url = f"http://127.0.0.1:{port}/v1/responses"
+        body = {"model": "gpt-4o-mini", "input": PROMPT, "stream": True}
+        headers = {"authorization": "Bearer sk-bench"}
     elif protocol == "gemini":
         url = (
             f"http://127.0.0.1:{port}/v1beta/models/{MODELS['gemini']}"
@@ -142,6 +147,12 @@ def make_floor(
                     if protocol == "openai":
                         choices = obj.get("choices")
                         text = choices[0]["delta"].get("content") if choices else None
+                    elif protocol == "responses":
+                        text = (
+                            obj.get("delta")
+                            if obj.get("type") == "response.output_text.delta"
+                            else None
+                        )
                     elif protocol == "gemini":
                         candidates = obj.get("candidates")
                         text = (
@@ -209,6 +220,20 @@ def make_steer(
 
 
 def make_official(protocol: str, port: int) -> tuple[Runner, Callable[[], Awaitable[None]]]:
+    if protocol == "responses":
+        import openai
+
+        oar = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-bench")
+
+        async def run_responses() -> int:
+            n = 0
+            stream = await oar.responses.create(model="gpt-4o-mini", input=PROMPT, stream=True)
+            async for event in stream:
+                if event.type == "response.output_text.delta" and event.delta:
+                    n += 1
+            return n
+
+        return run_responses, oar.close
     if protocol == "gemini":
         from google import genai
         from google.genai import types
@@ -635,7 +660,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         rows = []
-        for protocol in ("openai", "anthropic", "gemini"):
+        for protocol in ("openai", "anthropic", "gemini", "responses"):
             rows += asyncio.run(bench_protocol(protocol, port, args.rounds, args.streams))
         results["cpu"] = rows
         print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import ProviderSpec, Route, resolve_model
 from .errors import ConfigurationError, register_secret
@@ -15,6 +15,9 @@ from .providers.base import ChatRequest
 from .providers.openai_chat import OpenAIChatCodec
 from .streaming.pipeline import Call, Codec, StreamRun
 from .transport.http import Transport
+
+if TYPE_CHECKING:
+    from .batch.runner import BatchJob
 
 __all__ = ["SteerLLMClient"]
 
@@ -334,3 +337,11 @@ class SteerLLMClient:
         """One request without streaming; the same response shape as stream_with_usage."""
         call, _ = self._prepare(messages, model, params, stream=False, method="generate")
         return await StreamRun(call).generate()
+
+    def batch(self, items: Any, model: str | None = None, **options: Any) -> BatchJob:
+        """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
+        ``async for result in job`` or ``await job.run()``. Options and the journal:
+        README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
+        from .batch.runner import BatchJob
+
+        return BatchJob(self, items, model, **options)

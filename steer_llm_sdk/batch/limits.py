@@ -25,18 +25,24 @@ import time
 from collections import deque
 from typing import Any
 
-__all__ = ["Budget", "ProviderGate", "WindowLimiter"]
+__all__ = ["HEADROOM", "Budget", "ProviderGate", "WindowLimiter"]
+
+# The runner aims this fraction of each limit: a request is charged when it leaves,
+# the provider counts it when it arrives, and network (or event loop) jitter between
+# the two can put a few more into one of the provider's windows than were sent in it.
+HEADROOM = 0.97
 
 
 class WindowLimiter:
-    """At most ``per_minute * window / 60`` units in any sliding window of ``window``
-    seconds (one second, or ``60 / per_minute`` when the limit is lower)."""
+    """At most ``HEADROOM * per_minute * window / 60`` units in any sliding window of
+    ``window`` seconds (one second, or the time one unit takes when the limit is lower)."""
 
     __slots__ = ("allowance", "entries", "total", "window")
 
     def __init__(self, per_minute: float) -> None:
         if not per_minute > 0:
             raise ValueError("a limit per minute must be > 0")
+        per_minute = per_minute * HEADROOM
         self.window = max(1.0, 60.0 / per_minute)
         self.allowance = per_minute * self.window / 60.0
         self.entries: deque[list[float]] = deque()  # [time, amount]

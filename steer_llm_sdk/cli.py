@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         help="print usage, cost, time to first token and tokens/s to stderr when done",
     )
     sub.add_parser("models", help="list providers, example models and whether keys are set")
+    from .batch.cli import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "models":
         return _models()
+    if args.command == "batch":
+        from .batch.cli import run as run_batch
+
+        return run_batch(args)
     try:
         return asyncio.run(_stream(args))
     except KeyboardInterrupt:

@@ -5,11 +5,24 @@
     async for result in job:          # or: summary = await job.run()
         ...
 
-Imported only when used (``client.batch`` imports it); Ray is imported only by
-``engine="ray"`` (:mod:`steer_llm_sdk.batch.ray_engine`).
+Loaded only when used (``client.batch`` imports it); Ray only with ``engine="ray"``
+(:mod:`steer_llm_sdk.batch.ray_engine`).
 """
 
-from .journal import Journal
-from .runner import BatchJob, BatchResult, BatchSummary, content_id
+from __future__ import annotations
 
-__all__ = ["BatchJob", "BatchResult", "BatchSummary", "Journal", "content_id"]
+from typing import Any
+
+__all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "Journal", "content_id"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: `steer-llm stream` does not load the runner
+    if name == "Journal":
+        from .journal import Journal
+
+        return Journal
+    if name in __all__:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(name)

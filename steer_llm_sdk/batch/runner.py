@@ -43,7 +43,7 @@ from .limits import Budget, ProviderGate
 if TYPE_CHECKING:
     from ..client import SteerLLMClient
 
-__all__ = ["BatchJob", "BatchResult", "BatchSummary"]
+__all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id"]
 
 _CHUNK = 512  # items read and looked up in the journal at a time
 _COMMIT_EVERY = 0.25  # seconds between journal commits
@@ -139,6 +139,15 @@ class BatchSummary:
         if self.rate_limited:
             parts.append(f"{self.rate_limited} rate-limited answers")
         return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidItem:
+    """An input that could not be read as an item (e.g. a line that is not JSON): it
+    becomes a failed result with this id and reason, without stopping the job."""
+
+    custom_id: str
+    reason: str
 
 
 @dataclass(slots=True)
@@ -537,6 +546,8 @@ class BatchJob:
         messages: Any = None
         if isinstance(raw, str):
             messages = raw
+        elif isinstance(raw, InvalidItem):
+            return _Item(raw.custom_id, None, model or "", params, raw.reason)
         elif isinstance(raw, list | tuple):
             messages = list(raw)
         elif isinstance(raw, Mapping):

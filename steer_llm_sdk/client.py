@@ -17,6 +17,7 @@ from .streaming.pipeline import Call, Codec, StreamRun
 from .transport.http import Transport
 
 if TYPE_CHECKING:
+    from .batch.ray_engine import RayBatchJob
     from .batch.runner import BatchJob
 
 __all__ = ["SteerLLMClient"]
@@ -338,10 +339,10 @@ class SteerLLMClient:
         call, _ = self._prepare(messages, model, params, stream=False, method="generate")
         return await StreamRun(call).generate()
 
-    def batch(self, items: Any, model: str | None = None, **options: Any) -> BatchJob:
+    def batch(self, items: Any, model: str | None = None, **options: Any) -> BatchJob | RayBatchJob:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
-        ``async for result in job`` or ``await job.run()``. Options and the journal:
-        README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
-        from .batch.runner import BatchJob
+        ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
+        Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
+        from .batch.runner import make_job
 
-        return BatchJob(self, items, model, **options)
+        return make_job(self, items, model, **options)

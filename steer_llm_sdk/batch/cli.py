@@ -126,11 +126,13 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
 
         return await ray_run(args, model, options, journal)
     from .. import SteerLLMClient
+    from .runner import BatchJob
 
     total = _count_lines(args.input) if args.input != "-" else None
     async with SteerLLMClient() as client:
         try:
-            job = client.batch(
+            job = BatchJob(
+                client,
                 _read_items(args.input),
                 model=model,
                 concurrency=args.concurrency,

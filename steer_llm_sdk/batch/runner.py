@@ -42,8 +42,9 @@ from .limits import Budget, ProviderGate
 
 if TYPE_CHECKING:
     from ..client import SteerLLMClient
+    from .ray_engine import RayBatchJob
 
-__all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id"]
+__all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id", "make_job"]
 
 _CHUNK = 512  # items read and looked up in the journal at a time
 _COMMIT_EVERY = 0.25  # seconds between journal commits
@@ -57,6 +58,23 @@ _DEFAULT_COMPLETION_ESTIMATE = 256  # tokens, when max_tokens is not set
 # is milliseconds per request. The runner spreads its requests over several pools of a
 # few connections each (copies of the client sharing its keys and settings).
 _CONNECTIONS_PER_POOL = 4
+
+
+def make_job(
+    client: SteerLLMClient, items: Any, model: str | None, **options: Any
+) -> BatchJob | RayBatchJob:
+    """``client.batch(...)``: the local engine, or Ray with ``engine="ray"``."""
+    engine = options.pop("engine", "local")
+    if engine == "ray":
+        from .ray_engine import RayBatchJob
+
+        return RayBatchJob(client, items, model, **options)
+    if engine != "local":
+        raise ConfigurationError(f"engine={engine!r} is not known: use 'local' or 'ray'")
+    for name in ("ray_address", "num_actors", "batch_size"):
+        if name in options:
+            raise ConfigurationError(f"{name}= is an option of engine='ray'")
+    return BatchJob(client, items, model, **options)
 
 
 @dataclass(slots=True)

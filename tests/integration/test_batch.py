@@ -326,3 +326,19 @@ async def test_bad_options_are_clear_errors(client_for: Any) -> None:
         with pytest.raises(ConfigurationError, match=words):
             client.batch(["x"], model=MODEL, **kwargs)
     await client.aclose()
+
+
+def test_readme_batch_example_runs(tmp_path: Path) -> None:
+    """The README's batch example, run as written (in a scratch directory)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Batch jobs", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 501 and "500 succeeded, 0 failed" in lines[-1]
+    assert (tmp_path / "tickets.sqlite").exists()

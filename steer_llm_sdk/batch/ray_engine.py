@@ -428,6 +428,7 @@ class RayBatchJob:
         self._budget = budget_usd
         self._max_attempts = max_attempts
         self.coordinator_name = ""
+        self.worker_pids: list[int] = []  # the actor processes seen (restarts included)
         self.summary = BatchSummary(journal=self.journal_path)
 
     async def run(self) -> BatchSummary:
@@ -518,6 +519,7 @@ class RayBatchJob:
                 for status in batch.column("status").to_pylist():
                     statuses[status] = statuses.get(status, 0) + 1
             figures = ray.get(coordinator.summary.remote())
+            self.worker_pids = ray.get(coordinator.worker_pids.remote())
         finally:
             ray.get(coordinator.close.remote())
             ray.kill(coordinator)

@@ -715,7 +715,9 @@ class BatchJob:
         if options is None:
             options = self._client._default_options
         params["streaming_options"] = options.replace(
-            retry_on_connection_error=False, max_reconnect_attempts=0
+            retry_on_connection_error=False,
+            max_reconnect_attempts=0,
+            preserve_partial_response=True,  # a broken attempt's usage counts in the budget
         )
         if output is not None:
             if self._supports_output:
@@ -796,13 +798,22 @@ class BatchJob:
         except Exception as exc:  # a bug or a bad parameter must fail the item, not the job
             result = _error_result(item, exc)
             result.attempts = attempts
-        finally:
+        except BaseException:  # cancelled (abort): the item stays unfinished
             if holding:
                 gate.release()
+                holding = False
+            raise
+        finally:
             if self._budget is not None:
                 self._budget.settle(worst, cost)
         self._in_flight.discard(item.custom_id)
-        await self._deliver(item, result, cost)
+        try:
+            # The slot stays taken until the result is handed over: a slow reader of
+            # `async for` holds back new requests instead of piling up results.
+            await self._deliver(item, result, cost)
+        finally:
+            if holding:
+                gate.release()
 
     def _cost_of(self, item: _Item, usage: Mapping[str, Any]) -> float:
         price = self._price(item.model) if self._budget is not None else None

@@ -342,3 +342,19 @@ def test_readme_batch_example_runs(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 501 and "500 succeeded, 0 failed" in lines[-1]
     assert (tmp_path / "tickets.sqlite").exists()
+
+
+async def test_a_slow_reader_holds_back_requests(client_for: Any) -> None:
+    """Results wait for the reader while holding their slots: requests do not run ahead
+    of `async for` by more than the queue and the slots (memory stays bounded)."""
+    async with Emulator() as emu:
+        client = client_for(emu.openai_base_url)
+        job = client.batch((_prompt(i) for i in range(300)), model=MODEL, concurrency=4)
+        got = 0
+        async for _ in job:
+            got += 1
+            if got <= 5:
+                await asyncio.sleep(0.2)
+                assert len(emu.requests) <= got + 2 * 4 + 4
+        assert got == 300 and len(emu.requests) == 300
+        await client.aclose()

@@ -384,6 +384,7 @@ class RayBatchJob:
         ray_address: str | None = None,
         num_actors: int = 2,
         batch_size: int = 64,
+        num_blocks: int | None = None,
         concurrency: int = 32,
         requests_per_minute: Any = None,
         tokens_per_minute: Any = None,
@@ -422,6 +423,7 @@ class RayBatchJob:
         self._address = ray_address
         self._num_actors = num_actors
         self._batch_size = batch_size
+        self._num_blocks = num_blocks
         self._concurrency = concurrency
         self._rpm = requests_per_minute
         self._tpm = tokens_per_minute
@@ -441,15 +443,26 @@ class RayBatchJob:
 
     def _dataset(self, ray: Any) -> Any:
         items = self._items
+        # Enough blocks for every actor to get work (a small file is one block else).
+        blocks = self._num_blocks or 4 * self._num_actors
         if isinstance(items, str | os.PathLike):
             path = os.fspath(items)
             if path.endswith(".parquet") or os.path.isdir(path):
-                return ray.data.read_parquet(path)
-            return ray.data.read_json(path, lines=True)
+                ds = ray.data.read_parquet(path, override_num_blocks=blocks)
+            else:
+                ds = ray.data.read_json(path, lines=True, override_num_blocks=blocks)
+            # A small single file reads as one block, which only one actor would get:
+            # split it (repartition holds the input in the object store, so only when
+            # it is small, or when asked with num_blocks=).
+            small = os.path.isfile(path) and os.path.getsize(path) < 64 * 1024 * 1024
+            if self._num_blocks or small:
+                ds = ds.repartition(blocks)
+            return ds
         if hasattr(items, "map_batches"):
             return items  # already a Dataset
         return ray.data.from_items(
-            [{"item": orjson.dumps(x, default=_jsonable).decode()} for x in items]
+            [{"item": orjson.dumps(x, default=_jsonable).decode()} for x in items],
+            override_num_blocks=blocks,
         )
 
     def _run(self) -> BatchSummary:

@@ -71,7 +71,7 @@ def make_job(
         return RayBatchJob(client, items, model, **options)
     if engine != "local":
         raise ConfigurationError(f"engine={engine!r} is not known: use 'local' or 'ray'")
-    for name in ("ray_address", "num_actors", "batch_size"):
+    for name in ("ray_address", "num_actors", "batch_size", "num_blocks"):
         if name in options:
             raise ConfigurationError(f"{name}= is an option of engine='ray'")
     return BatchJob(client, items, model, **options)

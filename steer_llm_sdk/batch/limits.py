@@ -79,6 +79,7 @@ class WindowLimiter:
     def settle(self, entry: list[float], actual: float, now: float) -> None:
         """Replace a charge by the real amount: inside the window, adjust it; after
         it, charge any excess now (an overestimate that has left the window is gone)."""
+        self._prune(now)
         if entry[0] > now - self.window:
             self.total += actual - entry[1]
             entry[1] = float(actual)

@@ -218,6 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000, help="throughput items")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
     parser.add_argument("--lines", type=int, default=1_000_000, help="resume input lines")
     parser.add_argument("--done", type=int, default=900_000, help="finished in the journal")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -236,19 +237,36 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="steer-batch-bench-")
     try:
         if not args.skip_throughput:
-            n, c = args.items, args.concurrency
-            print(f"\n{n:,} short items (8-token answers), concurrency {c}:")
-            steer = asyncio.run(steer_job(emu.openai_base_url, n, c, os.path.join(tmp, "t.db")))
-            print(
-                f"  steer client.batch (journal on)   {steer['items_per_s']:8.0f} items/s  "
-                f"{steer['cpu_us_per_item']:7.0f} µs CPU/item  ({steer['seconds']:.1f}s)"
-            )
-            base = asyncio.run(openai_loop(emu.openai_base_url, n, c))
-            print(
-                f"  openai AsyncOpenAI + Semaphore    {base['items_per_s']:8.0f} items/s  "
-                f"{base['cpu_us_per_item']:7.0f} µs CPU/item  ({base['seconds']:.1f}s)"
-            )
-            print(f"  ratio: {steer['items_per_s'] / base['items_per_s']:.2f}x items/s")
+            n, c, rounds = args.items, args.concurrency, args.rounds
+            print(f"\n{n:,} short items (8-token answers), concurrency {c}, {rounds} rounds:")
+            # Interleaved rounds of n/rounds items each: a busy machine slows both alike.
+            per = n // rounds
+            totals: dict[str, list[float]] = {"steer": [0.0, 0.0], "openai": [0.0, 0.0]}
+            for r in range(rounds):
+                db = os.path.join(tmp, f"t{r}.db")
+                steer = asyncio.run(steer_job(emu.openai_base_url, per, c, db))
+                base = asyncio.run(openai_loop(emu.openai_base_url, per, c))
+                for name, got in (("steer", steer), ("openai", base)):
+                    totals[name][0] += got["seconds"]
+                    totals[name][1] += got["cpu_us_per_item"] * per / 1e6
+                print(
+                    f"  round {r + 1}: steer {steer['items_per_s']:.0f} items/s, "
+                    f"openai {base['items_per_s']:.0f} items/s",
+                    flush=True,
+                )
+            items = per * rounds
+            for name, label in (
+                ("steer", "steer client.batch (journal on)"),
+                ("openai", "openai AsyncOpenAI + Semaphore"),
+            ):
+                seconds, cpu = totals[name]
+                print(
+                    f"  {label:<34} {items / seconds:8.0f} items/s  "
+                    f"{cpu / items * 1e6:7.0f} µs CPU/item  ({seconds:.1f}s)"
+                )
+            ratio = totals["openai"][0] / totals["steer"][0]
+            cpu_ratio = totals["openai"][1] / totals["steer"][1]
+            print(f"  ratio: {ratio:.2f}x items/s, {cpu_ratio:.2f}x less CPU per item")
         if not args.skip_resume:
             small = os.path.join(tmp, "small.jsonl")
             write_input(small, 10_000)

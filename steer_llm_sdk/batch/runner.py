@@ -509,6 +509,11 @@ class BatchJob:
         path = self._output_path
         if os.path.exists(path):
             size = os.path.getsize(path)
+            if size and not offset and self._run_id == 1:
+                raise ConfigurationError(
+                    f"the output {path!r} already exists and this journal has no results "
+                    "in it: remove it or choose another output_path"
+                )
             if size < offset:
                 raise ConfigurationError(
                     f"the output {path!r} is shorter ({size} bytes) than its journal says "

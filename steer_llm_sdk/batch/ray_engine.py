@@ -45,6 +45,7 @@ __all__ = ["Coordinator", "RayBatchJob", "SteerUDF", "run_cli"]
 
 _NAMESPACE = "steer-llm-sdk"
 _RATE_LIMIT_RETRIES = 20
+_BUDGET_WAIT = 300.0  # seconds a request may wait for budget freed by requests in flight
 
 
 def _ray() -> Any:
@@ -121,10 +122,16 @@ class Coordinator:
             return True
         if self.budget_stopped:
             return False
-        if not await self.budget.reserve(worst):
+        try:
+            # A worker that died with requests in flight never returns their worst
+            # case: waiting for it would hang, so a long wait ends the job (a budget
+            # that stops early, never one that overruns).
+            fits = await asyncio.wait_for(self.budget.reserve(worst), _BUDGET_WAIT)
+        except TimeoutError:
+            fits = False
+        if not fits:
             self.budget_stopped = True
-            return False
-        return True
+        return fits
 
     async def acquire(self, provider: str, tokens: float) -> int:
         ticket = await self._gate(provider).rate(tokens)
@@ -367,7 +374,14 @@ def _row_item(row: dict[str, Any]) -> Any:
     """A Dataset row back to an item: ``item`` (JSON of a list input) or the columns."""
     if set(row) == {"item"} and isinstance(row["item"], str):
         return orjson.loads(row["item"])
-    return {k: v for k, v in row.items() if v is not None}
+    item = {k: v for k, v in row.items() if v is not None}
+    messages = item.get("messages")
+    if isinstance(messages, list):  # struct columns give every key to every message
+        item["messages"] = [
+            {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m
+            for m in messages
+        ]
+    return item
 
 
 class RayBatchJob:

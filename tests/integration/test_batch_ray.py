@@ -72,7 +72,7 @@ async def test_ray_shared_limits_killed_worker_parquet_and_resume(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
     """Parquet in, JSONL out; two actors under one shared limit; one actor's process
-    killed mid-job; then the CLI resumes the job on the cluster (Parquet out)."""
+    killed mid-job; then the CLI resumes the job on the cluster (JSONL in, Parquet out)."""
     import pyarrow
     import pyarrow.parquet as pq
 
@@ -90,6 +90,13 @@ async def test_ray_shared_limits_killed_worker_parquet_and_resume(
         ),
         source,
     )
+    # The same items as JSONL, for the resume from the command line.
+    with (tmp_path / "in.jsonl").open("w") as f:
+        for k, i in enumerate(ids):
+            row: dict[str, Any] = {"custom_id": i, "prompt": f"item {i[1:]}: tag this"}
+            if k % 2:
+                row["max_tokens"] = 4
+            f.write(json.dumps(row) + "\n")
     out = tmp_path / "out.jsonl"
     journal = tmp_path / "out.jsonl.journal"
     async with Emulator(requests_per_minute=rpm, rate_window=window) as emu:
@@ -129,7 +136,7 @@ async def test_ray_shared_limits_killed_worker_parquet_and_resume(
             "-m",
             "steer_llm_sdk.cli",
             "batch",
-            str(source),
+            str(tmp_path / "in.jsonl"),
             "-o",
             str(tmp_path / "out.parquet"),
             "--journal",

@@ -107,3 +107,16 @@ def test_describe_changes_names_each_difference() -> None:
         "params.max_tokens: 10 -> 20",
         "params.seed: 1 -> (unset)",
     ]
+
+
+def test_ray_rows_become_items_without_the_nulls_of_struct_columns() -> None:
+    from steer_llm_sdk.batch.ray_engine import _row_item
+
+    row = {
+        "custom_id": "a",
+        "prompt": None,
+        "max_tokens": None,
+        "messages": [{"role": "user", "content": "hi", "name": None}],
+    }
+    assert _row_item(row) == {"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]}
+    assert _row_item({"item": '["x"]'}) == ["x"]

@@ -17,7 +17,9 @@ import pytest
 
 from steer_llm_sdk.testing import Emulator
 
-N_ITEMS = 2000
+# With 5 ms between chunks and 16 in flight the emulator serves at most ~350 items/s:
+# three runs killed within 2 s each can never finish the job, even on a fast machine.
+N_ITEMS = 3000
 
 
 def _write_input(path: Path, n: int) -> None:
@@ -76,7 +78,7 @@ async def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     _write_input(tmp_path / "in.jsonl", N_ITEMS)
     journal = tmp_path / "out.jsonl.journal"
     rng = random.Random(1234)
-    async with Emulator(delay_between_chunks=0.002) as emu:
+    async with Emulator(delay_between_chunks=0.005) as emu:
         finished: set[str] = set()
         kills = 0
         for _ in range(3):
@@ -109,7 +111,7 @@ async def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
 async def test_ctrl_c_finishes_in_flight_and_resumes(tmp_path: Path) -> None:
     _write_input(tmp_path / "in.jsonl", N_ITEMS)
     journal = tmp_path / "out.jsonl.journal"
-    async with Emulator(delay_between_chunks=0.002) as emu:
+    async with Emulator(delay_between_chunks=0.005) as emu:
         proc = await _start(emu, tmp_path)
         await asyncio.sleep(1.5)
         proc.send_signal(signal.SIGINT)

@@ -99,7 +99,9 @@ async def test_ray_shared_limits_killed_worker_parquet_and_resume(
             f.write(json.dumps(row) + "\n")
     out = tmp_path / "out.jsonl"
     journal = tmp_path / "out.jsonl.journal"
-    async with Emulator(requests_per_minute=rpm, rate_window=window) as emu:
+    # The emulator allows 4% more than the job's limit, for scheduling lag in the actors
+    # on a busy machine; two actors that did not share the limit would send twice it.
+    async with Emulator(requests_per_minute=rpm * 1.04, rate_window=window) as emu:
         client = _client(emu)
         job: Any = client.batch(
             str(source),
@@ -164,7 +166,8 @@ async def test_ray_shared_limits_killed_worker_parquet_and_resume(
     assert summary.succeeded == n and summary.failed == 0
     assert set(later) & finished == set()  # nothing finished was asked again
     assert stats["limited"] == 0  # the two actors together kept to the shared limit
-    assert stats["peak_requests"] <= rpm * window / 60
+    assert stats["peak_requests"] <= rpm * 1.04 * window / 60
+    assert stats["requests"] / summary.elapsed <= rpm / 60  # the job's average rate
     assert len(job.worker_pids) >= 3  # the killed actor was restarted (a new process)
     assert limits[0] == 4 and limits[-1] == 8  # per-item max_tokens from a column
     assert "0 succeeded" in err.decode() and "already done" in err.decode()

@@ -58,6 +58,7 @@ _DEFAULT_COMPLETION_ESTIMATE = 256  # tokens, when max_tokens is not set
 # is milliseconds per request. The runner spreads its requests over several pools of a
 # few connections each (copies of the client sharing its keys and settings).
 _CONNECTIONS_PER_POOL = 4
+_MAX_POOLS = 16
 
 
 def make_job(
@@ -428,10 +429,11 @@ class BatchJob:
 
         from ..transport.http import Transport
 
-        count = max(1, -(-self._concurrency // _CONNECTIONS_PER_POOL))
+        # At most 16 pools: each costs ~50 ms to set up (its TLS context) on first use.
+        count = min(_MAX_POOLS, max(1, -(-self._concurrency // _CONNECTIONS_PER_POOL)))
         for _ in range(count):
             shard = copy.copy(self._client)
-            shard._transport = Transport(max_connections=4 * _CONNECTIONS_PER_POOL)
+            shard._transport = Transport()
             self._shards.append((shard, [0]))
 
     def _pick_shard(self) -> tuple[Any, list[int]]:

@@ -163,3 +163,43 @@ async def test_cli_refuses_to_overwrite_and_reports_bad_lines(tmp_path: Path) ->
     assert len(ok) == 1 and ok[0]["text"]
     bad = [line for line in lines if line["error"] and line["custom_id"] != "line:2"]
     assert bad[0]["error"]["type"] == "ConfigurationError"  # ["bad", 1]: not messages
+
+
+async def test_cli_schema_and_system(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('"describe a lamp"\n{"prompt": "another lamp"}\n')
+    (tmp_path / "schema.json").write_text(
+        json.dumps({"type": "object", "properties": {"name": {"type": "string"}}})
+    )
+    async with Emulator() as emu:
+        proc = await _start(
+            emu,
+            tmp_path,
+            "--schema",
+            str(tmp_path / "schema.json"),
+            "--system",
+            "Be terse",
+            "--max-tokens",  # the last one wins: room for the whole JSON answer
+            "200",
+        )
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        bodies = [json.loads(r.body) for r in emu.requests]
+    assert len(bodies) == 2
+    for body in bodies:
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["messages"][0] == {"role": "system", "content": "Be terse"}
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [line["output"]["name"] for line in lines] == ["Aurora Desk Lamp"] * 2
+
+
+def test_importing_the_sdk_loads_no_batch_machinery() -> None:
+    code = (
+        "import sys, steer_llm_sdk, steer_llm_sdk.cli; steer_llm_sdk.cli._parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'pyarrow', "
+        "'sqlite3') or m in ('steer_llm_sdk.batch.runner', "
+        "'steer_llm_sdk.batch.journal', 'steer_llm_sdk.batch.ray_engine')))"
+    )
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -168,6 +168,14 @@ def make_steer(
             assert response.cost_usd is not None and response.usage["total_tokens"] > 0
             return seen[0] if options is None else len(response.text.split())
 
+    elif options == "events":
+
+        async def run() -> int:
+            n = 0
+            async for part in client.stream_events(PROMPT, model):
+                n += part.type == "text-delta"
+            return n
+
     else:
 
         async def run() -> int:
@@ -271,6 +279,7 @@ async def bench_protocol(
     contenders: dict[str, tuple[Runner, Callable[[], Awaitable[None]]]] = {
         "floor (httpx + json.loads)": make_floor(protocol, port),
         "steer stream()": make_steer(protocol, port, with_usage=False),
+        "steer stream_events()": make_steer(protocol, port, with_usage=False, options="events"),
         "steer stream_with_usage() + callbacks": make_steer(protocol, port, with_usage=True),
         "steer stream_with_usage() HIGH_THROUGHPUT": make_steer(
             protocol, port, with_usage=True, options=HIGH_THROUGHPUT_OPTIONS
@@ -446,6 +455,65 @@ async def per_call(protocol: str, port: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+async def partial_output_linearity(protocol: str, size: int = 200_000) -> dict[str, float]:
+    """A ~200 KB structured output streamed with PartialOutput parts: client time per
+    chunk over the first and the last tenth of the stream (linear: the same)."""
+    from pydantic import BaseModel
+
+    from steer_llm_sdk.testing import Emulator, Reply
+
+    class Item(BaseModel):
+        id: int
+        title: str
+        tags: list[str]
+        score: float
+
+    class Catalog(BaseModel):
+        items: list[Item]
+
+    items = []
+    i = 0
+    while len(json.dumps({"items": items})) < size:
+        items.append(
+            {
+                "id": i,
+                "title": f"item number {i} of the catalogue",
+                "tags": ["a", "bc"],
+                "score": i / 7,
+            }
+        )
+        i += 1
+    text = json.dumps({"items": items})
+    chunks = [text[j : j + 16] for j in range(0, len(text), 16)]
+    async with Emulator() as emu:
+        client = steer_client(emu.port)
+        emu.enqueue(Reply(chunks=chunks))
+        marks: list[float] = []
+        partials = 0
+        n = 0
+        async for part in client.stream_events(PROMPT, MODELS[protocol], output=Catalog):
+            if part.type == "text-delta":
+                n += 1
+                if n % 100 == 0:
+                    marks.append(time.process_time())
+            elif part.type == "partial-output":
+                partials += 1
+            elif part.type == "finish":
+                assert len(part.response.output.items) == len(items)
+        await client.aclose()
+    tenth = max(2, len(marks) // 10)
+    start = (marks[tenth] - marks[0]) / (tenth * 100) * 1e6
+    end = (marks[-1] - marks[-1 - tenth]) / (tenth * 100) * 1e6
+    return {
+        "bytes": len(text),
+        "chunks": len(chunks),
+        "partials": partials,
+        "start_us_per_chunk": start,
+        "end_us_per_chunk": end,
+        "ratio": end / start,
+    }
+
+
 def compile_package() -> None:
     """Write the package's .pyc files, as a regular (non-editable) install does: an
     editable checkout with PYTHONDONTWRITEBYTECODE would otherwise compile every import."""
@@ -572,6 +640,17 @@ def main() -> None:
             print(
                 f"{protocol:<10} {n1}→{n2} chunks: {first:.2f}, {n2}→{n3} chunks: {second:.2f} "
                 f"(× {second / first:.2f})"
+            )
+
+        print("\nStructured output (~200 KB, PartialOutput per read), µs per chunk")
+        results["partial_output"] = {}
+        for protocol in ("openai", "anthropic"):
+            po = asyncio.run(partial_output_linearity(protocol))
+            results["partial_output"][protocol] = po
+            print(
+                f"{protocol:<10} {po['bytes']} bytes, {po['chunks']} chunks, "
+                f"{po['partials']} partials: first tenth {po['start_us_per_chunk']:.2f}, "
+                f"last tenth {po['end_us_per_chunk']:.2f} (× {po['ratio']:.2f})"
             )
 
         compile_package()

@@ -11,12 +11,15 @@ from .errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
     ConfigurationError,
     ConnectionError,
     ConnectTimeoutError,
     InvalidResponseError,
     JSONParseError,
+    MaxStepsError,
     NotFoundError,
+    OutputValidationError,
     OverloadedError,
     PermissionDeniedError,
     RateLimitError,
@@ -25,6 +28,7 @@ from .errors import (
     SteerError,
     StreamInterruptedError,
     TimeoutError,
+    ToolArgumentsError,
     TotalTimeoutError,
 )
 from .models.response import StreamingResponse
@@ -34,8 +38,32 @@ from .models.streaming import (
     LOW_LATENCY_OPTIONS,
     StreamingOptions,
 )
+from .parts import (
+    Finish,
+    PartialOutput,
+    ReasoningDelta,
+    StreamPart,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    ToolResult,
+)
+from .tools import Tool
 
 __version__ = "0.3.0"
+
+
+def __getattr__(name: str) -> object:
+    # SteerLLM (the sync client) brings asyncio and a thread: imported on first use,
+    # so `import steer_llm_sdk` stays as cheap as before.
+    if name == "SteerLLM":
+        from .sync import SteerLLM
+
+        return SteerLLM
+    raise AttributeError(f"module 'steer_llm_sdk' has no attribute {name!r}")
+
 
 __all__ = [
     "HIGH_THROUGHPUT_OPTIONS",
@@ -44,23 +72,39 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "Finish",
     "InvalidResponseError",
     "JSONParseError",
+    "MaxStepsError",
     "NotFoundError",
+    "OutputValidationError",
     "OverloadedError",
+    "PartialOutput",
     "PermissionDeniedError",
     "RateLimitError",
     "ReadTimeoutError",
+    "ReasoningDelta",
     "ServerError",
     "SteerError",
+    "SteerLLM",
     "SteerLLMClient",
     "StreamInterruptedError",
+    "StreamPart",
     "StreamingOptions",
     "StreamingResponse",
+    "TextDelta",
     "TimeoutError",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolCallEnd",
+    "ToolCallStart",
+    "ToolResult",
     "TotalTimeoutError",
     "__version__",
 ]

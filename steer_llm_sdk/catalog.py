@@ -6,17 +6,25 @@ A new OpenAI-compatible provider is an entry here, not new code.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
 
-__all__ = ["PROVIDERS", "ProviderSpec", "Route", "env_base_url", "resolve_model"]
+__all__ = [
+    "PROVIDERS",
+    "ProviderSpec",
+    "Route",
+    "env_base_url",
+    "resolve_model",
+    "responses_only",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     name: str
-    protocol: str  # "openai-chat" | "anthropic-messages"
+    protocol: str  # a name in providers.PROTOCOLS: "openai-chat", "anthropic-messages" ...
     base_url: str  # OpenAI protocol: includes /v1; Anthropic: without it
     key_env: str | None  # environment variable holding the API key
     key_required: bool = True
@@ -24,9 +32,12 @@ class ProviderSpec:
     # The server continues a final assistant message (so a broken stream can resume).
     # Only where verified: Anthropic (before Claude 4.6) and llama.cpp.
     continues_prefix: bool = False
-    # Example models, for `steer-llm models` and error messages.
+    # Example model names, for `steer-llm models` and error messages: each resolves to
+    # this provider as written (tested).
     examples: tuple[str, ...] = ()
     local: bool = False  # a model served in this process (cost 0)
+    # Other environment variables that may hold the key (GOOGLE_API_KEY for Gemini).
+    alt_key_envs: tuple[str, ...] = ()
 
     @property
     def base_url_env(self) -> str:
@@ -71,9 +82,17 @@ PROVIDERS: dict[str, ProviderSpec] = {
             continues_prefix=True,
             examples=("claude-3-haiku-20240307", "claude-sonnet-4-5", "claude-opus-4-1"),
         ),
+        ProviderSpec(
+            "gemini",
+            "gemini",
+            "https://generativelanguage.googleapis.com",
+            "GEMINI_API_KEY",
+            alt_key_envs=("GOOGLE_API_KEY",),
+            examples=("gemini-2.5-flash", "gemini-2.5-pro", "gemini-3-pro-preview"),
+        ),
         _openai_compatible("xai", "https://api.x.ai/v1", "XAI_API_KEY", "grok-4", "grok-3-mini"),
         _openai_compatible(
-            "groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "llama-3.3-70b-versatile"
+            "groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY", "groq/llama-3.3-70b-versatile"
         ),
         _openai_compatible(
             "openrouter",
@@ -82,18 +101,21 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "openrouter/anthropic/claude-sonnet-4.5",
         ),
         _openai_compatible(
-            "deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek-chat"
+            "deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY", "deepseek/deepseek-chat"
         ),
         _openai_compatible(
-            "mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", "mistral-small-latest"
+            "mistral",
+            "https://api.mistral.ai/v1",
+            "MISTRAL_API_KEY",
+            "mistral/mistral-small-latest",
         ),
         _openai_compatible(
             "together",
             "https://api.together.xyz/v1",
             "TOGETHER_API_KEY",
-            "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "together/meta-llama/Llama-3.3-70B-Instruct-Turbo",
         ),
-        _openai_compatible("ollama", "http://localhost:11434/v1", None, "llama3.2"),
+        _openai_compatible("ollama", "http://localhost:11434/v1", None, "ollama/llama3.2"),
         _openai_compatible("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_optional=True),
         _openai_compatible("lmstudio", "http://localhost:1234/v1", None),
         _openai_compatible(
@@ -110,21 +132,42 @@ PROVIDERS: dict[str, ProviderSpec] = {
             None,
             key_required=False,
             continues_prefix=True,
-            examples=("local/gemma-3-270m",),
+            examples=("local/smollm2-135m", "local/<path to a .gguf>"),
             local=True,
         ),
     )
 }
 
+# OpenAI's Responses API: the same provider (key, base URL, prices), another protocol.
+# ``openai-responses/<model>`` or ``api="responses"`` selects it; models that exist
+# only there go to it by themselves.
+PROVIDERS["openai-responses"] = ProviderSpec(
+    "openai",
+    "openai-responses",
+    "https://api.openai.com/v1",
+    "OPENAI_API_KEY",
+    examples=("o3-pro", "gpt-5-pro", "gpt-5-codex", "openai-responses/gpt-4o"),
+)
+_RESPONSES_ONLY = re.compile(r"(?:^|-)pro(?:-|$)|codex", re.IGNORECASE)
+
+
+def responses_only(model: str) -> bool:
+    """OpenAI models that answer only on the Responses API (o1-pro, o3-pro,
+    gpt-5-pro and later -pro models, codex models)."""
+    return bool(_RESPONSES_ONLY.search(model))
+
+
 # Bare model names the SDK routes without a "provider/" prefix.
 _PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
     ("gpt-", "openai"),
     ("chatgpt-", "openai"),
+    ("codex-", "openai"),
     ("o1", "openai"),
     ("o3", "openai"),
     ("o4", "openai"),
     ("claude-", "anthropic"),
     ("grok-", "xai"),
+    ("gemini-", "gemini"),
 )
 
 
@@ -160,14 +203,16 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
     lowered = model.lower()
     for prefix, name in _PREFIX_ROUTES:
         if lowered.startswith(prefix):
+            if name == "openai" and responses_only(lowered):
+                return Route(providers["openai-responses"], model)
             return Route(providers[name], model)
     raise ConfigurationError(
         f"unknown model {model!r}: name it as 'provider/model' with provider one of "
         f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
-        "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-* (OpenAI), "
-        "claude-* (Anthropic), grok-* (xAI). Register your own OpenAI-compatible server "
-        "with SteerLLMClient(providers={'name': {'base_url': ...}}) or by setting "
-        "NAME_BASE_URL (and NAME_API_KEY) in the environment."
+        "a name the SDK routes by itself: gpt-*, o1*/o3*/o4*, chatgpt-*, codex-* (OpenAI), "
+        "claude-* (Anthropic), grok-* (xAI), gemini-* (Google). Register your own "
+        "OpenAI-compatible server with SteerLLMClient(providers={'name': "
+        "{'base_url': ...}}) or by setting NAME_BASE_URL (and NAME_API_KEY) in the environment."
     )
 
 

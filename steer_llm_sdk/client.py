@@ -7,13 +7,20 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .catalog import ProviderSpec, Route, resolve_model
-from .errors import ConfigurationError, register_secret
+from .errors import (
+    ClientClosedError,
+    ConfigurationError,
+    MaxStepsError,
+    ToolArgumentsError,
+    register_secret,
+)
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
-from .providers.anthropic import AnthropicCodec, supports_prefill
+from .parts import Finish, StreamPart, ToolCall, ToolResult
+from .providers import codec_class
 from .providers.base import ChatRequest
-from .providers.openai_chat import OpenAIChatCodec
-from .streaming.pipeline import Call, Codec, StreamRun
+from .streaming.pipeline import Call, StreamRun, add_usage
+from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
 
 if TYPE_CHECKING:
@@ -82,6 +89,37 @@ def _normalize_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _check_serialisable(
+    messages: list[dict[str, Any]], common: dict[str, Any], extra_body: dict[str, Any]
+) -> None:
+    """Everything sent must be JSON: name the argument that is not (instead of a raw
+    TypeError from the JSON encoder when the request is sent)."""
+    import orjson
+
+    try:
+        orjson.dumps([messages, common, extra_body])
+        return
+    except TypeError:
+        pass
+    for i, message in enumerate(messages):
+        try:
+            orjson.dumps(message)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"messages[{i}] cannot be sent as JSON ({exc}): give strings, numbers, "
+                "lists and dicts"
+            ) from None
+    for name, value in [*common.items(), *extra_body.items()]:
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"the parameter {name}={type(value).__name__}(...) cannot be sent as JSON "
+                f"({exc}): give strings, numbers, lists and dicts"
+            ) from None
+    raise ConfigurationError("the request cannot be sent as JSON (a key is not a string?)")
+
+
 class SteerLLMClient:
     """One async client for every provider.
 
@@ -90,6 +128,10 @@ class SteerLLMClient:
     Base URLs likewise (``OPENAI_BASE_URL`` with ``/v1``, ``ANTHROPIC_BASE_URL``
     without it, ``<PROVIDER>_BASE_URL``). Use it as ``async with`` or call
     :meth:`aclose`; it keeps one HTTP connection pool per provider.
+
+    ``telemetry=True`` (or a :class:`steer_llm_sdk.telemetry.TelemetryOptions`, or an
+    observer object) emits an OpenTelemetry GenAI span and metrics per call; it needs
+    the ``otel`` extra.
     """
 
     def __init__(
@@ -106,6 +148,7 @@ class SteerLLMClient:
         default_options: StreamingOptions | None = None,
         prices: Mapping[str, Any] | None = None,
         max_connections: int = 1000,
+        telemetry: Any = None,
     ) -> None:
         self._keys: dict[str, str] = {}
         for name, key in (
@@ -133,6 +176,12 @@ class SteerLLMClient:
         self._default_options = default_options or _DEFAULT_OPTIONS
         self._prices = dict(prices) if prices else None
         self._transport = Transport(max_connections=max_connections)
+        self._observer: Any = None
+        if telemetry is not None and telemetry is not False:
+            # OpenTelemetry (the `otel` extra) is imported only here, only when asked for.
+            from .telemetry import make_observer
+
+            self._observer = make_observer(telemetry)
 
     def __repr__(self) -> str:  # never shows a key
         known = sorted({*self._keys, *self._base_urls})
@@ -164,11 +213,10 @@ class SteerLLMClient:
         if "base_url" not in spec:
             raise ConfigurationError(f"provider {name!r} needs a 'base_url'")
         protocol = spec.get("protocol", "openai-chat")
-        if protocol not in ("openai-chat", "anthropic-messages"):
-            raise ConfigurationError(
-                f"provider {name!r}: protocol {protocol!r} is not known; "
-                "use 'openai-chat' or 'anthropic-messages'"
-            )
+        try:
+            codec_class(protocol)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"provider {name!r}: {exc.message}") from None
         self._providers[name] = ProviderSpec(
             name,
             protocol,
@@ -184,9 +232,11 @@ class SteerLLMClient:
     def _api_key(self, spec: ProviderSpec) -> str | None:
         key = self._keys.get(spec.name)
         if key is None and spec.key_env:
-            key = os.environ.get(spec.key_env) or None
-            if key:
-                register_secret(key)
+            for env in (spec.key_env, *spec.alt_key_envs):
+                key = os.environ.get(env) or None
+                if key:
+                    register_secret(key)
+                    break
         if key is None and spec.key_required:
             raise ConfigurationError(
                 f"no API key for {spec.name}: set the environment variable {spec.key_env} "
@@ -196,10 +246,11 @@ class SteerLLMClient:
 
     async def _base_url(self, route: Route) -> str:
         spec = route.provider
+        codec = codec_class(spec.protocol)
         if spec.local:
             from .local import ensure_server
 
-            return (await ensure_server(route.model)) + "/v1"
+            return str(codec.local_base_url(await ensure_server(route.model)))
         url = self._base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or spec.base_url
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
@@ -207,9 +258,7 @@ class SteerLLMClient:
                 f"the base URL for {spec.name} ({url!r}, from base_urls= or "
                 f"{spec.base_url_env}) must start with http:// or https://"
             )
-        if spec.protocol == "anthropic-messages" and url.endswith("/v1"):
-            url = url[:-3]  # ANTHROPIC_BASE_URL is without /v1, like the official SDK
-        return url
+        return str(codec.normalize_base_url(url))
 
     # -- calls ---------------------------------------------------------------
     def _prepare(
@@ -221,6 +270,11 @@ class SteerLLMClient:
         stream: bool,
         method: str,
     ) -> tuple[Call, Route]:
+        if self._transport.closed:
+            raise ClientClosedError(
+                f"{method}() on a closed SteerLLMClient (aclose() was called or its "
+                "`async with` block ended): create a new client"
+            )
         if "return_usage" in params:
             raise TypeError(
                 f"{method}() does not take return_usage (removed in v0.3.0): use "
@@ -241,7 +295,9 @@ class SteerLLMClient:
                 f"steer_llm_sdk.models.streaming), not {type(options).__name__}"
             )
         route = resolve_model(model, self._providers)
-        spec = route.provider
+        api = params.pop("api", None)
+        if api is not None:
+            route = _select_api(route, api)
         msgs = _normalize_messages(messages)
         common: dict[str, Any] = {}
         if "max_completion_tokens" in params and "max_tokens" not in params:
@@ -261,48 +317,82 @@ class SteerLLMClient:
                 )
             if response_format["type"] == "text":
                 common.pop("response_format")
+        tools = normalize_tools(params.pop("tools", None))
+        tool_choice = normalize_tool_choice(params.pop("tool_choice", None), tools)
+        parallel = params.pop("parallel_tool_calls", None)
+        if parallel is not None and not isinstance(parallel, bool):
+            raise ConfigurationError(f"parallel_tool_calls={parallel!r} must be True or False")
+        output = params.pop("output", None)
+        spec = None
+        if output is not None:
+            from .output import make_output_spec
+
+            spec = make_output_spec(output)
+            if "response_format" in common:
+                raise ConfigurationError(
+                    "give output= or response_format=, not both (output= sets the format)"
+                )
         max_tokens = common.get("max_tokens")
         if max_tokens is not None and (
             isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
         ):
             raise ConfigurationError(f"max_tokens={max_tokens!r} must be a whole number >= 1")
-        extra_body = dict(params.pop("extra_body", None) or {})
+        stop = common.get("stop")
+        if stop is not None and not (
+            isinstance(stop, str)
+            or (isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop))
+        ):
+            raise ConfigurationError(
+                f"stop={stop!r} must be a string or a list of strings (not {type(stop).__name__})"
+            )
+        extra = params.pop("extra_body", None)
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ConfigurationError(
+                f"extra_body must be a dict of fields to add to the request body, "
+                f"not {type(extra).__name__}"
+            )
+        extra_body = dict(extra or {})
         extra_body.update(params)  # anything else passes through to the provider's body
+        if route.provider.local:
+            from .local._json import _cap_strings, local_json_params
+
+            msgs = local_json_params(common, extra_body, msgs)
+            if spec is not None:  # a small model must not run away inside a string
+                spec.schema = _cap_strings(spec.schema)
+        _check_serialisable(msgs, common, extra_body)
         request = ChatRequest(
             model=route.model,
             messages=msgs,
             stream=stream,
             params=common,
             extra_body=extra_body,
+            tools=[tool.to_dict() for tool in tools],
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel,
+            output_schema=spec.schema if spec is not None else None,
+            output_name=spec.name if spec is not None else "output",
         )
-        codec_factory = self._codec_factory(spec)
+        provider = route.provider
+        codec = codec_class(provider.protocol)
+        codec_factory = codec.factory(provider, route.model)
         call = Call(
-            provider=spec,
+            provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)
             resolve_base_url=lambda: self._base_url(route),
-            api_key=self._api_key(spec),
+            api_key=self._api_key(provider),
             model=route.model,
             request=request,
             options=options,
             codec_factory=codec_factory,
             transport=self._transport,
             price_overrides=self._prices,
-            context={"provider": spec.name, "model": route.model},
-            can_resume=spec.continues_prefix
-            and (spec.protocol != "anthropic-messages" or supports_prefill(route.model)),
+            context={"provider": provider.name, "model": route.model},
+            can_resume=provider.continues_prefix and codec.can_continue(route.model),
+            output=spec,
+            tools=tools,
+            observer=self._observer,
         )
         return call, route
-
-    @staticmethod
-    def _codec_factory(spec: ProviderSpec) -> Any:
-        if spec.protocol == "anthropic-messages":
-            return AnthropicCodec
-        field = spec.max_tokens_field
-
-        def make() -> Codec:
-            return OpenAIChatCodec(max_tokens_field=field)
-
-        return make
 
     def stream(
         self, messages: Any = None, model: str | None = None, **params: Any
@@ -346,3 +436,166 @@ class SteerLLMClient:
         from .batch.runner import make_job
 
         return make_job(self, items, model, **options)
+
+    def stream_events(
+        self, messages: Any = None, model: str | None = None, **params: Any
+    ) -> AsyncGenerator[StreamPart, None]:
+        """Stream typed parts as they arrive: :class:`TextDelta`,
+        :class:`ReasoningDelta`, :class:`ToolCallStart` / :class:`ToolCallDelta` /
+        :class:`ToolCallEnd`, :class:`PartialOutput` (with ``output=``), and last a
+        :class:`Finish` with the unified reason, usage and the whole response.
+        Same parameters as :meth:`stream`, plus ``tools``, ``tool_choice``,
+        ``parallel_tool_calls`` and ``output``."""
+        call, _ = self._prepare(messages, model, params, stream=True, method="stream_events")
+        call.record = True
+        return StreamRun(call).events()
+
+    async def run_tools(
+        self,
+        messages: Any = None,
+        model: str | None = None,
+        *,
+        tools: Any,
+        max_steps: int = 8,
+        **params: Any,
+    ) -> StreamingResponse:
+        """Call the model, run the tools it asks for, send the results back, and
+        repeat until it answers without a tool call (or ``max_steps`` model calls).
+
+        Parallel calls run concurrently (sync functions in a thread). A tool that
+        raises, or an unknown tool name, goes back to the model as an error result
+        instead of ending the loop. Returns the last response with ``usage`` and
+        ``cost_usd`` summed over every step and ``messages`` holding the whole
+        conversation. Raises :class:`MaxStepsError` (carrying the conversation) when
+        the model still calls tools after ``max_steps``.
+        """
+        final: StreamingResponse | None = None
+        generator = self.stream_tools(messages, model, tools=tools, max_steps=max_steps, **params)
+        try:
+            async for part in generator:
+                if type(part) is Finish:
+                    final = part.response
+        finally:
+            await generator.aclose()
+        assert final is not None
+        return final
+
+    async def stream_tools(
+        self,
+        messages: Any = None,
+        model: str | None = None,
+        *,
+        tools: Any,
+        max_steps: int = 8,
+        **params: Any,
+    ) -> AsyncGenerator[StreamPart, None]:
+        """:meth:`run_tools`, streamed: the parts of every step as they arrive, a
+        :class:`ToolResult` for each tool that ran, and a :class:`Finish` per step
+        (the last one's response carries the totals and the conversation)."""
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigurationError(f"max_steps={max_steps!r} must be a whole number >= 1")
+        tool_list = normalize_tools(tools)
+        if not tool_list:
+            raise ConfigurationError("run_tools() needs tools=[...] with at least one tool")
+        by_name = {tool.name: tool for tool in tool_list}
+        conversation = _normalize_messages(messages)
+        usage: dict[str, Any] = {}
+        cost: float | None = 0.0
+        last: StreamingResponse | None = None
+        for step in range(1, max_steps + 1):
+            finish: Finish | None = None
+            generator = self.stream_events(conversation, model, tools=tool_list, **dict(params))
+            try:
+                async for part in generator:
+                    if type(part) is Finish:
+                        finish = part
+                    else:
+                        yield part
+            finally:
+                await generator.aclose()
+            assert finish is not None
+            response = finish.response
+            usage = add_usage(usage, response.usage) if response.usage else usage
+            cost = None if cost is None or response.cost_usd is None else cost + response.cost_usd
+            conversation.append(response.to_message())
+            last = response
+            calls = response.tool_calls
+            runnable = calls and all(
+                call.name not in by_name or by_name[call.name].function is not None
+                for call in calls
+            )
+            if not runnable:
+                # An answer (or calls of tools the caller runs: they are in the response).
+                response.usage = usage
+                response.cost_usd = cost
+                response.messages = conversation
+                response.steps = step
+                yield finish
+                return
+            if response.finish_reason == "length":
+                raise ToolArgumentsError(
+                    f"max_tokens cut the answer inside a tool call "
+                    f"({calls[-1].name!r}): raise max_tokens",
+                    call=calls[-1],
+                    provider=response.provider,
+                    model=response.model,
+                )
+            yield finish
+            if step == max_steps:
+                break
+            results = await _run_calls(calls, by_name)
+            for call, (content, is_error) in zip(calls, results, strict=True):
+                conversation.append(tool_result_message(call.id, content, is_error=is_error))
+                yield ToolResult(call, content, is_error)
+        assert last is not None
+        last.usage = usage
+        last.cost_usd = cost
+        last.messages = conversation
+        last.steps = max_steps
+        raise MaxStepsError(
+            f"the model still called tools after max_steps={max_steps} steps "
+            f"({', '.join(c.name for c in last.tool_calls)}); the conversation so far is "
+            "in .messages, the last answer in .response",
+            messages=conversation,
+            response=last,
+            provider=last.provider,
+            model=last.model,
+        )
+
+
+def _select_api(route: Route, api: Any) -> Route:
+    """``api="responses"`` / ``api="chat"`` for OpenAI models."""
+    from .catalog import PROVIDERS
+
+    if api not in ("chat", "responses"):
+        raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
+    spec = route.provider
+    if spec is PROVIDERS["openai"] or spec is PROVIDERS["openai-responses"]:
+        return Route(PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model)
+    wanted = "openai-responses" if api == "responses" else "openai-chat"
+    if spec.protocol == wanted:
+        return route
+    raise ConfigurationError(
+        f"api={api!r} applies to OpenAI models; {spec.name!r} speaks {spec.protocol}: "
+        f"register it with protocol={wanted!r} instead"
+    )
+
+
+async def _run_calls(calls: list[ToolCall], by_name: dict[str, Tool]) -> list[tuple[str, bool]]:
+    """Run a step's calls concurrently; every failure becomes an error result."""
+    import asyncio
+
+    async def run(call: ToolCall) -> tuple[str, bool]:
+        tool = by_name.get(call.name)
+        if tool is None:
+            known = ", ".join(by_name)
+            return f"Error: there is no tool named {call.name!r} (tools: {known})", True
+        try:
+            arguments = call.args
+            result = await tool.call(arguments)
+        except Exception as exc:  # the model gets the error and may try again
+            return f"Error: {type(exc).__name__}: {exc}", True
+        content = tool_result_message(call.id, result)["content"]
+        return content, False
+
+    return list(await asyncio.gather(*(run(call) for call in calls)))

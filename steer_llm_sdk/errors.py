@@ -14,12 +14,17 @@ __all__ = [
     "APIStatusError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "InterruptedReadTimeoutError",
+    "InterruptedTotalTimeoutError",
     "InvalidResponseError",
     "JSONParseError",
+    "MaxStepsError",
     "NotFoundError",
+    "OutputValidationError",
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -28,6 +33,7 @@ __all__ = [
     "SteerError",
     "StreamInterruptedError",
     "TimeoutError",
+    "ToolArgumentsError",
     "TotalTimeoutError",
     "redact",
 ]
@@ -49,12 +55,33 @@ def register_secret(secret: str | None) -> None:
         _known_secrets.add(secret)
 
 
+# A key-shaped start cut off at the end of a truncated text ("... sk-pro").
+_CUT_KEY_RE = re.compile(r"(?:sk-|xai-|gsk_|(?i:bearer)\s+)[A-Za-z0-9_\-\.]*(?=[\W_]{0,4}$)")
+_TAIL_RE = re.compile(r"[A-Za-z0-9_\-\.]{4,}(?=[^A-Za-z0-9_\-\.]{0,4}$)")
+
+
 def redact(text: str) -> str:
-    """Remove API keys (known ones and key-shaped strings) from ``text``."""
+    """Remove API keys (known ones and key-shaped strings) from ``text``.
+
+    Also a key cut off by truncation at the end of ``text`` (a prefix of a known key
+    of at least 4 characters, or a key-shaped start): text is often an excerpt.
+    """
+    if not isinstance(text, str):
+        text = str(text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    return _KEY_RE.sub("[REDACTED]", text)
+    text = _KEY_RE.sub("[REDACTED]", text)
+    tail = _TAIL_RE.search(text)
+    if tail is not None:
+        run = tail.group()
+        for secret in _known_secrets:
+            # The longest end of the run that is a start of the secret.
+            for start in range(len(run) - 3):
+                if secret.startswith(run[start:]):
+                    text = text[: tail.start() + start] + "[REDACTED]" + text[tail.end() :]
+                    return text
+    return _CUT_KEY_RE.sub("[REDACTED]", text)
 
 
 class SteerError(Exception):
@@ -65,6 +92,9 @@ class SteerError(Exception):
     """
 
     partial_text: str | None = None
+    # The URL of the request that failed (without its query), when there was one.
+    url: str | None = None
+    _REDACTED_FIELDS = frozenset({"message", "request_id", "body"})
 
     def __init__(
         self,
@@ -76,13 +106,25 @@ class SteerError(Exception):
         request_id: str | None = None,
         body: str | None = None,
     ) -> None:
-        self.message = redact(message)
+        self.message = message
         self.provider = provider
         self.model = model
         self.status_code = status_code
         self.request_id = request_id
-        self.body = redact(body)[:500] if body else None
+        self.body = body[:4096] if body else None  # redacted whole, then cut (setattr)
         super().__init__(self.message)
+        # A chained library exception (httpx, h11) can hold raw response bytes, an
+        # echoed key among them: SDK errors carry the useful part in their message and
+        # never print the exception they were raised while handling.
+        self.__suppress_context__ = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Every string an error exposes is redacted when it is set, before any cut.
+        if name in SteerError._REDACTED_FIELDS and value is not None:
+            value = redact(value)
+            if name == "body":
+                value = value[:500]
+        object.__setattr__(self, name, value)
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -95,6 +137,8 @@ class SteerError(Exception):
             ctx.append(f"status={self.status_code}")
         if self.request_id:
             ctx.append(f"request_id={self.request_id}")
+        if self.url and self.url not in self.message:
+            ctx.append(f"url={self.url}")
         if ctx:
             parts.append("(" + ", ".join(ctx) + ")")
         return " ".join(parts)
@@ -197,3 +241,57 @@ class StreamInterruptedError(SteerError):
         self.partial_usage = partial_usage
         self.cause = cause
         self.attempts: int | None = None  # HTTP requests made before giving up
+
+
+class OutputValidationError(InvalidResponseError):
+    """The answer does not match ``output=``: ``raw_text`` is what the model said,
+    ``errors`` pydantic's list of what is wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_text: str = "",
+        errors: list[dict[str, Any]] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.raw_text = raw_text
+        self.errors = errors or []
+
+
+class ToolArgumentsError(InvalidResponseError):
+    """A tool call's arguments are not a JSON object (``call`` is the ToolCall)."""
+
+    def __init__(self, message: str, *, call: Any = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.call = call
+
+
+class MaxStepsError(SteerError):
+    """``run_tools()`` reached ``max_steps`` with the model still calling tools;
+    ``messages`` is the conversation so far, ``response`` the last step's answer."""
+
+    def __init__(
+        self, message: str, *, messages: list[Any] | None = None, response: Any = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.messages = messages or []
+        self.response = response
+
+
+class InterruptedReadTimeoutError(ReadTimeoutError, StreamInterruptedError):
+    """``read_timeout`` passed after text was delivered. One rule for every timeout:
+    it is a :class:`TimeoutError` (the SDK's and Python's) *and* a
+    :class:`StreamInterruptedError`, with ``partial_text`` and ``partial_usage``
+    when ``preserve_partial_response=True``."""
+
+
+class InterruptedTotalTimeoutError(TotalTimeoutError, StreamInterruptedError):
+    """``total_timeout`` passed after text was delivered: a :class:`TotalTimeoutError`
+    and a :class:`StreamInterruptedError`, carrying the partial text and usage."""
+
+
+class ClientClosedError(ConfigurationError, RuntimeError):
+    """A call on a client that was closed (``aclose()``, the end of its ``async with``
+    block, ``SteerLLM.close()``): create a new client. Also a ``RuntimeError``."""

@@ -10,6 +10,12 @@ cache_read_tokens``, ``cache_info.cache_creation_tokens → cache_write_tokens``
 User prices win over the data: per client (``SteerLLMClient(prices={...})``) or for
 the whole process (:func:`set_price`). An unknown model gives ``None`` and one warning;
 never a made-up number. Local models cost 0.0.
+
+Prices come from the data only for the providers that bill at them (``_PROVIDER_IDS``:
+OpenAI, Anthropic, xAI, Groq, ...). A model on any other server (one registered with
+``providers=``/``NAME_BASE_URL``, or the ollama/vllm/lmstudio/llamacpp presets) costs
+``None`` unless the user gave it a price: a local server or a proxy that happens to
+serve a model named ``gpt-4o-mini`` does not bill OpenAI's price.
 """
 
 from __future__ import annotations
@@ -123,6 +129,16 @@ def compute_cost(
         return override.cost(usage)
     if provider in _FREE_PROVIDERS:
         return 0.0
+    if provider not in _PROVIDER_IDS:
+        _warn_once(
+            provider,
+            model,
+            f"cost_usd is None for {provider}/{model}: {provider} is a server whose "
+            "prices the SDK cannot know. Set one with steer_llm_sdk.pricing.set_price("
+            f"{model!r}, provider={provider!r}, input_per_mtok=..., output_per_mtok=...) "
+            "or SteerLLMClient(prices=...)",
+        )
+        return None
     from genai_prices import Usage, calc_price  # lazy: its data takes ~150 ms to load
 
     prompt, read, write, completion = _counts(usage)
@@ -147,14 +163,17 @@ def compute_cost(
         logger.warning("could not price %s/%s: %s", provider, model, exc)
         return None
     if result is None:
-        if (provider, model) not in _warned:
-            _warned.add((provider, model))
-            logger.warning(
-                "no price known for %s/%s: cost_usd is None. Set one with "
-                "steer_llm_sdk.pricing.set_price(%r, input_per_mtok=..., output_per_mtok=...)",
-                provider,
-                model,
-                model,
-            )
+        _warn_once(
+            provider,
+            model,
+            f"no price known for {provider}/{model}: cost_usd is None. Set one with "
+            f"steer_llm_sdk.pricing.set_price({model!r}, input_per_mtok=..., output_per_mtok=...)",
+        )
         return None
     return float(result.total_price)
+
+
+def _warn_once(provider: str, model: str, message: str) -> None:
+    if (provider, model) not in _warned:
+        _warned.add((provider, model))
+        logger.warning("%s", message)

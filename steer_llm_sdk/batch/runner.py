@@ -299,7 +299,10 @@ class BatchJob:
         self._out_buffer: list[bytes] = []
         self._last_commit = 0.0
         self._shards: list[tuple[Any, list[int]]] = []  # (client copy, [in flight])
-        self._supports_output = "output" in inspect.signature(client.stream_with_usage).parameters
+        from ..models.response import StreamingResponse
+
+        # The client validates output= itself where its responses carry `.output`.
+        self._supports_output = "output" in getattr(StreamingResponse, "__dataclass_fields__", {})
         self.summary = BatchSummary(journal=self._journal_path)
         self.total: int | None = None  # set by the caller when known (progress bars)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from ..errors import JSONParseError
+from ..errors import JSONParseError, redact
+from ..parts import ToolCall
 
 __all__ = ["StreamingResponse", "parse_json_text"]
 
@@ -50,12 +51,21 @@ class StreamingResponse:
     cost_usd: float | None
     model: str  # the model as the caller named it (without a "provider/" prefix)
     provider: str
+    # Unified: stop, length, tool_calls, content_filter, refusal, other.
     finish_reason: str | None
     response_model: str | None = None  # the model the provider says answered
     request_id: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
     reasoning_text: str | None = None
     refusal: str | None = None
+    raw_finish_reason: str | None = None  # the provider's own word (end_turn, ...)
+    logprobs: dict[str, list[dict[str, Any]]] | None = None  # content, refusal
+    output: Any = None  # the validated structured output, with output=
+    # Opaque data a follow-up request must echo (Anthropic thinking signatures ...).
+    provider_data: dict[str, Any] | None = field(default=None, repr=False)
+    # run_tools(): the whole conversation, and how many model calls it took.
+    messages: list[dict[str, Any]] | None = field(default=None, repr=False)
+    steps: int = 1
     time_to_first_token: float | None = None  # seconds from the call to the first text
     duration: float = 0.0  # seconds for the whole call
     attempts: int = 1  # HTTP requests made, retries included
@@ -63,8 +73,30 @@ class StreamingResponse:
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        # Server-sent identifiers reach repr() and to_dict(): a key a server echoed
+        # there must not (the answer's text is the model's and is left alone).
+        if self.request_id is not None:
+            self.request_id = redact(self.request_id)
+        if self.response_model is not None:
+            self.response_model = redact(self.response_model)
+
     def get_text(self) -> str:
         return self.text
+
+    def to_message(self) -> dict[str, Any]:
+        """The assistant message to append to the conversation for the next turn:
+        text, tool calls (OpenAI shape) and whatever the provider needs echoed back
+        (Anthropic thinking blocks with their signatures, under a ``steer`` key that
+        other protocols drop)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            message["tool_calls"] = [call.to_openai() for call in self.tool_calls]
+        elif message["content"] is None:
+            message["content"] = ""
+        if self.provider_data:
+            message["steer"] = self.provider_data
+        return message
 
     def get_json(self) -> Any:
         """The answer parsed as JSON (parsed once, then cached).
@@ -101,11 +133,20 @@ class StreamingResponse:
             "finish_reason": self.finish_reason,
             "response_model": self.response_model,
             "request_id": self.request_id,
-            "tool_calls": self.tool_calls,
+            "tool_calls": [call.to_dict() for call in self.tool_calls],
             "reasoning_text": self.reasoning_text,
             "refusal": self.refusal,
+            "raw_finish_reason": self.raw_finish_reason,
+            "logprobs": self.logprobs,
+            "output": _plain(self.output),
             "time_to_first_token": self.time_to_first_token,
             "duration": self.duration,
             "attempts": self.attempts,
             "resumptions": self.resumptions,
+            "steps": self.steps,
         }
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value

@@ -58,6 +58,14 @@ class StreamingOptions:
         preserve_partial_response: when a stream fails after text arrived, the error
             carries that text (``error.partial_text``) and an estimate of its usage.
 
+    Limits (what a server may make the SDK hold or wait for):
+        max_retry_after: the longest ``Retry-After`` honoured, in seconds (default 60);
+            a longer one is cut to this, and never waits past ``total_timeout``.
+        max_event_bytes: the largest SSE line or event accepted (default 16 MiB; None
+            for no cap); past it the call fails with ``InvalidResponseError``.
+        max_error_body_bytes: how much of an error response's body is read (default
+            64 KiB); the rest is discarded unread.
+
     Callbacks (sync or async functions): on_start(), on_delta(text), on_usage(usage),
         on_complete(final_text), on_error(error). An exception raised by a callback
         stops the stream and reaches the caller.
@@ -86,6 +94,9 @@ class StreamingOptions:
     on_error: Callback | None = None
     coalesce_deltas: bool = False
     delta_batch_size: int = 1
+    max_retry_after: float = 60.0
+    max_event_bytes: int | None = 16 * 1024 * 1024
+    max_error_body_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         if self.aggregator_type not in _AGGREGATORS:
@@ -116,6 +127,15 @@ class StreamingOptions:
         size = self.delta_batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(f"delta_batch_size={size!r} must be a whole number >= 1")
+        wait = self.max_retry_after
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+            raise ConfigurationError(f"max_retry_after={wait!r} must be a number of seconds >= 0")
+        for name in ("max_event_bytes", "max_error_body_bytes"):
+            value = getattr(self, name)
+            if value is None and name == "max_event_bytes":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                raise ConfigurationError(f"{name}={value!r} must be a whole number >= 1024")
         for name in _CALLBACKS:
             value = getattr(self, name)
             if value is not None and not callable(value):

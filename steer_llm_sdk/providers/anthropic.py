@@ -20,9 +20,22 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigurationError, InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
+from .base import (
+    ChatRequest,
+    HTTPRequest,
+    StreamState,
+    error_for,
+    parse_retry_after,
+    unify_finish,
+)
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicCodec", "normalize_usage", "supports_prefill"]
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "AnthropicCodec",
+    "normalize_usage",
+    "supports_prefill",
+    "supports_structured_output",
+]
 
 logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
@@ -56,12 +69,22 @@ def supports_prefill(model: str) -> bool:
     return version < (4, 6)
 
 
+def supports_structured_output(model: str) -> bool:
+    """Whether the model takes ``output_config.format`` (Claude Opus 4.1, and the 4.5
+    generation and later); older ones get the schema as a forced tool."""
+    match = _VERSION_RE.search(model)
+    if not match:
+        return False
+    version = (int(match.group(1)), int(match.group(2) or 0))
+    return version >= (4, 5) or (version >= (4, 1) and "opus" in model)
+
+
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage → unified usage: prompt tokens include cache reads and writes."""
     read = raw.get("cache_read_input_tokens")
     write = raw.get("cache_creation_input_tokens")
-    prompt = int(raw.get("input_tokens") or 0) + int(read or 0) + int(write or 0)
-    completion = int(raw.get("output_tokens") or 0)
+    prompt = _count(raw.get("input_tokens")) + _count(read) + _count(write)
+    completion = _count(raw.get("output_tokens"))
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -73,6 +96,39 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
             "cache_creation_tokens": int(write or 0),
         }
     return usage
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    raise InvalidResponseError(
+        f"the provider sent a token count that is not a whole number: {value!r:.40}"
+    )
+
+
+def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for tool in tools:
+        entry: dict[str, Any] = {"name": tool["name"], "input_schema": tool["parameters"]}
+        if tool.get("description"):
+            entry["description"] = tool["description"]
+        out.append(entry)
+    return out
+
+
+def encode_tool_choice(choice: str | dict[str, str] | None, parallel: bool | None) -> Any:
+    out: dict[str, Any]
+    if choice is None:
+        out = {"type": "auto"}
+    elif isinstance(choice, dict):
+        out = {"type": "tool", "name": choice["name"]}
+    else:
+        out = {"type": {"auto": "auto", "required": "any", "none": "none"}[choice]}
+    if parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
 
 
 def _text_block(text: str, cache_control: Any = None) -> dict[str, Any]:
@@ -127,23 +183,48 @@ def _convert_messages(
                 "tool_use_id": m.get("tool_call_id"),
                 "content": content if isinstance(content, str) else _blocks(content),
             }
-            out.append({"role": "user", "content": [block]})
+            if m.get("is_error"):
+                block["is_error"] = True
+            # Every result of one turn goes in one user message, right after the
+            # assistant's tool_use turn, as Anthropic requires.
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and last["role"] == "user"
+                and isinstance(last["content"], list)
+                and last["content"]
+                and all(b.get("type") == "tool_result" for b in last["content"])
+            ):
+                last["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
         else:
             body: Any
-            if isinstance(content, str) and not cache and not m.get("tool_calls"):
+            steer = m.get("steer") if role == "assistant" else None
+            thinking = (steer or {}).get("anthropic_thinking") if isinstance(steer, dict) else None
+            if isinstance(content, str) and not cache and not m.get("tool_calls") and not thinking:
                 body = content
             else:
                 body = _blocks(content, cache) if content else []
+            if thinking:
+                body = [dict(b) for b in thinking] + body
             if role == "assistant" and m.get("tool_calls"):
                 for call in m["tool_calls"]:
                     fn = call.get("function") or {}
                     args = fn.get("arguments") or "{}"
+                    try:
+                        value = _loads(args) if isinstance(args, str) else args
+                    except orjson.JSONDecodeError:
+                        raise ConfigurationError(
+                            f"the arguments of tool call {call.get('id')!r} in the "
+                            f"conversation are not valid JSON: {args[:120]!r}"
+                        ) from None
                     body.append(
                         {
                             "type": "tool_use",
                             "id": call.get("id"),
                             "name": fn.get("name"),
-                            "input": _loads(args) if isinstance(args, str) else args,
+                            "input": value,
                         }
                     )
             out.append({"role": role, "content": body})
@@ -155,13 +236,40 @@ class AnthropicCodec:
 
     protocol = "anthropic-messages"
 
-    def __init__(self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
-        self.state = StreamState()
+    @classmethod
+    def factory(cls, spec: Any, model: str) -> Any:
+        def make(*, record: bool = False) -> AnthropicCodec:
+            return cls(record=record)
+
+        return make
+
+    @staticmethod
+    def normalize_base_url(url: str) -> str:
+        # ANTHROPIC_BASE_URL is without /v1, like the official SDK; tolerate it.
+        return url[:-3] if url.endswith("/v1") else url
+
+    @staticmethod
+    def local_base_url(server: str) -> str:
+        return server
+
+    @staticmethod
+    def can_continue(model: str) -> bool:
+        return supports_prefill(model)
+
+    def __init__(
+        self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS, record: bool = False
+    ) -> None:
+        self.state = StreamState(record=record)
         self._default_max_tokens = default_max_tokens
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, str] = {}  # content block index → type
-        self._tool_index: dict[int, int] = {}  # content block index → tool call index
+        self._tool_index: dict[int, int] = {}  # content block index → tool call ordinal
+        self._initial_input: set[int] = set()  # calls whose arguments came whole
+        self._thinking: dict[int, dict[str, Any]] = {}  # block index → thinking block
+        self._output_tool: str | None = None  # structured output through a forced tool
+        self._output_block: int | None = None
         self.lead_text = ""  # text the SDK put in the assistant's mouth (JSON prefill)
+        self._lead_pending = False  # the first text may repeat the prefill
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -196,6 +304,31 @@ class AnthropicCodec:
         if prefix:
             messages.append({"role": "assistant", "content": prefix})
         self.lead_text = "" if request.prefix else prefill
+        self._lead_pending = bool(self.lead_text)
+        tools = encode_tools(request.tools) if request.tools else []
+        tool_choice = request.tool_choice
+        if request.output_schema is not None:
+            if supports_structured_output(request.model):
+                body["output_config"] = {
+                    "format": {"type": "json_schema", "schema": request.output_schema}
+                }
+            else:
+                # Older models: the schema as a tool the model must call; its
+                # arguments stream back as the answer's text.
+                self._output_tool = request.output_name
+                tools.append(
+                    {
+                        "name": request.output_name,
+                        "description": "Give the answer in this structure.",
+                        "input_schema": request.output_schema,
+                    }
+                )
+                if not request.tools:
+                    tool_choice = {"name": request.output_name}
+        if tools:
+            body["tools"] = tools
+        if tools and (tool_choice is not None or request.parallel_tool_calls is False):
+            body["tool_choice"] = encode_tool_choice(tool_choice, request.parallel_tool_calls)
         if system:
             if len(system) == 1 and set(system[0]) == {"type", "text"}:
                 body["system"] = system[0]["text"]
@@ -241,22 +374,23 @@ class AnthropicCodec:
             delta = obj["delta"]
             dtype = delta.get("type")
             if dtype == "text_delta":
-                return delta.get("text") or None
-            if dtype == "input_json_delta":
-                index = self._tool_index.get(obj.get("index", 0))
-                if index is not None:
-                    self.state.tool_delta(index, arguments=delta.get("partial_json"))
-            elif dtype == "thinking_delta":
-                self.state.reasoning_parts.append(delta.get("thinking") or "")
-            return None  # signature_delta, citations_delta, unknown: harmless
+                text = delta.get("text")
+                if type(text) is str:
+                    if self._lead_pending:
+                        text = self._dedupe_lead(text)
+                    return text or None
+            return self._rare_delta(obj, delta, dtype)
         if kind == "ping":
             return None
         if kind == "content_block_start":
             return self._block_start(obj)
+        if kind == "content_block_stop":
+            self._block_stop(obj.get("index", 0))
+            return None
         if kind == "message_delta":
             delta = obj.get("delta") or {}
             if delta.get("stop_reason"):
-                self.state.finish_reason = delta["stop_reason"]
+                self._finish(delta["stop_reason"])
             self._merge_usage(obj.get("usage"))
             return None
         if kind == "message_start":
@@ -267,30 +401,131 @@ class AnthropicCodec:
             return None
         if kind == "message_stop":
             self.state.done = True
+            self._end()
             return None
         if kind == "error" or event == "error":
             raise self._stream_error(obj if type(obj) is dict else {})
         if kind is None and type(obj) is not dict:
             raise InvalidResponseError(f"the stream sent a non-object event: {data[:120]!r}")
-        return None  # content_block_stop and unknown event types
+        return None  # unknown event types
+
+    def _rare_delta(self, obj: dict[str, Any], delta: Any, dtype: Any) -> str | None:
+        if type(delta) is not dict:
+            raise InvalidResponseError(
+                f"the provider sent a delta that is not an object: {delta!r:.80}"
+            )
+        index = obj.get("index", 0)
+        if dtype == "input_json_delta":
+            partial = delta.get("partial_json")
+            if index == self._output_block:
+                if partial is not None and type(partial) is not str:
+                    raise InvalidResponseError(f"partial_json is not a string: {partial!r:.80}")
+                return partial or None  # the structured output, streamed as text
+            ordinal = self._tool_index.get(index)
+            if ordinal is not None and partial:
+                if ordinal in self._initial_input:
+                    # Input given whole at the start and then streamed too: the
+                    # stream wins (never glue "{}" or an object to the deltas).
+                    self._initial_input.discard(ordinal)
+                    self.state.tool_calls[ordinal].arguments = ""
+                self._args(ordinal, partial)
+        elif dtype == "thinking_delta":
+            thinking = delta.get("thinking") or ""
+            self.state.reasoning(thinking)
+            block = self._thinking.get(index)
+            if block is not None:
+                block["thinking"] += thinking
+        elif dtype == "signature_delta":
+            block = self._thinking.get(index)
+            if block is not None:
+                block["signature"] = block.get("signature", "") + (delta.get("signature") or "")
+        elif dtype == "text_delta":  # the fast path took every string
+            text = delta.get("text")
+            if text is not None:
+                raise InvalidResponseError(
+                    f"the provider sent text that is not a string: {text!r:.80}"
+                )
+        return None  # citations_delta, unknown: harmless
+
+    def _dedupe_lead(self, text: str) -> str:
+        """A server that ignores the ``{`` prefill starts its answer with ``{`` again:
+        drop the repeat (a JSON object cannot go on with a second ``{``)."""
+        stripped = text.lstrip()
+        if not stripped:
+            return text
+        self._lead_pending = False
+        if stripped.startswith(self.lead_text):
+            return stripped[len(self.lead_text) :]
+        return text
+
+    def _args(self, ordinal: int, partial: str) -> None:
+        call = self.state.tool_calls[ordinal]
+        self.state.tool_delta(("block", ordinal), id=call.id or None, arguments=partial)
 
     def _block_start(self, obj: dict[str, Any]) -> str | None:
         block = obj.get("content_block") or {}
+        if type(block) is not dict:
+            raise InvalidResponseError(f"a content block is not an object: {block!r:.80}")
         index = obj.get("index", 0)
         btype = block.get("type", "")
         self._blocks[index] = btype
         if btype == "text":
-            return block.get("text") or None
+            text = block.get("text") or None
+            if text is not None and type(text) is not str:
+                raise InvalidResponseError(
+                    f"the provider sent text that is not a string: {text!r:.80}"
+                )
+            if text and self._lead_pending:
+                text = self._dedupe_lead(text) or None
+            return text
         if btype == "tool_use":
-            tool_index = len(self._tool_index)
-            self._tool_index[index] = tool_index
-            self.state.tool_delta(tool_index, id=block.get("id"), name=block.get("name"))
+            if self._output_tool is not None and block.get("name") == self._output_tool:
+                self._output_block = index
+                initial = block.get("input")
+                return orjson.dumps(initial).decode() if initial else None
+            ordinal = self.state.tool_delta(
+                ("block", len(self.state.tool_calls)), id=block.get("id"), name=block.get("name")
+            )
+            self._tool_index[index] = ordinal
             initial = block.get("input")
             if initial:  # non-streamed input (rare): keep it as the arguments text
-                self.state.tool_delta(tool_index, arguments=orjson.dumps(initial).decode())
-        elif btype == "thinking" and block.get("thinking"):
-            self.state.reasoning_parts.append(block["thinking"])
+                self._initial_input.add(ordinal)
+                self._args(ordinal, orjson.dumps(initial).decode())
+        elif btype == "thinking":
+            thinking = block.get("thinking") or ""
+            self._thinking[index] = {
+                "type": "thinking",
+                "thinking": "",
+                "signature": block.get("signature") or "",
+            }
+            if thinking:
+                self.state.reasoning(thinking)
+                self._thinking[index]["thinking"] = thinking
+        elif btype == "redacted_thinking":
+            self._thinking[index] = {"type": "redacted_thinking", "data": block.get("data")}
         return None
+
+    def _block_stop(self, index: Any) -> None:
+        ordinal = self._tool_index.get(index)
+        if ordinal is not None and self.state.reason != "length":
+            self.state.tool_end(ordinal)
+        block = self._thinking.pop(index, None)
+        if block is not None:
+            self.state.provider_data.setdefault("anthropic_thinking", []).append(block)
+
+    def _finish(self, raw: Any) -> None:
+        state = self.state
+        unified = unify_finish(raw)
+        if self._output_block is not None and unified == "tool_calls":
+            unified = "stop"  # the forced output tool: an answer, not a tool call
+        state.finish(raw, unified)
+
+    def _end(self) -> None:
+        """The message is complete: any block left open ends now (not a cut one)."""
+        for block in list(self._thinking):
+            self._block_stop(block)
+        if self.state.reason != "length":
+            self.state.end_open_tools()
 
     def _merge_usage(self, raw: dict[str, Any] | None) -> None:
         if not raw:
@@ -317,6 +552,8 @@ class AnthropicCodec:
         drops the ``message_stop`` event that follows it)."""
         if self.state.finish_reason is not None:
             self.state.done = True
+        if self.state.done:
+            self._end()
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
@@ -333,22 +570,48 @@ class AnthropicCodec:
         state.response_id = obj.get("id")
         parts: list[str] = []
         for block in obj.get("content") or ():
+            if type(block) is not dict:
+                raise InvalidResponseError(f"a content block is not an object: {block!r:.80}")
             btype = block.get("type")
             if btype == "text":
-                parts.append(block.get("text") or "")
+                text = block.get("text") or ""
+                if type(text) is not str:
+                    raise InvalidResponseError(
+                        f"the provider sent text that is not a string: {text!r:.80}"
+                    )
+                parts.append(text)
             elif btype == "tool_use":
-                state.tool_delta(
-                    len(state.tool_calls),
+                arguments = orjson.dumps(block.get("input") or {}).decode()
+                if self._output_tool is not None and block.get("name") == self._output_tool:
+                    self._output_block = -1
+                    parts.append(arguments)
+                    continue
+                ordinal = state.tool_delta(
+                    ("block", len(state.tool_calls)),
                     id=block.get("id"),
                     name=block.get("name"),
-                    arguments=orjson.dumps(block.get("input") or {}).decode(),
+                    arguments=arguments,
                 )
+                state.tool_end(ordinal)
             elif btype == "thinking":
-                state.reasoning_parts.append(block.get("thinking") or "")
-        state.finish_reason = obj.get("stop_reason")
+                state.reasoning(block.get("thinking") or "")
+                state.provider_data.setdefault("anthropic_thinking", []).append(
+                    {
+                        "type": "thinking",
+                        "thinking": block.get("thinking") or "",
+                        "signature": block.get("signature") or "",
+                    }
+                )
+            elif btype == "redacted_thinking":
+                state.provider_data.setdefault("anthropic_thinking", []).append(
+                    {"type": "redacted_thinking", "data": block.get("data")}
+                )
+        if obj.get("stop_reason") is not None:
+            self._finish(obj.get("stop_reason"))
         self._merge_usage(obj.get("usage"))
         state.done = True
-        return "".join(parts)
+        text = "".join(parts)
+        return self._dedupe_lead(text) if self._lead_pending else text
 
     @staticmethod
     def parse_error(status: int, headers: Any, body: bytes) -> SteerError:

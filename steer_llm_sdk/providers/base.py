@@ -17,6 +17,7 @@ from ..errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    InvalidResponseError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -24,6 +25,7 @@ from ..errors import (
     ServerError,
     SteerError,
 )
+from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 
 __all__ = [
     "ChatRequest",
@@ -32,6 +34,7 @@ __all__ = [
     "ToolCall",
     "error_for",
     "parse_retry_after",
+    "unify_finish",
 ]
 
 
@@ -45,6 +48,14 @@ class ChatRequest:
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
     extra_body: dict[str, Any] = field(default_factory=dict)  # passed through verbatim
     prefix: str = ""  # resume: text already delivered, to continue as the assistant
+    # Tools in one neutral shape: {"name", "description", "parameters", "strict"}.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # "auto", "none", "required", or {"name": <tool>}; None: the provider's default.
+    tool_choice: str | dict[str, str] | None = None
+    parallel_tool_calls: bool | None = None
+    # Structured output: a JSON schema made strict-ready, and its name.
+    output_schema: dict[str, Any] | None = None
+    output_name: str = "output"
 
 
 @dataclass(slots=True)
@@ -55,83 +66,199 @@ class HTTPRequest:
     json: dict[str, Any]
 
 
-@dataclass(slots=True)
-class ToolCall:
-    """One tool call, accumulated from its deltas by index."""
+# Finish reasons of every protocol, unified (Vercel's vocabulary, OpenAI's words).
+_UNIFIED = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "eos": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "content_filter": "content_filter",
+    "refusal": "refusal",
+}
 
-    index: int
-    id: str | None = None
-    name: str = ""
-    arguments: str = ""  # the raw JSON text of the arguments, as streamed
-    type: str = "function"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "id": self.id,
-            "type": self.type,
-            "name": self.name,
-            "arguments": self.arguments,
-        }
+def unify_finish(raw: str | None) -> str:
+    """A provider's finish reason in the SDK's vocabulary (``other`` when unknown)."""
+    if raw is None:
+        return "other"
+    return _UNIFIED.get(raw, "other")
 
 
 class StreamState:
-    """Everything a stream said besides its text, in the SDK's unified shape."""
+    """Everything a stream said besides its text, in the SDK's unified shape.
+
+    The codecs write into it only through its methods on their rare paths (text
+    never comes here). With ``record=True`` (``stream_events()``), each method also
+    appends the matching typed part to :attr:`out`, which the pipeline drains after
+    every SSE event: the one place that sees "reasoning happened" or "a tool call
+    started", whatever the protocol.
+    """
 
     __slots__ = (
+        "_by_id",
+        "_by_key",
+        "_ended",
+        "_open",
         "done",
         "finish_reason",
+        "logprobs",
         "model",
+        "out",
+        "provider_data",
+        "reason",
         "reasoning_parts",
         "refusal_parts",
         "response_id",
+        "text_logprobs",
         "tool_calls",
         "usage",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, record: bool = False) -> None:
         self.done = False  # the protocol's terminal event was seen
-        self.finish_reason: str | None = None
+        self.finish_reason: str | None = None  # as the provider said it
+        self.reason: str | None = None  # unified: stop, length, tool_calls, ...
         self.model: str | None = None
         self.response_id: str | None = None
         self.usage: dict[str, Any] | None = None  # unified usage, see usage.normalize_*
-        self.tool_calls: dict[int, ToolCall] = {}
+        self.tool_calls: list[ToolCall] = []  # in order of appearance (the index)
         self.reasoning_parts: list[str] = []
         self.refusal_parts: list[str] = []
+        self.logprobs: dict[str, list[dict[str, Any]]] | None = None
+        self.text_logprobs: list[dict[str, Any]] | None = None  # the last text's
+        # Opaque data a follow-up request must echo (Anthropic thinking blocks with
+        # their signatures, ...), kept for to_message().
+        self.provider_data: dict[str, Any] = {}
+        self.out: list[Any] | None = [] if record else None
+        self._by_key: dict[Any, int] = {}  # provider's key (index, block) -> ordinal
+        self._by_id: dict[str, int] = {}
+        self._open: int | None = None  # the call the last delta went to
+        self._ended: set[int] = set()  # calls whose ToolCallEnd was sent
 
+    # -- reasoning, refusal ----------------------------------------------------
+    def reasoning(self, text: str) -> None:
+        if type(text) is not str:
+            raise InvalidResponseError(
+                f"the provider sent reasoning that is not a string: {text!r:.80}"
+            )
+        if text:
+            self.reasoning_parts.append(text)
+            if self.out is not None:
+                self.out.append(ReasoningDelta(text))
+
+    def refusal(self, text: str) -> None:
+        if type(text) is not str:
+            raise InvalidResponseError(
+                f"the provider sent a refusal that is not a string: {text!r:.80}"
+            )
+        self.refusal_parts.append(text)
+
+    # -- tool calls --------------------------------------------------------------
     def tool_delta(
         self,
-        index: int,
+        key: Any = None,
         *,
         id: str | None = None,
         name: str | None = None,
         arguments: str | None = None,
-        type: str | None = None,
-    ) -> None:
-        """Apply one tool-call delta. Calls are keyed strictly by index, so parallel
-        calls never merge, whatever order their deltas interleave in."""
-        call = self.tool_calls.get(index)
-        if call is None:
-            call = self.tool_calls[index] = ToolCall(index)
-        if id:
-            call.id = id
-        if name:
-            call.name += name if call.name != name else ""
+    ) -> int:
+        """Apply one tool-call delta; return the call's ordinal.
+
+        The rules that survive real servers: a known ``id`` wins over the key; a new
+        ``id`` at an occupied key opens a new call (servers that reuse index 0 for
+        every call); a delta with neither id nor key extends the call the last delta
+        went to; otherwise calls are keyed by the provider's key (OpenAI's index, an
+        Anthropic content block), so parallel calls never merge whatever order their
+        deltas interleave in.
+        """
+        if id is not None and type(id) is not str:
+            raise InvalidResponseError(f"a tool call id is not a string: {id!r:.80}")
+        if name is not None and type(name) is not str:
+            raise InvalidResponseError(f"a tool call name is not a string: {name!r:.80}")
+        if arguments is not None and type(arguments) is not str:
+            raise InvalidResponseError(f"tool call arguments are not a string: {arguments!r:.80}")
+        ordinal: int | None = None
+        if id and id in self._by_id:
+            ordinal = self._by_id[id]
+        elif key is not None and key in self._by_key:
+            ordinal = self._by_key[key]
+            known = self.tool_calls[ordinal].id
+            if id and known and known != id:
+                ordinal = None  # a new call at a reused index
+        elif key is None and not id:
+            ordinal = self._open
+        if ordinal is None:
+            ordinal = len(self.tool_calls)
+            call = ToolCall(id=id or "", name=name or "", index=ordinal)
+            self.tool_calls.append(call)
+            if key is not None:
+                self._by_key[key] = ordinal
+            if id:
+                self._by_id[id] = ordinal
+            self._open = ordinal
+            if self.out is not None:
+                self.out.append(ToolCallStart(ordinal, call.id, call.name))
+            name = None
+        else:
+            call = self.tool_calls[ordinal]
+            self._open = ordinal
+            if key is not None:
+                self._by_key[key] = ordinal
+            if id and not call.id:
+                call.id = id
+                self._by_id[id] = ordinal
+        if name and call.name != name:
+            # Most servers send the name once; some repeat it whole in every delta.
+            call.name = name if not call.name else call.name + name
         if arguments:
             call.arguments += arguments
-        if type:
-            call.type = type
+            call._args = None
+            if self.out is not None:
+                self.out.append(ToolCallDelta(ordinal, arguments))
+        return ordinal
+
+    def tool_end(self, ordinal: int) -> None:
+        """A call is complete (Anthropic's block stop, a finish reason ...)."""
+        call = self.tool_calls[ordinal]
+        if not call.id:
+            call.id = f"call_{ordinal}"  # providers that send no id (Gemini)
+        if ordinal in self._ended:
+            return
+        self._ended.add(ordinal)
+        if self.out is not None:
+            self.out.append(ToolCallEnd(ordinal, call))
+
+    def end_open_tools(self) -> None:
+        for ordinal in range(len(self.tool_calls)):
+            self.tool_end(ordinal)
+
+    # -- the end -------------------------------------------------------------------
+    def finish(self, raw: Any, unified: str) -> None:
+        """The provider's finish reason (raw) and the SDK's unified one."""
+        if raw is not None and type(raw) is not str:
+            raise InvalidResponseError(f"the finish reason is not a string: {raw!r:.80}")
+        self.finish_reason = raw
+        if unified == "stop" and self.tool_calls:
+            unified = "tool_calls"
+        self.reason = unified
 
     @property
     def reasoning_text(self) -> str:
         return "".join(self.reasoning_parts)
 
     @property
-    def refusal(self) -> str | None:
+    def refusal_text(self) -> str | None:
         return "".join(self.refusal_parts) if self.refusal_parts else None
 
     def tool_call_list(self) -> list[dict[str, Any]]:
-        return [self.tool_calls[i].to_dict() for i in sorted(self.tool_calls)]
+        return [call.to_dict() for call in self.tool_calls]
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -195,6 +322,10 @@ def error_for(
 ) -> SteerError:
     """The typed error for an HTTP status or a provider error type."""
     cls: type[APIStatusError] | None = None
+    if status == 408:
+        # Request Timeout: the status decides (an APIStatusError, retried like 409 and
+        # 429), whatever type the body claims (proxies say "invalid_request_error").
+        error_type = None
     if error_type:
         cls = _BY_TYPE.get(error_type)
     if cls is None and status is not None:

@@ -20,9 +20,16 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
+from .base import (
+    ChatRequest,
+    HTTPRequest,
+    StreamState,
+    error_for,
+    parse_retry_after,
+    unify_finish,
+)
 
-__all__ = ["OpenAIChatCodec", "normalize_usage"]
+__all__ = ["OpenAIChatCodec", "encode_tool_choice", "encode_tools", "normalize_usage"]
 
 _loads = orjson.loads
 _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal"}
@@ -30,8 +37,8 @@ _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refus
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage → the SDK's unified usage (already OpenAI's convention)."""
-    prompt = int(raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("completion_tokens") or 0)
+    prompt = _count(raw.get("prompt_tokens"))
+    completion = _count(raw.get("completion_tokens"))
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -46,14 +53,64 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
             "cache_creation_tokens": int(details.get("cache_write_tokens") or 0),
         }
     details = raw.get("completion_tokens_details")
-    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        usage["reasoning_tokens"] = int(details["reasoning_tokens"])
+    if isinstance(details, dict):
+        if details.get("reasoning_tokens") is not None:
+            usage["reasoning_tokens"] = int(details["reasoning_tokens"])
+        for key in ("accepted_prediction_tokens", "rejected_prediction_tokens"):
+            if details.get(key):
+                usage[key] = int(details[key])
     return usage
 
 
+def _count(value: Any) -> int:
+    """A token count from a usage object: an integer, or an InvalidResponseError."""
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    raise InvalidResponseError(
+        f"the provider sent a token count that is not a whole number: {value!r:.40}"
+    )
+
+
+def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Neutral tool definitions as OpenAI ``function`` tools."""
+    out = []
+    for tool in tools:
+        fn: dict[str, Any] = {"name": tool["name"], "parameters": tool["parameters"]}
+        if tool.get("description"):
+            fn["description"] = tool["description"]
+        if tool.get("strict"):
+            fn["strict"] = True
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def encode_tool_choice(choice: str | dict[str, str]) -> Any:
+    if isinstance(choice, dict):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    return choice
+
+
+def _clean_tool_call(call: Any) -> Any:
+    if not isinstance(call, dict):
+        return call
+    fn = call.get("function") or {}
+    return {
+        "id": call.get("id"),
+        "type": call.get("type") or "function",
+        "function": {"name": fn.get("name"), "arguments": fn.get("arguments") or "{}"},
+    }
+
+
 def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys OpenAI rejects (``cache_control`` is Anthropic's) from a message."""
+    """Drop keys OpenAI rejects (``cache_control`` is Anthropic's, ``steer`` holds
+    other providers' opaque data) from a message."""
     out = {k: v for k, v in message.items() if k in _MESSAGE_KEYS}
+    if out.get("tool_calls"):
+        out["tool_calls"] = [_clean_tool_call(c) for c in out["tool_calls"]]
     content = out.get("content")
     if isinstance(content, list):
         out["content"] = [
@@ -69,10 +126,34 @@ class OpenAIChatCodec:
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "openai-chat"
+    lead_text = ""  # this protocol never puts words in the assistant's mouth
 
-    def __init__(self, *, max_tokens_field: str = "max_tokens") -> None:
-        self.state = StreamState()
+    @classmethod
+    def factory(cls, spec: Any, model: str) -> Any:
+        """What the pipeline calls to get a fresh codec for each attempt."""
+        field = spec.max_tokens_field
+
+        def make(*, record: bool = False) -> OpenAIChatCodec:
+            return cls(max_tokens_field=field, record=record)
+
+        return make
+
+    @staticmethod
+    def normalize_base_url(url: str) -> str:
+        return url  # OpenAI-protocol base URLs include /v1
+
+    @staticmethod
+    def local_base_url(server: str) -> str:
+        return server + "/v1"
+
+    @staticmethod
+    def can_continue(model: str) -> bool:
+        return True  # where the server does (ProviderSpec.continues_prefix)
+
+    def __init__(self, *, max_tokens_field: str = "max_tokens", record: bool = False) -> None:
+        self.state = StreamState(record=record)
         self._max_tokens_field = max_tokens_field
+        self._logprobs = False  # the request asked for logprobs
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -88,10 +169,26 @@ class OpenAIChatCodec:
             if key == "max_tokens":
                 key = self._max_tokens_field
             body[key] = value
+        if request.tools:
+            body["tools"] = encode_tools(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = encode_tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.output_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.output_name,
+                    "schema": request.output_schema,
+                    "strict": True,
+                },
+            }
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         body.update(request.extra_body)
+        self._logprobs = bool(body.get("logprobs"))
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -125,11 +222,17 @@ class OpenAIChatCodec:
                         len(delta) > 1 and not (len(delta) == 2 and "role" in delta)
                     ):  # anything but plain content: tool calls, reasoning, refusal ...
                         text = self._rare_delta(delta, text)
+                if self._logprobs:
+                    self._add_logprobs(choice.get("logprobs"))
                 reason = choice.get("finish_reason")
                 if reason:
-                    self.state.finish_reason = reason
+                    self._finish(reason)
         usage = obj.get("usage")
         if usage:
+            if type(usage) is not dict:
+                raise InvalidResponseError(
+                    f"the provider sent usage that is not an object: {usage!r:.80}"
+                )
             self.state.usage = normalize_usage(usage)
         if self.state.model is None:
             self.state.model = obj.get("model") or None
@@ -141,36 +244,84 @@ class OpenAIChatCodec:
     def _rare_delta(self, delta: dict[str, Any], text: Any) -> str | None:
         """Everything but plain content: tool calls, reasoning, refusal, content lists."""
         state = self.state
+        if type(delta) is not dict:
+            raise InvalidResponseError(
+                f"the provider sent a delta that is not an object: {delta!r:.80}"
+            )
         if type(text) is list:  # Mistral: typed parts, text and thinking
             parts: list[str] = []
             for part in text:
+                if type(part) is not dict:
+                    raise InvalidResponseError(f"a content part is not an object: {part!r:.80}")
                 kind = part.get("type")
                 if kind == "text":
-                    parts.append(part.get("text") or "")
+                    piece = part.get("text") or ""
+                    if type(piece) is not str:
+                        raise InvalidResponseError(
+                            f"the provider sent text that is not a string: {piece!r:.80}"
+                        )
+                    parts.append(piece)
                 elif kind == "thinking":
                     for sub in part.get("thinking") or ():
                         if isinstance(sub, dict) and sub.get("text"):
-                            state.reasoning_parts.append(sub["text"])
+                            state.reasoning(sub["text"])
             text = "".join(parts)
-        elif type(text) is not str:
-            text = None
+        elif text is not None and type(text) is not str:
+            raise InvalidResponseError(
+                f"the provider sent content that is not a string: {text!r:.80}"
+            )
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if type(reasoning) is str:
-            state.reasoning_parts.append(reasoning)
+        if reasoning:
+            state.reasoning(reasoning)
         if delta.get("refusal"):
-            state.refusal_parts.append(delta["refusal"])
+            state.refusal(delta["refusal"])
         tool_calls = delta.get("tool_calls")
         if tool_calls:
-            for i, call in enumerate(tool_calls):
+            if type(tool_calls) is not list:
+                raise InvalidResponseError(f"tool_calls is not a list: {tool_calls!r:.80}")
+            for call in tool_calls:
+                if type(call) is not dict:
+                    raise InvalidResponseError(f"a tool call is not an object: {call!r:.80}")
+                index = call.get("index")
+                if index is not None and type(index) is not int:
+                    raise InvalidResponseError(
+                        f"a tool call index is not an integer: {index!r:.40}"
+                    )
                 fn = call.get("function") or {}
+                if type(fn) is not dict:
+                    raise InvalidResponseError(f"a tool call function is not an object: {fn!r:.80}")
                 state.tool_delta(
-                    call.get("index", i),
+                    index,
                     id=call.get("id"),
                     name=fn.get("name"),
                     arguments=fn.get("arguments"),
-                    type=call.get("type"),
                 )
         return text
+
+    def _finish(self, reason: Any) -> None:
+        state = self.state
+        state.finish(reason, unify_finish(reason))
+        if state.refusal_parts and state.reason == "stop":
+            state.reason = "refusal"
+        if state.tool_calls and state.reason != "length":
+            state.end_open_tools()  # parallel calls end together, once
+
+    def _add_logprobs(self, raw: Any) -> None:
+        if not raw:
+            return
+        if type(raw) is not dict:
+            raise InvalidResponseError(f"logprobs is not an object: {raw!r:.80}")
+        state = self.state
+        if state.logprobs is None:
+            state.logprobs = {"content": [], "refusal": []}
+        for key in ("content", "refusal"):
+            items = raw.get(key)
+            if items:
+                if type(items) is not list:
+                    raise InvalidResponseError(f"logprobs.{key} is not a list: {items!r:.80}")
+                state.logprobs[key].extend(items)
+                if key == "content":
+                    state.text_logprobs = items
 
     def _stream_error(self, obj: dict[str, Any]) -> SteerError:
         err = obj.get("error")
@@ -194,6 +345,10 @@ class OpenAIChatCodec:
         state = self.state
         if not state.done and (state.finish_reason is not None or state.usage is not None):
             state.done = True
+        if state.done and state.reason != "length":
+            state.end_open_tools()
+        if state.reason is None and state.done:
+            state.reason = "tool_calls" if state.tool_calls else "stop"
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
@@ -212,12 +367,22 @@ class OpenAIChatCodec:
         choices = obj.get("choices") or [{}]
         choice = choices[0]
         message = choice.get("message") or {}
+        # Tool calls in a whole message carry no index: their position is theirs.
+        if message.get("tool_calls"):
+            message = dict(message)
+            message["tool_calls"] = [
+                {**c, "index": i} if isinstance(c, dict) else c
+                for i, c in enumerate(message["tool_calls"])
+            ]
         text = self._rare_delta(message, message.get("content")) or ""
-        # tool_calls in a full message carry an index only implicitly
-        state.finish_reason = choice.get("finish_reason")
+        if self._logprobs:
+            self._add_logprobs(choice.get("logprobs"))
+        if choice.get("finish_reason") is not None:
+            self._finish(choice["finish_reason"])
         if obj.get("usage"):
             state.usage = normalize_usage(obj["usage"])
         state.done = True
+        self.finish()
         return text
 
     @staticmethod

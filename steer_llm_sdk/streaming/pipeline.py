@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -27,6 +27,8 @@ import orjson
 from ..catalog import ProviderSpec
 from ..errors import (
     ConnectionError,
+    InterruptedReadTimeoutError,
+    InterruptedTotalTimeoutError,
     InvalidResponseError,
     JSONParseError,
     SteerError,
@@ -35,17 +37,23 @@ from ..errors import (
 )
 from ..models.response import StreamingResponse, parse_json_text
 from ..models.streaming import StreamingOptions
-from ..providers.base import ChatRequest, HTTPRequest, StreamState
+from ..parts import Finish, PartialOutput, TextDelta
+from ..providers.base import ChatRequest, HTTPRequest, StreamState, unify_finish
 from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
 from ..transport.sse import SSEDecoder
 
-__all__ = ["Call", "StreamRun"]
+if TYPE_CHECKING:
+    from ..telemetry import CallObserver
+
+__all__ = ["Call", "StreamRun", "add_usage"]
 
 logger = logging.getLogger("steer_llm_sdk")
+_MISSING: Any = object()
 
 
 class Codec(Protocol):
     state: StreamState
+    lead_text: str
 
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest: ...
     def decode(self, event: str | None, data: bytes) -> str | None: ...
@@ -64,12 +72,16 @@ class Call:
     model: str  # the provider's name for the model
     request: ChatRequest
     options: StreamingOptions
-    codec_factory: Callable[[], Codec]
+    codec_factory: Callable[..., Codec]
     transport: Transport
     price_overrides: dict[str, Any] | None = None
     context: dict[str, Any] = field(default_factory=dict)
     resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
     can_resume: bool = False  # the server continues a final assistant message
+    record: bool = False  # stream_events(): the codec records typed parts
+    output: Any = None  # an output.OutputSpec when output= was given
+    tools: list[Any] = field(default_factory=list)  # the Tool objects offered
+    observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -104,6 +116,9 @@ class StreamRun:
         self._retries = 0
         self._deadline: float | None = None  # set when the call starts (total_timeout)
         self._usage_cache: dict[str, Any] | None = None
+        self._rich = False  # a non-text part (tool call, reasoning) reached the caller
+        self._counted = False  # the last streaming attempt's usage is already counted
+        self._output: Any = _MISSING  # the validated output, once validated
         opts = call.options
         self._timeout = httpx.Timeout(
             connect=opts.connection_timeout,
@@ -128,19 +143,21 @@ class StreamRun:
         pending: list[str] = []
         coalesce = opts.coalesce_deltas
         context = call.context
+        observation = call.observer.start(self) if call.observer is not None else None
         try:
             self._start_clock()
+            if self._deadline is not None and on_delta is not None:
+                on_delta = self._bound(on_delta, "on_delta")
+                delta_async = True
             if not call.base_url and call.resolve_base_url is not None:
                 call.base_url = await call.resolve_base_url()
             while True:
                 codec, response, strip_lead = await self._open()
-                decode = codec.decode
-                sse = SSEDecoder()
-                feed = sse.feed
+                sse = SSEDecoder(opts.max_event_bytes)
                 got_text = False
                 texts: AsyncGenerator[list[str], None] | None = None
                 try:
-                    lead = getattr(codec, "lead_text", "")
+                    lead = codec.lead_text
                     if lead:
                         parts.append(lead)
                         self._first_token()
@@ -153,7 +170,7 @@ class StreamRun:
                         except _SHAPE_ERRORS as exc:
                             raise _shape_error(exc) from exc
                     else:
-                        texts = self._decoded(response, feed, decode, sse)
+                        texts = self._decoded(response, sse, codec)
                     async for batch_texts in texts:
                         if coalesce and len(batch_texts) > 1:
                             batch_texts = ["".join(batch_texts)]
@@ -200,21 +217,145 @@ class StreamRun:
                 await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
                 pending.clear()
             self.finished_at = time.perf_counter()
+            if call.output is not None:
+                self.output()
             await self._complete()
-        except Exception as exc:  # not GeneratorExit / CancelledError: those are no failure
-            await self._report_error(exc)
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
+            raise
+        if observation is not None:
+            observation.end(self, None)
+
+    async def events(self) -> AsyncGenerator[Any, None]:
+        """``stream_events()``: typed parts as they arrive, then :class:`Finish`.
+
+        The same attempts, retries, callbacks and errors as :meth:`chunks`; the codec
+        records non-text parts into its state, drained after every SSE event so that
+        parts keep the order the provider sent them in. With ``output=``, the object
+        so far is parsed incrementally, at most once per network read.
+        """
+        call = self.call
+        opts = call.options
+        parts = self.parts
+        on_delta = opts.on_delta
+        batch_size = opts.delta_batch_size
+        pending: list[str] = []
+        context = call.context
+        spec = call.output
+        partial = spec.partial() if spec is not None else None
+        observation = call.observer.start(self) if call.observer is not None else None
+        try:
+            self._start_clock()
+            if self._deadline is not None and on_delta is not None:
+                on_delta = self._bound(on_delta, "on_delta")
+            if not call.base_url and call.resolve_base_url is not None:
+                call.base_url = await call.resolve_base_url()
+            while True:
+                codec, response, strip_lead = await self._open()
+                state = codec.state
+                out = state.out if state.out is not None else []
+                sse = SSEDecoder(opts.max_event_bytes)
+                got_text = False
+                reads: AsyncGenerator[list[Any], None] | None = None
+                try:
+                    lead = codec.lead_text
+                    if lead:
+                        parts.append(lead)
+                        self._first_token()
+                        if partial is not None:
+                            partial.feed(lead)
+                        yield TextDelta(lead)
+                    if response.headers.get("content-type", "").startswith("application/json"):
+                        body = await response.aread()
+                        try:
+                            text = codec.decode_response(body)
+                        except _SHAPE_ERRORS as exc:
+                            raise _shape_error(exc) from exc
+                        batch = [*out, TextDelta(text)] if text else list(out)
+                        out.clear()
+                        reads = _once_parts(batch)
+                    else:
+                        reads = self._part_reads(response, sse, codec)
+                    async for batch in reads:
+                        new_text = False
+                        for part in batch:
+                            if type(part) is TextDelta:
+                                text = part.text
+                                if strip_lead:
+                                    text, strip_lead = _strip_resume_lead(text, strip_lead)
+                                    if not text:
+                                        continue
+                                    part.text = text
+                                got_text = new_text = True
+                                parts.append(text)
+                                if self.first_token_at is None:
+                                    self._first_token()
+                                if partial is not None:
+                                    partial.feed(text)
+                                if on_delta is not None:
+                                    if batch_size == 1:
+                                        await _invoke(on_delta, text)
+                                    else:
+                                        pending.append(text)
+                                        if len(pending) >= batch_size:
+                                            joined = "".join(pending)
+                                            pending.clear()
+                                            await _invoke(on_delta, joined)
+                            else:
+                                self._rich = True
+                            yield part
+                        if new_text and partial is not None and partial.value is not None:
+                            yield PartialOutput(_unwrap(partial.value, spec))
+                    codec.finish()
+                    if not state.done:
+                        raise self._incomplete(state, got_text, sse)
+                    if out:  # tool calls that end with the stream
+                        tail = list(out)
+                        out.clear()
+                        for part in tail:
+                            yield part
+                except httpx.HTTPError as exc:
+                    await response.aclose()
+                    await self._recover(map_httpx_error(exc, **context), codec)
+                    continue
+                except SteerError as exc:
+                    await response.aclose()
+                    _fill_context(exc, context)
+                    await self._recover(exc, codec)
+                    continue
+                finally:
+                    if reads is not None:
+                        await reads.aclose()
+                    await response.aclose()
+                break
+            if pending:
+                await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
+                pending.clear()
+            self.finished_at = time.perf_counter()
+            if spec is not None:
+                self.output()
+            await self._complete()
+            result = self.response()
+            if observation is not None:  # ended before Finish: a caller may stop at it
+                observation.end(self, None)
+                observation = None
+            yield Finish(
+                result.finish_reason or "other",
+                result.raw_finish_reason,
+                result.usage,
+                result,
+            )
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)  # a failure, or abandoned by the caller
+            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+                await self._report_error(exc)
             raise
 
-    def _decoded(
-        self,
-        response: httpx.Response,
-        feed: Callable[[bytes], list[tuple[str | None, bytes]]],
-        decode: Callable[[str | None, bytes], str | None],
-        sse: SSEDecoder,
-    ) -> AsyncGenerator[list[str], None]:
-        """Texts decoded per network read (a list per read: one resume per read, not
-        per chunk). Without total_timeout this is a plain async generator over httpx's
-        raw reads; with it, each read is bounded by the time left."""
+    def _raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
         raw = (
             response.aiter_raw()
             if "content-encoding" not in response.headers
@@ -223,14 +364,26 @@ class StreamRun:
         deadline = self._deadline
         if deadline is not None:
             raw = _with_deadline(raw, deadline, self.call.context)
-        return _texts(raw, feed, decode, sse)
+        return raw
+
+    def _part_reads(
+        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
+    ) -> AsyncGenerator[list[Any], None]:
+        return _parts(self._raw(response), sse, codec, self.call.options.read_timeout)
+
+    def _decoded(
+        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
+    ) -> AsyncGenerator[list[str], None]:
+        """Texts decoded per network read (a list per read: one resume per read, not
+        per chunk). With total_timeout, each read is bounded by the time left."""
+        return _texts(self._raw(response), sse, codec, self.call.options.read_timeout)
 
     async def _open(self) -> tuple[Codec, httpx.Response, str]:
         """Send the request (again), retrying what may be retried before any response."""
         call = self.call
         while True:
             self.attempts += 1
-            codec = call.codec_factory()
+            codec = call.codec_factory(record=call.record)
             request = call.request
             strip_lead = ""
             if self.parts:  # resuming: continue from the text already delivered
@@ -250,20 +403,22 @@ class StreamRun:
                     parse_error=codec.parse_error,
                     deadline=self._deadline,
                     context=call.context,
+                    options=call.options,
                 )
             except SteerError as exc:
                 if self._may_retry(exc):
                     await self._backoff(exc)
                     continue
                 if self.parts:
-                    raise self._interrupted(exc) from exc
+                    raise self._interrupted(exc) from None
                 raise
             if not self._started:
                 self._started = True
                 if call.options.on_start is not None:
-                    await _invoke(call.options.on_start)
+                    await _invoke(self._bound(call.options.on_start, "on_start"))
             self.state = codec.state
             self._last_start = len(self.parts)
+            self._counted = False
             return codec, response, strip_lead
 
     def _may_retry(self, exc: SteerError) -> bool:
@@ -280,11 +435,12 @@ class StreamRun:
         if not parts and self._may_retry(exc):
             await self._backoff(exc)
             return
-        if parts and self.call.can_resume and self._may_retry(exc):
+        if parts and self.call.can_resume and not self._rich and self._may_retry(exc):
             if "".join(parts).strip():
                 attempt_text = "".join(parts[self._last_start :])
                 self.resumptions += 1
                 self._attempt_usages.append(self._attempt_usage(codec.state, attempt_text))
+                self._counted = True  # this attempt's usage is in _attempt_usages now
                 logger.info(
                     "stream broke after %d chars (%s); resuming from the text so far",
                     sum(map(len, parts)),
@@ -292,10 +448,8 @@ class StreamRun:
                 )
                 await self._backoff(exc)
                 return
-        if parts and not isinstance(exc, TotalTimeoutError):
-            raise self._interrupted(exc) from exc
         if parts:
-            self._attach_partial(exc)
+            raise self._interrupted(exc) from None
         raise exc
 
     def _incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
@@ -313,13 +467,44 @@ class StreamRun:
         )
 
     # -- helpers -------------------------------------------------------------
+    def _bound(self, fn: Any, name: str) -> Any:
+        """With total_timeout, an async callback is bounded by the time left (a sync
+        one cannot be interrupted: it runs to its end)."""
+        deadline = self._deadline
+        if fn is None or deadline is None:
+            return fn
+        context = self.call.context
+
+        async def bounded(*args: Any) -> None:
+            result = fn(*args)
+            if hasattr(result, "__await__"):
+                import asyncio
+
+                timeout = asyncio.timeout(max(deadline - _loop_time(), 0.0))
+                try:
+                    async with timeout:
+                        await result
+                except TimeoutError:
+                    if timeout.expired():
+                        raise TotalTimeoutError(
+                            f"total_timeout passed while the {name} callback was running",
+                            **context,
+                        ) from None
+                    raise
+
+        return bounded
+
     def _first_token(self) -> None:
         self.first_token_at = time.perf_counter()
 
     async def _backoff(self, exc: SteerError) -> None:
         self._retries += 1
+        opts = self.call.options
         delay = backoff_delay(
-            self._retries, self.call.options.reconnect_delay, getattr(exc, "retry_after", None)
+            self._retries,
+            opts.reconnect_delay,
+            getattr(exc, "retry_after", None),
+            opts.max_retry_after,
         )
         deadline = self._deadline
         if deadline is not None:
@@ -335,7 +520,11 @@ class StreamRun:
 
             await asyncio.sleep(delay)
 
-    def _interrupted(self, exc: SteerError) -> StreamInterruptedError:
+    def _interrupted(self, exc: SteerError) -> SteerError:
+        """The error for a stream that broke after text reached the caller: always a
+        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
+        every timeout, before or after text), carrying the partial text and usage
+        when preserve_partial_response is on."""
         text = "".join(self.parts)
         preserve = self.call.options.preserve_partial_response
         how = (
@@ -343,7 +532,12 @@ class StreamRun:
             if preserve
             else "the partial text was dropped (set preserve_partial_response=True to keep it)"
         )
-        error = StreamInterruptedError(
+        kind: type[StreamInterruptedError] = StreamInterruptedError
+        if isinstance(exc, TotalTimeoutError):
+            kind = InterruptedTotalTimeoutError
+        elif isinstance(exc, TimeoutError):
+            kind = InterruptedReadTimeoutError
+        error = kind(
             f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
             partial_text=text if preserve else None,
             partial_usage=self._partial_usage() if preserve else None,
@@ -351,13 +545,17 @@ class StreamRun:
             **self.call.context,
         )
         error.attempts = self.attempts
+        error.__cause__ = exc  # an SDK error (redacted): safe to chain
         return error
 
-    def _attach_partial(self, exc: SteerError) -> None:
-        if self.call.options.preserve_partial_response:
-            exc.partial_text = "".join(self.parts)
-
     def _partial_usage(self) -> dict[str, Any]:
+        if self._counted:
+            # The last attempt that streamed is already in _attempt_usages (a resume
+            # that then failed to open): count each attempt once.
+            usage: dict[str, Any] = {}
+            for earlier in self._attempt_usages:
+                usage = add_usage(usage, earlier)
+            return usage
         state = self.state or StreamState()
         attempt_text = "".join(self.parts[self._last_start :])  # earlier attempts: counted
         return self._combine_usage(state, attempt_text, force_estimate=True)
@@ -399,7 +597,7 @@ class StreamRun:
                 usage["prompt_tokens"] = state.usage["prompt_tokens"]
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         for earlier in self._attempt_usages:
-            usage = _add_usage(usage, earlier)
+            usage = add_usage(usage, earlier)
         return usage
 
     async def _complete(self) -> None:
@@ -407,16 +605,22 @@ class StreamRun:
         if opts.on_usage is None and opts.on_complete is None:
             return
         if opts.on_usage is not None:
-            await _invoke(opts.on_usage, self.usage())
+            await _invoke(self._bound(opts.on_usage, "on_usage"), self.usage())
         if opts.on_complete is not None:
-            await _invoke(opts.on_complete, "".join(self.parts))
+            await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.parts))
 
     async def _report_error(self, exc: BaseException) -> None:
+        """Tell on_error once. A callback that raises never replaces the SDK's
+        error: it is logged and attached to the error as a note."""
         on_error = self.call.options.on_error
         if on_error is None or self._error_reported:
             return
         self._error_reported = True
-        await _invoke(on_error, exc)
+        try:
+            await _invoke(on_error, exc)
+        except Exception as callback_error:
+            logger.warning("on_error raised %s: %s", type(callback_error).__name__, callback_error)
+            exc.add_note(f"on_error raised {type(callback_error).__name__}: {callback_error}")
 
     # -- results -------------------------------------------------------------
     def usage(self) -> dict[str, Any]:
@@ -441,18 +645,27 @@ class StreamRun:
             else None
         )
         end = self.finished_at or time.perf_counter()
+        reason = state.reason
+        if reason is None and state.finish_reason is not None:
+            reason = unify_finish(state.finish_reason)
+        refusal = state.refusal_text
+        if reason == "refusal" and refusal is None:
+            refusal = text  # Anthropic: a stop reason, with whatever text came before
         response = StreamingResponse(
             text=text,
             usage=usage,
             cost_usd=cost,
             model=call.model,
             provider=call.provider.name,
-            finish_reason=state.finish_reason,
+            finish_reason=reason,
+            raw_finish_reason=state.finish_reason,
             response_model=state.model,
             request_id=state.response_id,
-            tool_calls=state.tool_call_list(),
+            tool_calls=list(state.tool_calls),
             reasoning_text=state.reasoning_text or None,
-            refusal=state.refusal,
+            refusal=refusal,
+            logprobs=state.logprobs,
+            provider_data=state.provider_data or None,
             time_to_first_token=(
                 self.first_token_at - self.started_at if self.first_token_at else None
             ),
@@ -465,12 +678,29 @@ class StreamRun:
                 response._json = parse_json_text(text, **call.context)
             except JSONParseError as exc:
                 response._json_error = exc
+        if self._output is not _MISSING:
+            response.output = self._output
         return response
+
+    def output(self) -> Any:
+        """The validated structured output (``output=``); raises
+        OutputValidationError, which the caller gets, when the answer does not fit."""
+        if self._output is _MISSING:
+            spec = self.call.output
+            state = self.state
+            if state is not None and state.tool_calls and not "".join(self.parts).strip():
+                self._output = None  # the model called a tool instead of answering
+            elif state is not None and state.reason == "refusal":
+                self._output = None
+            else:
+                self._output = spec.validate("".join(self.parts), **self.call.context)
+        return self._output
 
     # -- non-streaming -------------------------------------------------------------
     async def generate(self) -> StreamingResponse:
         """One non-streamed request, with the same retries and callbacks."""
         call = self.call
+        observation = call.observer.start(self) if call.observer is not None else None
         self._start_clock()
         try:
             if not call.base_url and call.resolve_base_url is not None:
@@ -491,19 +721,20 @@ class StreamRun:
                         parse_error=codec.parse_error,
                         deadline=self._deadline,
                         context=call.context,
+                        options=call.options,
                     )
                     if not self._started:
                         self._started = True
                         if call.options.on_start is not None:
-                            await _invoke(call.options.on_start)
+                            await _invoke(self._bound(call.options.on_start, "on_start"))
                     try:
                         body = await response.aread()
                     except httpx.HTTPError as exc:
-                        raise map_httpx_error(exc, **call.context) from exc
+                        raise map_httpx_error(exc, **call.context) from None
                     finally:
                         await response.aclose()
                     try:
-                        text = getattr(codec, "lead_text", "") + codec.decode_response(body)
+                        text = codec.lead_text + codec.decode_response(body)
                     except _SHAPE_ERRORS as exc:
                         raise _shape_error(exc) from exc
                 except SteerError as exc:
@@ -516,11 +747,19 @@ class StreamRun:
             self.state = codec.state
             self.parts = [text] if text else []
             self.first_token_at = self.finished_at = time.perf_counter()
+            if call.output is not None:
+                self.output()
             await self._complete()
-            return self.response()
-        except Exception as exc:
-            await self._report_error(exc)
+            result = self.response()
+        except BaseException as exc:
+            if observation is not None:
+                observation.end(self, exc)
+            if isinstance(exc, Exception):
+                await self._report_error(exc)
             raise
+        if observation is not None:
+            observation.end(self, None)
+        return result
 
     def _start_clock(self) -> None:
         total = self.call.options.total_timeout
@@ -541,23 +780,191 @@ async def _once(texts: list[str]) -> AsyncGenerator[list[str], None]:
         yield [t for t in texts if t]
 
 
+# A stream that sends nothing but keep-alive comments for read_timeout is stalled:
+# reads that complete no event and carry less than this in total count as idle.
+_IDLE_BYTES = 64 * 1024
+# After the terminal event, what is left of the body is read (so that the connection
+# can be reused) for at most this long and this many bytes, then the connection is
+# closed: a server that holds it open never turns a complete answer into an error.
+_DRAIN_SECONDS = 0.25
+_DRAIN_BYTES = 64 * 1024
+
+
+class _Idle:
+    """Counts reads that complete no SSE event; too long without one is a timeout."""
+
+    __slots__ = ("bytes", "limit", "since")
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.since: float | None = None
+        self.bytes = 0
+
+    def check(self, size: int) -> None:
+        if self.limit is None:
+            return
+        now = _loop_time()
+        if self.since is None:
+            self.since = now
+            self.bytes = 0
+        self.bytes += size
+        if now - self.since >= self.limit and self.bytes < _IDLE_BYTES:
+            from ..errors import ReadTimeoutError
+
+            raise ReadTimeoutError(
+                f"no event for {self.limit:g} s (read_timeout): the server sent only "
+                "keep-alive comments"
+            )
+
+
+async def _drain(raw: AsyncIterator[bytes]) -> None:
+    """Read the rest of a body whose answer is complete, briefly and boundedly."""
+    import asyncio
+
+    received = 0
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for data in raw:
+                received += len(data)
+                if received > _DRAIN_BYTES:
+                    return
+    except (TimeoutError, httpx.HTTPError, SteerError):
+        return
+
+
+def _tail(
+    sse: SSEDecoder, decode: Callable[[str | None, bytes], str | None], state: StreamState
+) -> list[tuple[str | None, Any]]:
+    """Events of the body's unterminated tail. The SSE spec drops an event that never
+    ended; it is decoded here only when the answer is not complete without it, and
+    when it cannot be decoded after a complete answer it is dropped."""
+    out: list[tuple[str | None, Any]] = []
+    for event, payload in sse.close():
+        if state.done:
+            break
+        try:
+            text = decode(event, payload)
+        except (InvalidResponseError, *_SHAPE_ERRORS):
+            if state.finish_reason is not None:
+                break
+            raise
+        out.append((event, text))
+    return out
+
+
 async def _texts(
     raw: AsyncIterator[bytes],
-    feed: Callable[[bytes], list[tuple[str | None, bytes]]],
-    decode: Callable[[str | None, bytes], str | None],
     sse: SSEDecoder,
+    codec: Codec,
+    read_timeout: float | None,
 ) -> AsyncGenerator[list[str], None]:
-    """For each network read, the texts its complete SSE events carry."""
+    """For each network read, the texts its complete SSE events carry; up to the
+    protocol's terminal event and nothing after it."""
+    feed = sse.feed
+    decode = codec.decode
+    state = codec.state
+    idle = _Idle(read_timeout)
     try:
         async for data in raw:
-            texts = [text for event, payload in feed(data) if (text := decode(event, payload))]
+            events = feed(data)
+            if not events:
+                idle.check(len(data))
+                continue
+            idle.since = None
+            texts = []
+            try:
+                for event, payload in events:
+                    text = decode(event, payload)
+                    if text:
+                        texts.append(text)
+                    elif state.done:  # terminal events carry no text
+                        break
+            except Exception:
+                if texts:  # what came before the error in this read is delivered first
+                    yield texts
+                raise
             if texts:
                 yield texts
-        texts = [text for event, payload in sse.close() if (text := decode(event, payload))]
+            if state.done:
+                break
+        if state.done:
+            await _drain(raw)
+            return
+        texts = [text for _, text in _tail(sse, decode, state) if text]
     except _SHAPE_ERRORS as exc:  # valid JSON of the wrong shape (try is free in 3.11)
         raise _shape_error(exc) from exc
     if texts:
         yield texts
+
+
+async def _once_parts(batch: list[Any]) -> AsyncGenerator[list[Any], None]:
+    if batch:
+        yield batch
+
+
+async def _parts(
+    raw: AsyncIterator[bytes],
+    sse: SSEDecoder,
+    codec: Codec,
+    read_timeout: float | None,
+) -> AsyncGenerator[list[Any], None]:
+    """For each network read, the typed parts its complete SSE events carry: what
+    the codec recorded, then the text, event by event, up to the terminal event."""
+    feed = sse.feed
+    decode = codec.decode
+    state = codec.state
+    out = state.out
+    assert out is not None
+    idle = _Idle(read_timeout)
+    try:
+        async for data in raw:
+            events = feed(data)
+            if not events:
+                idle.check(len(data))
+                continue
+            idle.since = None
+            batch: list[Any] = []
+            try:
+                for event, payload in events:
+                    text = decode(event, payload)
+                    if out:
+                        batch += out
+                        out.clear()
+                    if text:
+                        lp = state.text_logprobs
+                        if lp is not None:
+                            state.text_logprobs = None
+                        batch.append(TextDelta(text, lp))
+                    elif state.done:
+                        break
+            except Exception:
+                if batch:  # what came before the error in this read is delivered first
+                    yield batch
+                raise
+            if batch:
+                yield batch
+            if state.done:
+                break
+        if state.done:
+            await _drain(raw)
+            return
+        batch = []
+        for _, text in _tail(sse, decode, state):
+            if out:
+                batch += out
+                out.clear()
+            if text:
+                batch.append(TextDelta(text))
+    except _SHAPE_ERRORS as exc:
+        raise _shape_error(exc) from exc
+    if batch:
+        yield batch
+
+
+def _unwrap(value: Any, spec: Any) -> Any:
+    if spec.wrapped and isinstance(value, dict):
+        return value.get("value")
+    return value
 
 
 _SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
@@ -607,7 +1014,7 @@ def _fill_context(exc: SteerError, context: dict[str, Any]) -> None:
     exc.model = exc.model or context.get("model")
 
 
-def _add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for key in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens"):
         if key in a or key in b:

@@ -6,15 +6,25 @@ complete events. Lines end only at CR, LF or CRLF, as the SSE spec says (unlike
 corrupts model text). Data stays as bytes until a codec parses it: a multi-byte UTF-8
 character split across reads is never decoded half-way, and JSON parsers take bytes
 directly, so the per-chunk path makes no str copies.
+
+Bounded and linear: an incomplete line is kept as a list of the pieces that carried
+it and joined once when its end arrives, so the cost per byte does not depend on the
+length of a line; a line or an event larger than ``max_event_bytes`` (16 MiB by
+default) raises :class:`~steer_llm_sdk.errors.InvalidResponseError` instead of
+growing memory without bound.
 """
 
 from __future__ import annotations
 
-__all__ = ["SSEDecoder", "SSEEvent"]
+from ..errors import InvalidResponseError
+
+__all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
 
 # An event is (event name or None, data bytes). A tuple, not an object: this is the
 # per-chunk path and a tuple is the cheapest thing Python can build.
 SSEEvent = tuple[str | None, bytes]
+
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -24,25 +34,42 @@ class SSEDecoder:
 
     ``id:`` and ``retry:`` fields are ignored (no LLM provider resumes by event id),
     comment lines (``:``) are skipped. An event with no ``data:`` field is not
-    dispatched, as the spec says.
+    dispatched, as the spec says. ``max_event_bytes`` caps one line and the data of
+    one event (None: no cap).
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_last_cr", "_started")
+    __slots__ = (
+        "_data",
+        "_data_len",
+        "_event",
+        "_last_cr",
+        "_max",
+        "_pending",
+        "_pending_len",
+        "_started",
+    )
 
-    def __init__(self) -> None:
-        self._buf = b""  # an incomplete line carried to the next feed
+    def __init__(self, max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._pending: list[bytes] = []  # pieces of an incomplete line
+        self._pending_len = 0
         self._data: list[bytes] = []  # data lines of the event being built
+        self._data_len = 0
         self._event: str | None = None
         self._last_cr = False  # the previous feed ended with CR: a leading LF is its pair
         self._started = False
+        self._max = max_event_bytes if max_event_bytes else 1 << 62
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode ``chunk`` and return the events it completes (often none or one)."""
         if not self._started:
-            chunk = self._buf + chunk
-            self._buf = b""
+            if self._pending:
+                chunk = b"".join(self._pending) + chunk
+                self._pending = []
+                self._pending_len = 0
             if len(chunk) < 3 and _BOM.startswith(chunk):
-                self._buf = chunk  # maybe the first bytes of a BOM: wait for more
+                if chunk:
+                    self._pending = [chunk]  # maybe the first bytes of a BOM: wait for more
+                    self._pending_len = len(chunk)
                 return []
             self._started = True
             if chunk.startswith(_BOM):
@@ -53,21 +80,42 @@ class SSEDecoder:
             self._last_cr = chunk[-1:] == b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if b"\n" not in chunk:
-            self._buf += chunk
+            if chunk:
+                self._pending.append(chunk)
+                self._pending_len += len(chunk)
+                if self._pending_len > self._max:
+                    self._too_big("line")
             return []
-        lines = (self._buf + chunk).split(b"\n")
-        self._buf = lines.pop()
+        if self._pending:
+            self._pending.append(chunk)
+            chunk = b"".join(self._pending)
+            self._pending = []
+            self._pending_len = 0
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._pending.append(tail)
+            self._pending_len = len(tail)
+            if self._pending_len > self._max:
+                self._too_big("line")
         events: list[SSEEvent] = []
         data = self._data
+        size = self._data_len
         for line in lines:
             if not line:
                 if data:
                     events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
                     data = self._data = []
+                    size = 0
                 self._event = None
             elif line.startswith(b"data:"):
                 # One leading space after the colon is not part of the value.
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data.append(value)
+                size += len(value) + 1
+                if size > self._max:
+                    self._data_len = size
+                    self._too_big("event")
             elif line[0] == 0x3A:  # ":" comment, e.g. OpenRouter's keep-alives
                 continue
             elif line.startswith(b"event:"):
@@ -75,8 +123,21 @@ class SSEDecoder:
                 self._event = value.decode("utf-8", "replace")
             elif line == b"data":
                 data.append(b"")
+                size += 1
             # Other fields (id, retry, unknown ones) are ignored.
+        self._data_len = size
         return events
+
+    def _too_big(self, what: str) -> None:
+        cap = self._max
+        self._pending = []
+        self._pending_len = 0
+        self._data = []
+        self._data_len = 0
+        raise InvalidResponseError(
+            f"the server sent an SSE {what} larger than max_event_bytes={cap} bytes "
+            f"({_mib(cap)}); raise StreamingOptions.max_event_bytes if this is expected"
+        )
 
     def close(self) -> list[SSEEvent]:
         """End of stream: return a last event whose final line was complete.
@@ -86,14 +147,20 @@ class SSEDecoder:
         cut off mid-way is dropped: the codec then sees the stream as truncated.
         """
         events: list[SSEEvent] = []
-        if self._data and not self._buf:
+        if self._data and not self._pending:
             events.append((self._event, b"\n".join(self._data)))
         self._data = []
+        self._data_len = 0
         self._event = None
-        self._buf = b""
+        self._pending = []
+        self._pending_len = 0
         return events
 
     @property
     def pending_bytes(self) -> int:
         """Bytes held for an incomplete line (for diagnostics of truncated streams)."""
-        return len(self._buf)
+        return self._pending_len
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"

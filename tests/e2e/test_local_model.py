@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 PROMPT = "Tell me a story about a lighthouse keeper."
 
 
-@pytest.fixture(params=["local/gemma-3-270m", "llama-anthropic/gemma"])
+@pytest.fixture(params=["local/smollm2-135m", "llama-anthropic/smollm2"])
 def model(request: pytest.FixtureRequest) -> str:
     """The embedded provider (OpenAI protocol), and the same server's Anthropic endpoint."""
     return str(request.param)
@@ -46,7 +46,7 @@ async def test_ensure_server_starts_once(local_base_url: str) -> None:
 
 
 async def test_unknown_local_model_is_a_clear_error() -> None:
-    with pytest.raises(ConfigurationError, match="gemma-3-270m"):
+    with pytest.raises(ConfigurationError, match="smollm2-135m"):
         await ensure_server("not-a-model")
     with pytest.raises(ConfigurationError, match="no GGUF file"):
         await ensure_server("/nonexistent/model.gguf")
@@ -82,7 +82,7 @@ async def test_json_mode(client: SteerLLMClient) -> None:
     # llama.cpp constrains json_object output with a grammar on its OpenAI endpoint.
     response = await client.stream_with_usage(
         "Give a product with a name and a price as JSON.",
-        "local/gemma-3-270m",
+        "local/smollm2-135m",
         max_tokens=80,
         temperature=0,
         response_format={"type": "json_object"},
@@ -132,5 +132,8 @@ async def test_concurrent_streams(client: SteerLLMClient, model: str) -> None:
     results = await asyncio.gather(
         *(client.stream_with_usage(PROMPT, model, max_tokens=8, temperature=0) for _ in range(4))
     )
-    texts = {r.text for r in results}
-    assert len(texts) == 1 and all(r.usage["completion_tokens"] == 8 for r in results)
+    # All four are decoded together in one batch; llama.cpp's batched arithmetic is not
+    # bit-identical to one-at-a-time, so even at temperature 0 two answers may differ
+    # in a word (seen with SmolLM2). Each must still be a whole, separate answer.
+    assert all(r.usage["completion_tokens"] == 8 and r.text.strip() for r in results)
+    assert all(r.finish_reason in ("length", "max_tokens") for r in results)

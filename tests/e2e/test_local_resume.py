@@ -99,7 +99,7 @@ async def test_resume_after_a_cut(proxied: CuttingProxy, protocol: str) -> None:
         providers={"cut": {"base_url": base, "protocol": protocol, "continues_prefix": True}}
     ) as client:
         response = await client.stream_with_usage(
-            PROMPT, "cut/gemma", max_tokens=60, temperature=0, streaming_options=options
+            PROMPT, "cut/smollm2", max_tokens=60, temperature=0, streaming_options=options
         )
     assert proxied.connections == 2  # the first response was cut, then resumed
     assert response.resumptions == 1 and response.attempts == 2
@@ -123,7 +123,7 @@ async def test_no_resume_when_the_server_cannot_continue(proxied: CuttingProxy) 
         options = StreamingOptions(reconnect_delay=0.01, preserve_partial_response=True)
         with pytest.raises(StreamInterruptedError) as info:
             await client.stream_with_usage(
-                PROMPT, "cut/gemma", max_tokens=60, streaming_options=options
+                PROMPT, "cut/smollm2", max_tokens=60, streaming_options=options
             )
     assert info.value.partial_text
     assert proxied.connections == 1

@@ -3,7 +3,9 @@ the way a user would (environment variables), for each wire protocol."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +13,12 @@ from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import Emulator
 
 # The model each protocol's guide examples run with.
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+# "o3-pro" exists only on OpenAI's Responses API: the SDK routes it there by itself.
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "responses": "o3-pro",
+}
 
 
 @pytest.fixture
@@ -30,7 +37,7 @@ def guide_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     return emulator
 
 
-@pytest.fixture(params=["openai", "anthropic"])
+@pytest.fixture(params=list(MODELS))
 def protocol(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -44,3 +51,18 @@ def model(protocol: str) -> str:
 async def client(guide_env: Emulator) -> AsyncIterator[SteerLLMClient]:
     async with SteerLLMClient() as c:
         yield c
+
+
+@pytest.fixture
+def cli_env(emulator: Emulator, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env.pop("STEER_LLM_DATA_DIR", None)
+    env.pop("STEER_DEFAULT_MODEL", None)
+    env.update(
+        XDG_DATA_HOME=str(tmp_path / "data"),  # the log goes here, not into the real home
+        OPENAI_API_KEY="sk-test-cli",
+        OPENAI_BASE_URL=emulator.openai_base_url,
+        ANTHROPIC_API_KEY="sk-ant-test-cli",
+        ANTHROPIC_BASE_URL=emulator.anthropic_base_url,
+    )
+    return env

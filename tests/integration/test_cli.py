@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -29,21 +28,10 @@ async def run_cli(
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), 30)
+    # stdin is closed at once (empty) unless given: piped text is read to its end.
+    out, err = await asyncio.wait_for(proc.communicate(stdin or b""), 30)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
-
-
-@pytest.fixture
-def cli_env(emulator: Emulator) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
-    env.update(
-        OPENAI_API_KEY="sk-test-cli",
-        OPENAI_BASE_URL=emulator.openai_base_url,
-        ANTHROPIC_API_KEY="sk-ant-test-cli",
-        ANTHROPIC_BASE_URL=emulator.anthropic_base_url,
-    )
-    return env
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-3-haiku-20240307"])
@@ -95,6 +83,7 @@ async def test_errors_are_clear_with_a_non_zero_exit(
     emulator.enqueue(Reply(status=401, error_message="bad key"))
     code, _, err = await run_cli("stream", "-m", "gpt-4o-mini", "hi", env=cli_env)
     assert code == 1 and "AuthenticationError" in err and "bad key" in err
+    assert f"url={cli_env['OPENAI_BASE_URL']}/chat/completions" in err  # what was tried
     assert "sk-test-cli" not in err
 
 

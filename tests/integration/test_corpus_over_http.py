@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from steer_llm_sdk import SteerError, SteerLLMClient, StreamInterruptedError
+from steer_llm_sdk import (
+    Finish,
+    SteerError,
+    SteerLLMClient,
+    StreamInterruptedError,
+    TextDelta,
+    ToolCallEnd,
+)
 from steer_llm_sdk.models.streaming import StreamingOptions
+from steer_llm_sdk.parts import FINISH_REASONS
 
 from ..unit.test_codecs_corpus import CORPUS as CORPUS_DIR
 from ..unit.test_codecs_corpus import ENTRIES, expected_usage
@@ -46,8 +54,23 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
             assert "".join(chunks) == (expected["text"] or "")
             assert all(chunks), "no empty chunks are yielded"
             response = await client.stream_with_usage("hi", model_for(entry))
+            events = [p async for p in client.stream_events("hi", model_for(entry))]
     assert response.get_text() == (expected["text"] or "")
-    assert response.finish_reason == expected["finish_reason"]
+    assert response.raw_finish_reason == expected["finish_reason"]
+    assert response.finish_reason in FINISH_REASONS
+    # stream_events(): the same answer, as typed parts, ending with Finish.
+    finish = events[-1]
+    assert isinstance(finish, Finish) and finish.reason == response.finish_reason
+    assert finish.raw_reason == expected["finish_reason"]
+    assert "".join(p.text for p in events if isinstance(p, TextDelta)) == response.text
+    assert finish.response.usage == response.usage
+    ended = [p.call for p in events if isinstance(p, ToolCallEnd)]
+    want_calls = [(c["id"], c["name"], c["arguments"]) for c in expected["tool_calls"]]
+    if response.finish_reason == "length":
+        assert ended == []
+    else:
+        assert [(c.id, c.name, c.arguments) for c in ended] == want_calls
+    assert [(c.id, c.name, c.arguments) for c in finish.response.tool_calls] == want_calls
     want = expected_usage(entry)
     if want is not None:
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -55,7 +78,7 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
         assert "estimated" not in response.usage
     else:
         assert response.usage["estimated"] is True
-    assert [c["arguments"] for c in response.tool_calls] == [
+    assert [c.arguments for c in response.tool_calls] == [
         c["arguments"] for c in expected["tool_calls"]
     ]
 
@@ -128,3 +151,28 @@ async def test_usage_estimated_or_empty_when_the_provider_reports_none() -> None
     assert estimated.usage["completion_tokens"] == 2  # "Hello there" in cl100k_base
     assert estimated.cost_usd is not None and estimated.cost_usd > 0
     assert off.usage == {} and off.cost_usd is None and off.text == "Hello there"
+
+
+@pytest.mark.parametrize(
+    ("name", "field"), [("content-logprobs", "content"), ("refusal-logprobs", "refusal")]
+)
+async def test_logprobs_reach_the_response_and_the_text_deltas(name: str, field: str) -> None:
+    body = (CORPUS_DIR / "openai" / f"{name}.sse").read_bytes()
+    async with ReplayServer(body=body) as server:
+        async with SteerLLMClient(
+            api_keys={"openai": "sk-test"}, base_urls={"openai": server.url + "/v1"}
+        ) as client:
+            response = await client.stream_with_usage("hi", "gpt-4o", logprobs=True, top_logprobs=2)
+            parts = [p async for p in client.stream_events("hi", "gpt-4o", logprobs=True)]
+        sent = server.requests[0][2]
+    assert b'"logprobs":true' in sent and b'"top_logprobs":2' in sent
+    assert response.logprobs is not None
+    tokens = [item["token"] for item in response.logprobs[field]]
+    if field == "content":
+        assert "".join(tokens) == response.text == "Foo!"
+        deltas = [p for p in parts if isinstance(p, TextDelta)]
+        assert [d.logprobs[0]["token"] for d in deltas if d.logprobs] == tokens
+        assert all(isinstance(i["logprob"], float) for i in response.logprobs["content"])
+    else:
+        assert "".join(tokens) == response.refusal
+        assert response.finish_reason == "refusal"

@@ -51,7 +51,10 @@ async def test_basic_streaming(
 
     assert capsys.readouterr().out == "".join(STORY)
     sent = guide_env.requests[-1].json
-    assert sent["messages"][-1] == {"role": "user", "content": "Tell me a story"}
+    if guide_env.requests[-1].path.endswith("/responses"):
+        assert sent["input"][-1] == {"role": "user", "content": "Tell me a story"}
+    else:
+        assert sent["messages"][-1] == {"role": "user", "content": "Tell me a story"}
     assert sent["stream"] is True
     await client.aclose()
 
@@ -115,6 +118,8 @@ async def test_presets_json(guide_env: Emulator, client: SteerLLMClient, model: 
     sent = guide_env.requests[-1].json
     if model.startswith("gpt"):
         assert sent["response_format"] == {"type": "json_object"}
+    elif guide_env.requests[-1].path.endswith("/responses"):
+        assert sent["text"] == {"format": {"type": "json_object"}}
     else:  # Anthropic: JSON instruction + "{" prefill, streamed back as the first chunk
         assert sent["messages"][-1] == {"role": "assistant", "content": "{"}
         assert response.get_text().startswith("{")

@@ -134,8 +134,10 @@ async def test_connection_refused_is_retried_then_raised() -> None:
         api_keys={"openai": "sk-test"}, base_urls={"openai": f"http://127.0.0.1:{port}/v1"}
     )
     options = StreamingOptions(max_reconnect_attempts=2, reconnect_delay=0.01)
-    with pytest.raises(ConnectionError, match="could not connect"):
+    with pytest.raises(ConnectionError, match="could not connect") as info:
         await client.stream_with_usage("x", "gpt-4o-mini", streaming_options=options)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    assert info.value.url == url and url in str(info.value)  # the error names what it tried
     await client.aclose()
 
 

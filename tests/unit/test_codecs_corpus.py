@@ -11,6 +11,13 @@ from typing import Any
 import pytest
 
 from steer_llm_sdk.errors import SteerError
+from steer_llm_sdk.parts import (
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from steer_llm_sdk.providers.anthropic import AnthropicCodec
 from steer_llm_sdk.providers.anthropic import normalize_usage as anthropic_usage
 from steer_llm_sdk.providers.openai_chat import OpenAIChatCodec
@@ -25,27 +32,53 @@ ENTRIES = [
 ]
 
 
-def decode(entry: dict[str, Any], split: int | None = None) -> tuple[Any, str, Exception | None]:
+def decode(
+    entry: dict[str, Any], split: int | None = None, *, record: bool = False
+) -> tuple[Any, str, Exception | None]:
+    state, text, error, _ = decode_parts(entry, split, record=record)
+    return state, text, error
+
+
+def decode_parts(
+    entry: dict[str, Any], split: int | None = None, *, record: bool = True
+) -> tuple[Any, str, Exception | None, list[Any]]:
+    """Decode a recorded stream as the pipeline does: text from decode(), and with
+    record=True the typed parts the codec recorded, drained after every event."""
     body = (CORPUS / entry["file"]).read_bytes()
-    codec: Any = OpenAIChatCodec() if entry["protocol"] == "openai-chat" else AnthropicCodec()
+    codec: Any = (
+        OpenAIChatCodec(record=record)
+        if entry["protocol"] == "openai-chat"
+        else AnthropicCodec(record=record)
+    )
     sse = SSEDecoder()
     parts: list[str] = []
+    events: list[Any] = []
+    out = codec.state.out
     error: Exception | None = None
     pieces = [body] if split is None else [body[i : i + split] for i in range(0, len(body), split)]
+
+    def take(event: str | None, data: bytes) -> None:
+        text = codec.decode(event, data)
+        if out:
+            events.extend(out)
+            out.clear()
+        if text:
+            parts.append(text)
+            events.append(TextDelta(text))
+
     try:
         for piece in pieces:
             for event, data in sse.feed(piece):
-                text = codec.decode(event, data)
-                if text:
-                    parts.append(text)
+                take(event, data)
         for event, data in sse.close():
-            text = codec.decode(event, data)
-            if text:
-                parts.append(text)
+            take(event, data)
         codec.finish()
+        if out:
+            events.extend(out)
+            out.clear()
     except SteerError as exc:
         error = exc
-    return codec.state, "".join(parts), error
+    return codec.state, "".join(parts), error, events
 
 
 def test_corpus_is_intact() -> None:
@@ -111,6 +144,66 @@ def test_stream_decodes_to_expected(entry: dict[str, Any], split: int | None) ->
     if expected.get("thinking_text") is not None:
         assert state.reasoning_text == expected["thinking_text"]
     if entry["protocol"] == "openai-chat" and expected.get("refusal"):
-        assert state.refusal == expected["refusal"]
+        assert state.refusal_text == expected["refusal"]
+        assert state.reason == "refusal"
     # A stream that ran to its end is complete (and one cut short would not be).
     assert state.done
+
+
+UNIFIED = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "tool_use": "tool_calls",
+    "refusal": "refusal",
+}
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+@pytest.mark.parametrize("split", [None, 1, 7, 64])
+def test_stream_events_match_expected(entry: dict[str, Any], split: int | None) -> None:
+    """The typed parts of every recorded stream: text deltas make the text, tool calls
+    start, grow and end exactly as the manifest says, reasoning deltas make the
+    reasoning, at every byte split."""
+    expected = entry["expected"]
+    state, _text, error, events = decode_parts(entry, split)
+    if expected.get("error"):
+        assert error is not None
+        return
+    assert error is None, error
+    assert "".join(e.text for e in events if type(e) is TextDelta) == (expected["text"] or "")
+    reasoning = expected.get("reasoning_text") or expected.get("thinking_text")
+    if reasoning is not None:
+        assert "".join(e.text for e in events if type(e) is ReasoningDelta) == reasoning
+
+    want = [(c["id"], c["name"], c["arguments"]) for c in expected["tool_calls"]]
+    starts = [e for e in events if type(e) is ToolCallStart]
+    ends = [e for e in events if type(e) is ToolCallEnd]
+    assert [(s.id, s.name) for s in starts] == [(w[0], w[1]) for w in want]
+    for index, (_, _, arguments) in enumerate(want):
+        deltas = [e.arguments for e in events if type(e) is ToolCallDelta and e.index == index]
+        assert "".join(deltas) == arguments
+        first = events.index(starts[index])
+        assert all(
+            events.index(e) > first
+            for e in events
+            if type(e) in (ToolCallDelta, ToolCallEnd) and e.index == index
+        )
+    reason = state.reason
+    if expected["finish_reason"] in ("length", "max_tokens"):
+        # A call cut by max_tokens is not a complete call: no ToolCallEnd for it.
+        assert reason == "length"
+        assert ends == []
+    else:
+        assert [(e.call.id, e.call.name, e.call.arguments) for e in ends] == want
+        assert [e.index for e in ends] == list(range(len(want)))
+        if expected["finish_reason"] in UNIFIED:
+            assert reason == UNIFIED[expected["finish_reason"]] or (
+                reason == "refusal" and expected.get("refusal")
+            )
+    for call in state.tool_calls:
+        if reason != "length":
+            assert isinstance(call.args, dict)  # "" means {}

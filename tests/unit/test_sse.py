@@ -104,3 +104,45 @@ def test_close_keeps_complete_last_event_and_drops_a_cut_line() -> None:
     decoder = SSEDecoder()
     decoder.feed(b'data: {"cut')
     assert decoder.close() == []
+
+
+def test_a_line_longer_than_the_cap_is_a_typed_error() -> None:
+    import pytest
+
+    from steer_llm_sdk.errors import InvalidResponseError
+
+    decoder = SSEDecoder(max_event_bytes=1000)
+    decoder.feed(b"data: " + b"x" * 600)
+    with pytest.raises(InvalidResponseError, match="max_event_bytes=1000"):
+        decoder.feed(b"x" * 600)
+
+
+def test_an_event_of_many_lines_larger_than_the_cap_is_a_typed_error() -> None:
+    import pytest
+
+    from steer_llm_sdk.errors import InvalidResponseError
+
+    decoder = SSEDecoder(max_event_bytes=1000)
+    with pytest.raises(InvalidResponseError, match="SSE event larger"):
+        for _ in range(100):
+            decoder.feed(b"data: 0123456789abcdef\n")
+
+
+def test_a_long_line_in_many_pieces_decodes_whole_and_linearly() -> None:
+    # Cost per byte independent of line length: 4 MiB in 1 KiB pieces would take
+    # seconds with a quadratic buffer; here it is one join.
+    decoder = SSEDecoder()
+    payload = b"y" * (4 * 1024 * 1024)
+    body = b"data: " + payload + b"\n\n"
+    events = []
+    for i in range(0, len(body), 1024):
+        events.extend(decoder.feed(body[i : i + 1024]))
+        assert decoder.pending_bytes <= len(body)
+    assert events == [(None, payload)]
+    assert decoder.pending_bytes == 0
+
+
+def test_the_cap_can_be_lifted() -> None:
+    decoder = SSEDecoder(max_event_bytes=None)
+    body = b"data: " + b"z" * (20 * 1024 * 1024) + b"\n\n"
+    assert decoder.feed(body) == [(None, body[6:-2])]

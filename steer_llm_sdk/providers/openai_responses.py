@@ -1,0 +1,463 @@
+"""OpenAI Responses API wire codec (sans-I/O): ``POST /v1/responses`` with
+``stream: true``.
+
+Stream: ``response.output_text.delta`` is the fast path. Function calls are keyed by
+their output item (the argument deltas carry neither ``call_id`` nor ``name``: those
+come once, in ``response.output_item.added``). Reasoning summary and reasoning text
+deltas are reasoning. The terminal events ``response.completed``,
+``response.incomplete`` and ``response.failed`` carry the usage and the outcome; an
+``error`` event is a typed error.
+
+Requests: OpenAI-shaped messages become ``input`` items (system and developer →
+``instructions``; assistant tool calls → ``function_call`` items; tool messages →
+``function_call_output``); the reasoning items of an earlier answer, kept by
+``response.to_message()``, are sent back in their original order, each directly before
+the item that followed it, as the API requires.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidResponseError, SteerError
+from .base import ChatRequest, HTTPRequest, StreamState, error_for
+from .openai_chat import OpenAIChatCodec
+
+__all__ = ["OpenAIResponsesCodec", "normalize_usage"]
+
+logger = logging.getLogger("steer_llm_sdk")
+_loads = orjson.loads
+_DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
+_warned: set[str] = set()
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    raise InvalidResponseError(
+        f"the provider sent a token count that is not a whole number: {value!r:.40}"
+    )
+
+
+def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
+    """Responses usage → unified usage (input includes cached; output includes
+    reasoning, as OpenAI bills them)."""
+    prompt = _count(raw.get("input_tokens"))
+    completion = _count(raw.get("output_tokens"))
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    details = raw.get("input_tokens_details")
+    if isinstance(details, dict) and (
+        "cached_tokens" in details or "cache_write_tokens" in details
+    ):
+        usage["cache_info"] = {
+            "cached_tokens": _count(details.get("cached_tokens")),
+            "cache_creation_tokens": _count(details.get("cache_write_tokens")),
+        }
+    details = raw.get("output_tokens_details")
+    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
+        usage["reasoning_tokens"] = _count(details["reasoning_tokens"])
+    return usage
+
+
+def _content(content: Any, role: str) -> Any:
+    """OpenAI chat content → Responses input content."""
+    if isinstance(content, str) or content is None:
+        return content or ""
+    kind = "output_text" if role == "assistant" else "input_text"
+    out = []
+    for part in content:
+        if isinstance(part, str):
+            out.append({"type": kind, "text": part})
+        elif part.get("type") == "text":
+            out.append({"type": kind, "text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            image = part["image_url"]
+            url = image["url"] if isinstance(image, dict) else image
+            entry: dict[str, Any] = {"type": "input_image", "image_url": url}
+            if isinstance(image, dict) and image.get("detail"):
+                entry["detail"] = image["detail"]
+            out.append(entry)
+        else:
+            out.append({k: v for k, v in part.items() if k != "cache_control"})
+    return out
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        p if isinstance(p, str) else str(p.get("text", "")) for p in content or () if p
+    )
+
+
+def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    instructions: list[str] = []
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        role = m["role"]
+        content = m.get("content")
+        if role in ("system", "developer"):
+            instructions.append(_text_of(content))
+        elif role == "tool":
+            output = content if isinstance(content, str) else _text_of(content)
+            items.append(
+                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": output}
+            )
+        elif role == "assistant":
+            steer = m.get("steer")
+            replay = steer.get("openai_output") if isinstance(steer, dict) else None
+            if replay:
+                # The answer's own output items, in their order: reasoning items stay
+                # directly before the item that followed them.
+                items.extend(dict(item) for item in replay)
+                continue
+            if content:
+                items.append({"role": "assistant", "content": _content(content, "assistant")})
+            for call in m.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": call.get("id"),
+                        "name": fn.get("name"),
+                        "arguments": fn.get("arguments") or "{}",
+                    }
+                )
+        else:
+            items.append({"role": role, "content": _content(content, role)})
+    return ("\n\n".join(instructions) if instructions else None), items
+
+
+def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for tool in tools:
+        entry: dict[str, Any] = {
+            "type": "function",
+            "name": tool["name"],
+            "parameters": tool["parameters"],
+            # Responses makes function tools strict by default; a schema from a
+            # function is not strict-ready unless the tool says so.
+            "strict": bool(tool.get("strict")),
+        }
+        if tool.get("description"):
+            entry["description"] = tool["description"]
+        out.append(entry)
+    return out
+
+
+def _tool_choice(choice: str | dict[str, str]) -> Any:
+    if isinstance(choice, dict):
+        return {"type": "function", "name": choice["name"]}
+    return choice
+
+
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+class OpenAIResponsesCodec:
+    """Encodes a request and decodes its stream for one call. Not reusable."""
+
+    protocol = "openai-responses"
+    lead_text = ""
+
+    @classmethod
+    def factory(cls, spec: Any, model: str) -> Any:
+        def make(*, record: bool = False) -> OpenAIResponsesCodec:
+            return cls(record=record)
+
+        return make
+
+    @staticmethod
+    def normalize_base_url(url: str) -> str:
+        return url  # like Chat Completions: the base URL includes /v1
+
+    @staticmethod
+    def local_base_url(server: str) -> str:
+        return server + "/v1"
+
+    @staticmethod
+    def can_continue(model: str) -> bool:
+        return False  # the API has no assistant prefill: a broken stream cannot resume
+
+    def __init__(self, *, record: bool = False) -> None:
+        self.state = StreamState(record=record)
+        self._by_item: dict[Any, int] = {}  # item id / output index → tool ordinal
+        self._items: dict[int, dict[str, Any]] = {}  # output index → finished item
+        self._logprobs = False
+        self._summary_parts: set[tuple[Any, Any]] = set()
+
+    # -- request ---------------------------------------------------------------
+    def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
+        instructions, items = _input(request.messages)
+        body: dict[str, Any] = {"model": request.model, "input": items}
+        if instructions is not None:
+            body["instructions"] = instructions
+        params = dict(request.params)
+        max_tokens = params.pop("max_tokens", None)
+        if max_tokens is not None:
+            body["max_output_tokens"] = max_tokens
+        response_format = params.pop("response_format", None)
+        if response_format:
+            kind = response_format.get("type")
+            if kind == "json_schema":
+                inner = response_format.get("json_schema") or {}
+                fmt: dict[str, Any] = {
+                    "type": "json_schema",
+                    "name": inner.get("name") or "output",
+                    "schema": inner.get("schema") or response_format.get("schema") or {},
+                }
+                if inner.get("strict") is not None:
+                    fmt["strict"] = inner["strict"]
+                body["text"] = {"format": fmt}
+            elif kind == "json_object":
+                body["text"] = {"format": {"type": "json_object"}}
+        for key, value in params.items():
+            if value is None:
+                continue
+            if key in _DROPPED:
+                if key not in _warned:
+                    _warned.add(key)
+                    logger.warning("the Responses API does not take %r; it was not sent", key)
+                continue
+            body[key] = value
+        if request.tools:
+            body["tools"] = encode_tools(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = _tool_choice(request.tool_choice)
+        if request.parallel_tool_calls is not None and request.tools:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
+        if request.output_schema is not None:
+            body["text"] = {
+                "format": {
+                    "type": "json_schema",
+                    "name": request.output_name,
+                    "schema": request.output_schema,
+                    "strict": True,
+                }
+            }
+        if request.stream:
+            body["stream"] = True
+        body.update(request.extra_body)
+        if body.get("store") is False:
+            # Without storage, reasoning can only be carried to the next turn encrypted.
+            include = list(body.get("include") or ())
+            if "reasoning.encrypted_content" not in include:
+                include.append("reasoning.encrypted_content")
+            body["include"] = include
+        self._logprobs = bool(body.get("top_logprobs")) or any(
+            "logprobs" in str(i) for i in body.get("include") or ()
+        )
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if request.stream else "application/json",
+        }
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return HTTPRequest("POST", "/responses", headers, body)
+
+    # -- stream ----------------------------------------------------------------
+    def decode(self, event: str | None, data: bytes) -> str | None:
+        try:
+            obj = _loads(data)
+        except orjson.JSONDecodeError:
+            if data == b"[DONE]":  # OpenRouter ends with it after response.completed
+                return None
+            raise InvalidResponseError(
+                f"the stream sent a data line that is not JSON: {data[:120]!r}"
+            ) from None
+        kind = obj.get("type") if type(obj) is dict else None
+        if kind == "response.output_text.delta":
+            delta = obj.get("delta")
+            if type(delta) is str:
+                if self._logprobs:
+                    self._add_logprobs(obj.get("logprobs"))
+                return delta or None
+            raise InvalidResponseError(f"output_text.delta is not a string: {delta!r:.80}")
+        if type(obj) is not dict:
+            raise InvalidResponseError(f"the stream sent a non-object event: {data[:120]!r}")
+        return self._rare(kind or event, obj)
+
+    def _rare(self, kind: Any, obj: dict[str, Any]) -> str | None:
+        state = self.state
+        if kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            key = (obj.get("item_id"), obj.get("summary_index"))
+            if kind.startswith("response.reasoning_summary") and key not in self._summary_parts:
+                if self._summary_parts and state.reasoning_parts:
+                    state.reasoning("\n\n")  # between summary parts, as ChatGPT shows them
+                self._summary_parts.add(key)
+            state.reasoning(obj.get("delta") or "")
+        elif kind == "response.function_call_arguments.delta":
+            ordinal = self._call_for(obj)
+            delta = obj.get("delta")
+            if ordinal is not None and delta:
+                state.tool_delta(("item", ordinal), arguments=delta)
+        elif kind == "response.output_item.added":
+            item = obj.get("item")
+            if type(item) is not dict:
+                raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
+            if item.get("type") == "function_call":
+                ordinal = state.tool_delta(
+                    ("item", len(state.tool_calls)),
+                    id=item.get("call_id") or None,
+                    name=item.get("name") or None,
+                    arguments=item.get("arguments") or None,
+                )
+                self._by_item[item.get("id")] = ordinal
+                self._by_item[("index", obj.get("output_index"))] = ordinal
+        elif kind == "response.output_item.done":
+            item = obj.get("item")
+            if type(item) is not dict:
+                raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
+            index = obj.get("output_index")
+            self._items[index if type(index) is int else len(self._items)] = item
+            if item.get("type") == "function_call":
+                ordinal = self._call_for(obj, item)
+                if ordinal is not None:
+                    call = state.tool_calls[ordinal]
+                    whole = item.get("arguments")
+                    if isinstance(whole, str) and whole and not call.arguments:
+                        state.tool_delta(("item", ordinal), arguments=whole)
+                    state.tool_end(ordinal)
+        elif kind == "response.refusal.delta":
+            state.refusal(obj.get("delta") or "")
+        elif kind in ("response.created", "response.in_progress", "response.queued"):
+            response = obj.get("response")
+            if isinstance(response, dict):
+                state.model = response.get("model") or state.model
+                state.response_id = response.get("id") or state.response_id
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            self._terminal(obj.get("response"))
+        elif kind == "error":
+            raise self._error_event(obj)
+        return None  # content parts, annotations, built-in tool progress ...
+
+    def _call_for(self, obj: dict[str, Any], item: dict[str, Any] | None = None) -> int | None:
+        by = self._by_item
+        item_id = obj.get("item_id") or (item or {}).get("id")
+        if item_id in by:
+            return by[item_id]
+        return by.get(("index", obj.get("output_index")))
+
+    def _terminal(self, response: Any) -> None:
+        state = self.state
+        if not isinstance(response, dict):
+            raise InvalidResponseError("the terminal event carries no response object")
+        state.model = response.get("model") or state.model
+        state.response_id = response.get("id") or state.response_id
+        usage = response.get("usage")
+        if usage:
+            if type(usage) is not dict:
+                raise InvalidResponseError(f"usage is not an object: {usage!r:.80}")
+            state.usage = normalize_usage(usage)
+        status = response.get("status") or "completed"
+        if status == "failed":
+            raise self._error_event({"error": response.get("error") or {}})
+        output = response.get("output")
+        if isinstance(output, list) and output:
+            self._items = dict(enumerate(output))
+            if not state.tool_calls:  # a server that sent the calls only here
+                for item in output:
+                    if isinstance(item, dict) and item.get("type") == "function_call":
+                        ordinal = state.tool_delta(
+                            ("item", len(state.tool_calls)),
+                            id=item.get("call_id") or None,
+                            name=item.get("name") or None,
+                            arguments=item.get("arguments") or None,
+                        )
+                        state.tool_end(ordinal)
+        unified = "stop"
+        if status == "incomplete":
+            details = response.get("incomplete_details") or {}
+            unified = _INCOMPLETE.get(str(details.get("reason")), "other")
+        if state.refusal_parts and unified == "stop":
+            unified = "refusal"
+        state.finish(status, unified)
+        if state.reason != "length":
+            state.end_open_tools()
+        replay = [
+            item
+            for _, item in sorted(self._items.items())
+            if isinstance(item, dict)
+            and item.get("type") in ("reasoning", "function_call", "message")
+        ]
+        if any(item.get("type") == "reasoning" for item in replay):
+            state.provider_data["openai_output"] = replay
+        state.done = True
+
+    def _error_event(self, obj: dict[str, Any]) -> SteerError:
+        """An ``error`` event or a failed response → the typed error for its code."""
+        inner = obj.get("error")
+        err: dict[str, Any] = inner if isinstance(inner, dict) else obj
+        code = err.get("code")
+        status = {"rate_limit_exceeded": 429, "invalid_prompt": 400}.get(str(code))
+        return error_for(
+            status,
+            str(err.get("message") or "the provider sent an error"),
+            error_type=None if status else "server_error",
+            body=orjson.dumps(obj).decode()[:500],
+        )
+
+    def _add_logprobs(self, raw: Any) -> None:
+        if not raw:
+            return
+        if type(raw) is not list:
+            raise InvalidResponseError(f"logprobs is not a list: {raw!r:.80}")
+        state = self.state
+        if state.logprobs is None:
+            state.logprobs = {"content": [], "refusal": []}
+        state.logprobs["content"].extend(raw)
+        state.text_logprobs = raw
+
+    def finish(self) -> None:
+        """End of body: complete only after a terminal event (the API always sends
+        one)."""
+
+    # -- non-streaming and errors --------------------------------------------------
+    def decode_response(self, body: bytes) -> str:
+        try:
+            obj = _loads(body)
+        except orjson.JSONDecodeError:
+            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
+        if not isinstance(obj, dict):
+            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        if obj.get("error") and not obj.get("output"):
+            raise self._error_event(obj)
+        parts: list[str] = []
+        for item in obj.get("output") or ():
+            if not isinstance(item, dict):
+                raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
+            if item.get("type") == "message":
+                for content in item.get("content") or ():
+                    if content.get("type") == "output_text":
+                        text = content.get("text") or ""
+                        if type(text) is not str:
+                            raise InvalidResponseError(
+                                f"the provider sent text that is not a string: {text!r:.80}"
+                            )
+                        parts.append(text)
+                        if self._logprobs:
+                            self._add_logprobs(content.get("logprobs"))
+                    elif content.get("type") == "refusal":
+                        self.state.refusal(content.get("refusal") or "")
+            elif item.get("type") == "reasoning":
+                for summary in item.get("summary") or ():
+                    if isinstance(summary, dict) and summary.get("text"):
+                        if self.state.reasoning_parts:
+                            self.state.reasoning("\n\n")
+                        self.state.reasoning(summary["text"])
+                for content in item.get("content") or ():
+                    if isinstance(content, dict) and content.get("type") == "reasoning_text":
+                        self.state.reasoning(content.get("text") or "")
+        self._terminal(obj)
+        return "".join(parts)
+
+    parse_error = staticmethod(OpenAIChatCodec.parse_error)

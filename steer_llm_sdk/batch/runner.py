@@ -52,13 +52,6 @@ _COMMIT_ROWS = 1024
 _RATE_LIMIT_RETRIES = 20
 _ITEM_KEYS = ("custom_id", "messages", "prompt")
 _DEFAULT_COMPLETION_ESTIMATE = 256  # tokens, when max_tokens is not set
-# Connections per pool. httpcore's pool (httpx 0.28 / httpcore 1.0) does work in
-# proportion to idle connections times connections, with a socket check per idle
-# connection, on every request it starts or ends: at 64 connections in one pool that
-# is milliseconds per request. The runner spreads its requests over several pools of a
-# few connections each (copies of the client sharing its keys and settings).
-_CONNECTIONS_PER_POOL = 4
-_MAX_POOLS = 16
 
 
 def make_job(
@@ -298,7 +291,6 @@ class BatchJob:
         self._out: Any = None
         self._out_buffer: list[bytes] = []
         self._last_commit = 0.0
-        self._shards: list[tuple[Any, list[int]]] = []  # (client copy, [in flight])
         from ..models.response import StreamingResponse
 
         # The client validates output= itself where its responses carry `.output`.
@@ -384,7 +376,6 @@ class BatchJob:
             if self._budget_limit is not None:
                 self._budget = Budget(self._budget_limit, spent)
             self._open_output()
-            self._make_shards()
             flusher = asyncio.create_task(self._flush_periodically())
             try:
                 await self._dispatch()
@@ -396,9 +387,6 @@ class BatchJob:
                 flusher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await flusher
-            for shard, _ in self._shards:
-                with contextlib.suppress(Exception):
-                    await shard._transport.aclose()
             try:
                 self._commit()
             finally:
@@ -426,27 +414,6 @@ class BatchJob:
                 }
             )
         )
-
-    def _make_shards(self) -> None:
-        import copy
-
-        from ..transport.http import Transport
-
-        # At most 16 pools: each costs ~50 ms to set up (its TLS context) on first use.
-        count = min(_MAX_POOLS, max(1, -(-self._concurrency // _CONNECTIONS_PER_POOL)))
-        for _ in range(count):
-            shard = copy.copy(self._client)
-            shard._transport = Transport()
-            self._shards.append((shard, [0]))
-
-    def _pick_shard(self) -> tuple[Any, list[int]]:
-        best = self._shards[0]
-        for shard in self._shards:
-            if shard[1][0] < best[1][0]:
-                best = shard
-                if best[1][0] == 0:
-                    break
-        return best
 
     def _route(self, model: str) -> tuple[str, str]:
         route = self._routes.get(model)
@@ -751,10 +718,10 @@ class BatchJob:
                     holding = True
                 ticket = await gate.rate(tokens)
                 attempts += 1
-                shard, load = self._pick_shard()
-                load[0] += 1
                 try:
-                    response = await shard.stream_with_usage(item.messages, item.model, **params)
+                    response = await self._client.stream_with_usage(
+                        item.messages, item.model, **params
+                    )
                 except (RateLimitError, OverloadedError) as exc:
                     gate.settle(ticket, 0)
                     retry_after = getattr(exc, "retry_after", None)
@@ -784,8 +751,6 @@ class BatchJob:
                     holding = False
                     await asyncio.sleep(backoff_delay(failures, 0.5, None))
                     continue
-                finally:
-                    load[0] -= 1
                 usage = response.usage
                 gate.settle(ticket, usage.get("total_tokens") or 0)
                 gate.on_success()

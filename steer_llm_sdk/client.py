@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import ProviderSpec, Route, resolve_model
 from .errors import (
@@ -22,6 +22,10 @@ from .providers.base import ChatRequest
 from .streaming.pipeline import Call, StreamRun, add_usage
 from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
+
+if TYPE_CHECKING:
+    from .batch.ray_engine import RayBatchJob
+    from .batch.runner import BatchJob
 
 __all__ = ["SteerLLMClient"]
 
@@ -424,6 +428,14 @@ class SteerLLMClient:
         """One request without streaming; the same response shape as stream_with_usage."""
         call, _ = self._prepare(messages, model, params, stream=False, method="generate")
         return await StreamRun(call).generate()
+
+    def batch(self, items: Any, model: str | None = None, **options: Any) -> BatchJob | RayBatchJob:
+        """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
+        ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
+        Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
+        from .batch.runner import make_job
+
+        return make_job(self, items, model, **options)
 
     def stream_events(
         self, messages: Any = None, model: str | None = None, **params: Any

@@ -5,6 +5,22 @@
 It stands alone (stdlib only) and imports nothing else from the SDK.
 """
 
-from .emulator import Emulator, EmulatorThread, Fault, RecordedRequest, Reply, count_tokens
+from .emulator import (
+    Emulator,
+    EmulatorThread,
+    Fault,
+    RateLimitStats,
+    RecordedRequest,
+    Reply,
+    count_tokens,
+)
 
-__all__ = ["Emulator", "EmulatorThread", "Fault", "RecordedRequest", "Reply", "count_tokens"]
+__all__ = [
+    "Emulator",
+    "EmulatorThread",
+    "Fault",
+    "RateLimitStats",
+    "RecordedRequest",
+    "Reply",
+    "count_tokens",
+]

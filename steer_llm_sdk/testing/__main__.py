@@ -15,6 +15,9 @@ async def _serve(args: argparse.Namespace) -> None:
         reply_words=args.reply_words,
         chunk_words=args.chunk_words,
         delay_between_chunks=args.delay,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+        rate_window=args.rate_window,
     )
     await emulator.start()
     print(f"OpenAI base URL:    {emulator.openai_base_url}", flush=True)
@@ -30,6 +33,11 @@ def main() -> None:
     parser.add_argument("--reply-words", type=int, default=60, help="words in the default reply")
     parser.add_argument("--chunk-words", type=int, default=1, help="words per streamed chunk")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds between chunks")
+    parser.add_argument("--rpm", type=float, help="requests per minute per API key (429 above)")
+    parser.add_argument("--tpm", type=float, help="tokens per minute per API key (429 above)")
+    parser.add_argument(
+        "--rate-window", type=float, default=60.0, help="seconds over which limits are counted"
+    )
     args = parser.parse_args()
     try:
         asyncio.run(_serve(args))

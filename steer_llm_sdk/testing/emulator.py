@@ -29,7 +29,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Emulator", "EmulatorThread", "Fault", "RecordedRequest", "Reply", "count_tokens"]
+__all__ = [
+    "Emulator",
+    "EmulatorThread",
+    "Fault",
+    "RateLimitStats",
+    "RecordedRequest",
+    "Reply",
+    "count_tokens",
+]
 
 _WORDS = (
     "once upon a time a lighthouse keeper named Ada watched the sea each night and "
@@ -186,7 +194,7 @@ class RecordedRequest:
 class _Plan:
     """What to send for one request: status, headers, a list of body pieces."""
 
-    __slots__ = ("content_type", "extra_headers", "fault", "pause", "pieces", "status")
+    __slots__ = ("content_type", "extra_headers", "fault", "pause", "pieces", "status", "tokens")
 
     def __init__(
         self,
@@ -204,9 +212,27 @@ class _Plan:
         self.extra_headers = extra_headers or {}
         self.fault = fault
         self.pause = pause
+        self.tokens = 0  # prompt + completion tokens of a 200 answer (rate limits)
 
 
+_LIMITED_PATHS = ("/v1/chat/completions", "/v1/messages", "/v1/responses")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+
+
+@dataclass(slots=True)
+class RateLimitStats:
+    """What the emulator's rate limiter saw for one API key (``emu.rate_stats[key]``).
+
+    ``peak_requests`` and ``peak_tokens`` are the most accepted in any window of
+    ``rate_window`` seconds; ``limited`` counts the requests answered 429."""
+
+    requests: int = 0
+    tokens: int = 0
+    limited: int = 0
+    peak_requests: int = 0
+    peak_tokens: int = 0
+    window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+    window_tokens: int = field(default=0, repr=False)
 
 
 class Emulator:
@@ -221,6 +247,9 @@ class Emulator:
         chunk_words: int = 1,
         delay_between_chunks: float = 0.0,
         openai_continue_final_assistant: bool = True,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        rate_window: float = 60.0,
         backlog: int = 4096,
     ) -> None:
         self.host = host
@@ -238,6 +267,13 @@ class Emulator:
         self._plan_cache: dict[tuple[str, bytes], _Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
+        # Per-key rate limits (API key from authorization / x-api-key): at most
+        # limit * rate_window / 60 requests (tokens) accepted in any rate_window seconds.
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.rate_window = rate_window
+        self.rate_stats: dict[str, RateLimitStats] = {}
+        self._rules: list[tuple[bytes, Reply]] = []
         self.peak_open_connections = 0  # the most connections open at one time
 
     # -- lifecycle -------------------------------------------------------------
@@ -294,6 +330,11 @@ class Emulator:
         """Script the next replies, first in first out."""
         self._queue.extend(replies)
 
+    def add_rule(self, match: str, reply: Reply) -> None:
+        """Answer every request whose body contains ``match`` with ``reply``, always
+        (e.g. a poisoned prompt: ``add_rule("item 7", Reply(status=400))``)."""
+        self._rules.append((json.dumps(match)[1:-1].encode(), reply))
+
     # -- HTTP ----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -332,7 +373,7 @@ class Emulator:
                 writer.close()
 
     async def _respond(self, request: RecordedRequest, writer: asyncio.StreamWriter) -> bool:
-        plan = self._plan(request)
+        plan = self._plan_limited(request)
         fault = plan.fault
         if fault is not None and fault.kind == "stall_headers":
             await asyncio.sleep(fault.seconds)
@@ -393,9 +434,125 @@ class Emulator:
         await writer.drain()
         return True
 
+    def _script_over_http(self, path: str, request: RecordedRequest) -> _Plan:
+        """``POST /emulator/enqueue`` with a Reply's fields as JSON (or a list of them);
+        ``POST /emulator/rule`` with ``{"match": "...", "reply": {...}}``. A fault is
+        ``{"kind": "drop", "after": 3}`` (the fields of :class:`Fault`)."""
+        try:
+            data = request.json
+
+            def reply_of(fields: dict[str, Any]) -> Reply:
+                fields = dict(fields)
+                if fields.get("fault"):
+                    fields["fault"] = Fault(**fields["fault"])
+                return Reply(**fields)
+
+            if path == "/emulator/rule":
+                self.add_rule(str(data["match"]), reply_of(data["reply"]))
+            else:
+                self.enqueue(*[reply_of(d) for d in (data if isinstance(data, list) else [data])])
+        except (ValueError, TypeError, KeyError) as exc:
+            return _error_plan("openai", 400, "invalid_request_error", f"bad script: {exc}", {})
+        return _Plan(200, "application/json", [b'{"ok": true}'])
+
+    # -- rate limits -----------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters as JSON-able data (also served at ``GET /emulator/stats``)."""
+        return {
+            "requests": len(self.requests),
+            "connections": self.connections,
+            "rate_window": self.rate_window,
+            "rate_limits": {
+                key: {
+                    "requests": st.requests,
+                    "tokens": st.tokens,
+                    "limited": st.limited,
+                    "peak_requests": st.peak_requests,
+                    "peak_tokens": st.peak_tokens,
+                }
+                for key, st in self.rate_stats.items()
+            },
+        }
+
+    def _plan_limited(self, request: RecordedRequest) -> _Plan:
+        """The plan, or a 429 when the request's key is over its rate limits (a
+        scripted reply it would have used stays at the head of the queue)."""
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            return self._plan(request)
+        head = self._queue[0] if self._queue else None
+        plan = self._plan(request)
+        path = request.path.split("?")[0]
+        if plan.status != 200 or path not in _LIMITED_PATHS:
+            return plan
+        headers = request.headers
+        key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        limited = self._rate_check(key, plan.tokens)
+        if limited is None:
+            return plan
+        if head is not None and (not self._queue or self._queue[0] is not head):
+            self._queue.appendleft(head)
+        protocol = "anthropic" if path == "/v1/messages" else "openai"
+        return _error_plan(
+            protocol,
+            429,
+            "rate_limit_error",
+            f"rate limit reached for this key: {limited[1]}",
+            {
+                "retry-after": str(math.ceil(limited[0])),
+                "retry-after-ms": str(int(limited[0] * 1000)),
+            },
+        )
+
+    def _rate_check(self, key: str, tokens: int) -> tuple[float, str] | None:
+        """None when the request fits (and is counted), else (seconds to wait, what)."""
+        import time
+
+        stats = self.rate_stats.get(key)
+        if stats is None:
+            stats = self.rate_stats[key] = RateLimitStats()
+        now = time.monotonic()
+        window = stats.window
+        edge = now - self.rate_window
+        while window and window[0][0] <= edge:
+            stats.window_tokens -= window.popleft()[1]
+        scale = self.rate_window / 60.0
+        over: list[tuple[float, str]] = []
+        if self.requests_per_minute is not None:
+            allowed = self.requests_per_minute * scale
+            if len(window) + 1 > allowed:
+                wait = window[0][0] + self.rate_window - now if window else self.rate_window
+                over.append((wait, f"{self.requests_per_minute:g} requests per minute"))
+        if self.tokens_per_minute is not None:
+            allowed_tokens = self.tokens_per_minute * scale
+            if window and stats.window_tokens + tokens > allowed_tokens:
+                need = stats.window_tokens + tokens - allowed_tokens
+                freed = 0
+                wait = self.rate_window
+                for when, size in window:
+                    freed += size
+                    if freed >= need:
+                        wait = when + self.rate_window - now
+                        break
+                over.append((wait, f"{self.tokens_per_minute:g} tokens per minute"))
+        if over:
+            stats.limited += 1
+            wait, what = max(over)
+            return max(wait, 0.001), what
+        window.append((now, tokens))
+        stats.window_tokens += tokens
+        stats.requests += 1
+        stats.tokens += tokens
+        stats.peak_requests = max(stats.peak_requests, len(window))
+        stats.peak_tokens = max(stats.peak_tokens, stats.window_tokens)
+        return None
+
     # -- replies -------------------------------------------------------------
     def _plan(self, request: RecordedRequest) -> _Plan:
         path = request.path.split("?")[0]
+        if request.method == "GET" and path == "/emulator/stats":
+            return _Plan(200, "application/json", [json.dumps(self.stats()).encode()])
+        if request.method == "POST" and path in ("/emulator/enqueue", "/emulator/rule"):
+            return self._script_over_http(path, request)
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}
             return _Plan(200, "application/json", [json.dumps(data).encode()])
@@ -415,6 +572,9 @@ class Emulator:
                 raise ValueError("not an object")
         except ValueError:
             return _error_plan(protocol, 400, "invalid_request_error", "body is not JSON", {})
+        for match, rule_reply in self._rules:
+            if match in request.body:
+                return self._plan_for(protocol, body, rule_reply)
         if not self._queue:
             key = (path, request.body)
             cached = self._plan_cache.get(key)
@@ -502,9 +662,11 @@ class Emulator:
             else self.delay_between_chunks
         )
         if protocol == "responses":
-            return _responses_plan(
+            plan = _responses_plan(
                 original or {}, model, chunks, finish, usage, calls, reply, pause
             )
+            plan.tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+            return plan
         if not body.get("stream"):
             if protocol == "openai":
                 payload = _openai_message(
@@ -514,13 +676,15 @@ class Emulator:
                 payload = _anthropic_message(
                     model, "".join(chunks), finish, usage, calls, reply.reasoning
                 )
-            return _Plan(
+            plan = _Plan(
                 200,
                 "application/json",
                 [json.dumps(payload).encode()],
                 extra_headers=reply.headers,
                 fault=reply.fault,
             )
+            plan.tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+            return plan
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if protocol == "openai":
             pieces = _openai_frames(
@@ -532,7 +696,7 @@ class Emulator:
             pieces = _anthropic_frames(model, chunks, finish, usage, reply.fault)
             if calls or reply.reasoning:
                 pieces = _anthropic_rich(pieces, calls, reply, bool(chunks))
-        return _Plan(
+        plan = _Plan(
             200,
             "text/event-stream",
             pieces,
@@ -540,6 +704,8 @@ class Emulator:
             fault=reply.fault,
             pause=pause,
         )
+        plan.tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+        return plan
 
     def _plan_error_fault(self, plan: _Plan, reply: Reply) -> _Plan:
         plan.fault = reply.fault

@@ -1,0 +1,654 @@
+"""Batch jobs on a Ray cluster: ``client.batch(..., engine="ray")`` and
+``steer-llm batch --engine ray``. Needs ``pip install 'steer-llm-sdk[ray]'``; nothing of
+Ray is imported until a job with ``engine="ray"`` runs.
+
+How it runs:
+
+- the input becomes a Ray Dataset (a JSONL or Parquet path, with a column per field:
+  ``custom_id``, ``prompt`` or ``messages``, per-item parameters; or a list of items);
+- ``map_batches`` runs :class:`SteerUDF`, an actor class holding one
+  :class:`~steer_llm_sdk.SteerLLMClient` per actor, which runs the rows of each batch
+  concurrently on its own event loop;
+- one named actor, :class:`Coordinator`, holds what must be shared: the per-provider
+  rate limits (so every worker together stays under the provider's limits: Ray's own
+  HTTP processor limits each worker separately), the 429 pauses, the budget, and the
+  job's SQLite journal (on the driver's node);
+- resume is by ``custom_id`` through that journal, not Ray Data's checkpointing: the
+  journal already gives the local engine exactly-once output, a fingerprint check and
+  a budget that counts earlier runs, and it is written as each item completes, so a
+  worker killed mid-batch loses only its requests in flight (Ray retries the batch and
+  the finished rows come back from the journal without a request);
+- the output (JSONL, or Parquet when the path ends in ``.parquet``) is written from the
+  journal when the job ends: one row per item, duplicates in the input included once.
+  (Duplicates that run at the same moment on two workers may each cost a request; the
+  local engine never does that.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import ConfigurationError, OverloadedError, RateLimitError, SteerError
+from .journal import DONE, FAILED, RETRY, Journal
+from .limits import Budget, ProviderGate
+from .runner import BatchSummary, _error_dict, _jsonable, _prompt_tokens, _retryable
+
+if TYPE_CHECKING:
+    from ..client import SteerLLMClient
+
+__all__ = ["Coordinator", "RayBatchJob", "SteerUDF", "run_cli"]
+
+_NAMESPACE = "steer-llm-sdk"
+_RATE_LIMIT_RETRIES = 20
+_BUDGET_WAIT = 300.0  # seconds a request may wait for budget freed by requests in flight
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigurationError(
+            "engine='ray' needs Ray Data: pip install 'steer-llm-sdk[ray]'"
+        ) from None
+    return ray
+
+
+class Coordinator:
+    """The shared state of one job (a named Ray actor): limits, budget, journal."""
+
+    def __init__(
+        self,
+        journal_path: str,
+        run_id: int,
+        requests_per_minute: Any,
+        tokens_per_minute: Any,
+        budget_usd: float | None,
+    ) -> None:
+        self.journal = Journal(journal_path)
+        self.run_id = run_id
+        self.rpm = requests_per_minute
+        self.tpm = tokens_per_minute
+        spent = sum(cost for _, cost, _, _ in self.journal.totals().values())
+        self.budget = Budget(budget_usd, spent) if budget_usd is not None else None
+        self.spent_before = spent
+        self.gates: dict[str, ProviderGate] = {}
+        self.tickets: dict[int, Any] = {}
+        self.next_ticket = 0
+        self.counts = {"succeeded": 0, "failed": 0, "retryable_failed": 0, "requests": 0}
+        self.tokens = [0, 0]
+        self.cost = 0.0
+        self.limited_count = 0
+        self.budget_stopped = False
+        self.pids: set[int] = set()
+        self.last_commit = time.monotonic()
+
+    def _gate(self, provider: str) -> ProviderGate:
+        gate = self.gates.get(provider)
+        if gate is None:
+            rpm = self.rpm.get(provider) if isinstance(self.rpm, dict) else self.rpm
+            tpm = self.tpm.get(provider) if isinstance(self.tpm, dict) else self.tpm
+            gate = ProviderGate(
+                provider, concurrency=1, requests_per_minute=rpm, tokens_per_minute=tpm
+            )
+            self.gates[provider] = gate
+        return gate
+
+    async def register(self, pid: int) -> None:
+        self.pids.add(pid)
+
+    async def worker_pids(self) -> list[int]:
+        return sorted(self.pids)
+
+    async def lookup(self, ids: list[str]) -> dict[str, bytes]:
+        """Results already recorded (earlier runs, or this run before a retry)."""
+        found = self.journal.lookup(ids)
+        done = [i for i, (state, run) in found.items() if state != RETRY or run == self.run_id]
+        out: dict[str, bytes] = {}
+        for item_id in done:
+            row = self.journal._db.execute(
+                "SELECT result FROM items WHERE id = ?", (item_id,)
+            ).fetchone()
+            out[item_id] = bytes(row[0])
+        return out
+
+    async def reserve(self, worst: float) -> bool:
+        if self.budget is None:
+            return True
+        if self.budget_stopped:
+            return False
+        try:
+            # A worker that died with requests in flight never returns their worst
+            # case: waiting for it would hang, so a long wait ends the job (a budget
+            # that stops early, never one that overruns).
+            fits = await asyncio.wait_for(self.budget.reserve(worst), _BUDGET_WAIT)
+        except TimeoutError:
+            fits = False
+        if not fits:
+            self.budget_stopped = True
+        return fits
+
+    async def acquire(self, provider: str, tokens: float) -> int:
+        ticket = await self._gate(provider).rate(tokens)
+        self.next_ticket += 1
+        self.tickets[self.next_ticket] = (provider, ticket)
+        return self.next_ticket
+
+    async def settle(self, ticket_id: int, tokens: float) -> None:
+        provider, ticket = self.tickets.pop(ticket_id)
+        self._gate(provider).settle(ticket, tokens)
+
+    async def rate_limited(self, provider: str, retry_after: float) -> None:
+        self.limited_count += 1
+        self._gate(provider).on_rate_limited(retry_after)
+
+    async def complete(
+        self,
+        item_id: str,
+        state: int,
+        attempts: int,
+        cost: float,
+        prompt: int,
+        completion: int,
+        result: bytes,
+        worst: float,
+    ) -> None:
+        if self.budget is not None:
+            self.budget.settle(worst, cost)
+        existing = self.journal.lookup([item_id]).get(item_id)
+        self.counts["requests"] += attempts
+        self.cost += cost
+        if existing is not None and existing[0] in (DONE, FAILED):
+            return  # a duplicate that ran at the same time elsewhere: first one wins
+        key = {DONE: "succeeded", FAILED: "failed", RETRY: "retryable_failed"}[state]
+        self.counts[key] += 1
+        self.tokens[0] += prompt
+        self.tokens[1] += completion
+        self.journal.record(item_id, state, self.run_id, attempts, cost, prompt, completion, result)
+        if time.monotonic() - self.last_commit > 0.2 or self.journal.pending >= 512:
+            self.journal.commit()
+            self.last_commit = time.monotonic()
+
+    async def summary(self) -> dict[str, Any]:
+        self.journal.commit()
+        return {
+            **self.counts,
+            "prompt_tokens": self.tokens[0],
+            "completion_tokens": self.tokens[1],
+            "cost_usd": self.cost,
+            "total_cost_usd": self.spent_before + self.cost,
+            "rate_limited": self.limited_count,
+            "budget_stopped": self.budget_stopped,
+        }
+
+    async def close(self) -> None:
+        self.journal.close()
+
+
+class SteerUDF:
+    """The ``map_batches`` actor class: one SteerLLMClient per actor; a batch's rows
+    run concurrently; limits and the budget are asked of the coordinator."""
+
+    def __init__(
+        self,
+        coordinator: str,
+        client_config: dict[str, Any],
+        model: str | None,
+        params: dict[str, Any],
+        concurrency: int,
+        max_attempts: int,
+    ) -> None:
+        import ray
+
+        from ..client import SteerLLMClient
+        from .runner import BatchJob
+
+        self.coordinator = ray.get_actor(coordinator, namespace=_NAMESPACE)
+        self.loop = asyncio.new_event_loop()
+        self.client = SteerLLMClient(**client_config)
+        self.job = BatchJob(
+            self.client, [], model, concurrency=concurrency, max_attempts=max_attempts, **params
+        )
+        self.gates: dict[str, ProviderGate] = {}
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.budget = "budget_usd" in params
+        ray.get(self.coordinator.register.remote(os.getpid()))
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow
+
+        rows = batch.to_pylist()
+        out = self.loop.run_until_complete(self._batch(rows))
+        return pyarrow.Table.from_pylist(out, schema=_OUT_SCHEMA())
+
+    async def _batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = [self.job._normalize(_row_item(row), 0) for row in rows]
+        known = await self.coordinator.lookup.remote([item.custom_id for item in items])
+        return list(await asyncio.gather(*(self._row(item, known) for item in items)))
+
+    async def _row(self, item: Any, known: dict[str, bytes]) -> dict[str, Any]:
+        if item.custom_id in known:
+            return {"custom_id": item.custom_id, "status": "done_before"}
+        if item.invalid is not None:
+            await self._record(
+                item,
+                None,
+                _error_dict(ConfigurationError(item.invalid), retryable=False),
+                0,
+                0.0,
+                0.0,
+            )
+            return {"custom_id": item.custom_id, "status": "failed"}
+        job = self.job
+        try:
+            provider, _ = job._route(item.model)
+        except SteerError as exc:
+            await self._record(item, None, _error_dict(exc, retryable=False), 0, 0.0, 0.0)
+            return {"custom_id": item.custom_id, "status": "failed"}
+        gate = self.gates.get(provider)
+        if gate is None:
+            gate = self.gates[provider] = ProviderGate(provider, concurrency=self.concurrency)
+        max_tokens = item.params.get("max_tokens", job._params.get("max_tokens"))
+        estimate = _prompt_tokens(item.messages)
+        tokens = estimate + (max_tokens if isinstance(max_tokens, int) else 256)
+        worst = 0.0
+        if self.budget:
+            price = job._price(item.model)
+            if price is None or not isinstance(max_tokens, int):
+                error = (
+                    job._no_price_error(item.model)
+                    if price is None
+                    else ConfigurationError(
+                        "budget_usd needs max_tokens to bound the worst case of each request"
+                    )
+                )
+                await self._record(item, None, _error_dict(error, retryable=False), 0, 0.0, 0.0)
+                return {"custom_id": item.custom_id, "status": "failed"}
+            worst = estimate * price.input + max_tokens * price.output
+        await gate.slot()
+        try:
+            if not await self.coordinator.reserve.remote(worst):
+                return {"custom_id": item.custom_id, "status": "not_started"}
+            return await self._attempts(item, gate, provider, tokens, worst)
+        finally:
+            gate.release()
+
+    async def _attempts(
+        self, item: Any, gate: ProviderGate, provider: str, tokens: int, worst: float
+    ) -> dict[str, Any]:
+        from .runner import BatchResult, _read_output
+
+        params, output = self.job._call_params(item)
+        attempts = failures = rate_limited = 0
+        cost = 0.0
+        while True:
+            ticket = await self.coordinator.acquire.remote(provider, tokens)
+            attempts += 1
+            try:
+                response = await self.client.stream_with_usage(item.messages, item.model, **params)
+            except (RateLimitError, OverloadedError) as exc:
+                await self.coordinator.settle.remote(ticket, 0)
+                rate_limited += 1
+                retry_after = getattr(exc, "retry_after", None) or min(8.0, 2.0**rate_limited / 2)
+                gate.on_rate_limited(retry_after)
+                await self.coordinator.rate_limited.remote(provider, retry_after)
+                if rate_limited > _RATE_LIMIT_RETRIES:
+                    await self._record(
+                        item, None, _error_dict(exc, retryable=True), attempts, cost, worst
+                    )
+                    return {"custom_id": item.custom_id, "status": "failed"}
+                continue
+            except SteerError as exc:
+                await self.coordinator.settle.remote(ticket, 0)
+                failures += 1
+                retryable = _retryable(exc)
+                if not retryable or failures >= self.max_attempts:
+                    await self._record(
+                        item, None, _error_dict(exc, retryable=retryable), attempts, cost, worst
+                    )
+                    return {"custom_id": item.custom_id, "status": "failed"}
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** (failures - 1)))
+                continue
+            usage = response.usage
+            await self.coordinator.settle.remote(ticket, usage.get("total_tokens") or 0)
+            gate.on_success()
+            cost += response.cost_usd or 0.0
+            result = BatchResult(
+                custom_id=item.custom_id,
+                text=response.text,
+                usage=usage,
+                cost_usd=response.cost_usd,
+                finish_reason=response.finish_reason,
+                attempts=attempts,
+                model=item.model,
+            )
+            if output is not None:
+                try:
+                    result.output = _read_output(response, output, self.job._supports_output)
+                except Exception as exc:
+                    result.error = _error_dict(exc, retryable=False)
+            await self._record(item, result, result.error, attempts, cost, worst)
+            return {"custom_id": item.custom_id, "status": "failed" if result.error else "ok"}
+
+    async def _record(
+        self,
+        item: Any,
+        result: Any,
+        error: dict[str, Any] | None,
+        attempts: int,
+        cost: float,
+        worst: float,
+    ) -> None:
+        from .runner import BatchResult
+
+        if result is None:
+            result = BatchResult(custom_id=item.custom_id, model=item.model or None, error=error)
+        result.attempts = attempts
+        usage = result.usage or {}
+        state = DONE if error is None else (RETRY if error.get("retryable") else FAILED)
+        await self.coordinator.complete.remote(
+            item.custom_id,
+            state,
+            attempts,
+            cost,
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+            orjson.dumps(result.to_dict(), default=_jsonable),
+            worst,
+        )
+
+
+def _OUT_SCHEMA() -> Any:
+    import pyarrow
+
+    return pyarrow.schema([("custom_id", pyarrow.string()), ("status", pyarrow.string())])
+
+
+def _row_item(row: dict[str, Any]) -> Any:
+    """A Dataset row back to an item: ``item`` (JSON of a list input) or the columns."""
+    if set(row) == {"item"} and isinstance(row["item"], str):
+        return orjson.loads(row["item"])
+    item = {k: v for k, v in row.items() if v is not None}
+    messages = item.get("messages")
+    if isinstance(messages, list):  # struct columns give every key to every message
+        item["messages"] = [
+            {k: v for k, v in m.items() if v is not None} if isinstance(m, dict) else m
+            for m in messages
+        ]
+    return item
+
+
+class RayBatchJob:
+    """A batch job on a Ray cluster. ``await job.run()`` returns the summary; the
+    results are in ``output_path`` (JSONL, or Parquet for ``*.parquet``)."""
+
+    def __init__(
+        self,
+        client: SteerLLMClient,
+        items: Any,
+        model: str | None = None,
+        *,
+        output_path: str | os.PathLike[str] | None = None,
+        ray_address: str | None = None,
+        num_actors: int = 2,
+        batch_size: int = 64,
+        num_blocks: int | None = None,
+        concurrency: int = 32,
+        requests_per_minute: Any = None,
+        tokens_per_minute: Any = None,
+        budget_usd: float | None = None,
+        max_attempts: int = 5,
+        journal: str | os.PathLike[str] | None = None,
+        **params: Any,
+    ) -> None:
+        from .runner import BatchJob
+
+        if output_path is None:
+            raise ConfigurationError(
+                "engine='ray' writes its results to a file: give output_path='results.jsonl' "
+                "(or '.parquet')"
+            )
+        if "on_result" in params:
+            raise ConfigurationError("engine='ray' does not call on_result: read output_path")
+        self.output_path = os.fspath(output_path)
+        self.journal_path = os.fspath(journal) if journal else self.output_path + ".journal"
+        # Validates the options the same way as the local engine, and fingerprints.
+        self._local = BatchJob(
+            client,
+            [],
+            model,
+            concurrency=concurrency,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            budget_usd=budget_usd,
+            max_attempts=max_attempts,
+            **params,
+        )
+        self._client = client
+        self._items = items
+        self._model = model
+        self._params = params
+        self._address = ray_address
+        self._num_actors = num_actors
+        self._batch_size = batch_size
+        self._num_blocks = num_blocks
+        self._concurrency = concurrency
+        self._rpm = requests_per_minute
+        self._tpm = tokens_per_minute
+        self._budget = budget_usd
+        self._max_attempts = max_attempts
+        self.coordinator_name = ""
+        self.worker_pids: list[int] = []  # the actor processes seen (restarts included)
+        self.summary = BatchSummary(journal=self.journal_path)
+
+    async def run(self) -> BatchSummary:
+        return await asyncio.to_thread(self._run)
+
+    def __aiter__(self) -> Any:
+        raise ConfigurationError(
+            "engine='ray' writes results to output_path; use `await job.run()` and read it"
+        )
+
+    def _dataset(self, ray: Any) -> Any:
+        items = self._items
+        # Enough blocks for every actor to get work (a small file is one block else).
+        blocks = self._num_blocks or 4 * self._num_actors
+        if isinstance(items, str | os.PathLike):
+            path = os.fspath(items)
+            if path.endswith(".parquet") or os.path.isdir(path):
+                ds = ray.data.read_parquet(path, override_num_blocks=blocks)
+            else:
+                ds = ray.data.read_json(path, lines=True, override_num_blocks=blocks)
+            # A small single file reads as one block, which only one actor would get:
+            # split it (repartition holds the input in the object store, so only when
+            # it is small, or when asked with num_blocks=).
+            small = os.path.isfile(path) and os.path.getsize(path) < 64 * 1024 * 1024
+            if self._num_blocks or small:
+                ds = ds.repartition(blocks)
+            return ds
+        if hasattr(items, "map_batches"):
+            return items  # already a Dataset
+        return ray.data.from_items(
+            [{"item": orjson.dumps(x, default=_jsonable).decode()} for x in items],
+            override_num_blocks=blocks,
+        )
+
+    def _run(self) -> BatchSummary:
+        ray = _ray()
+        began = time.perf_counter()
+        if not ray.is_initialized():
+            ray.init(address=self._address, namespace=_NAMESPACE, log_to_driver=False)
+        local = self._local
+        local._check_job_prices()
+        journal = Journal(self.journal_path)
+        try:
+            journal.check_fingerprint(local._fingerprint())
+            run_id = journal.new_run()
+        finally:
+            journal.close()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.coordinator_name = f"steer-batch-{os.getpid()}-{run_id}-{int(time.time())}"
+        coordinator = (
+            ray.remote(Coordinator)
+            .options(
+                name=self.coordinator_name,
+                namespace=_NAMESPACE,
+                max_concurrency=100_000,
+                num_cpus=0,
+                # On the driver's node: the journal is a file there.
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    ray.get_runtime_context().get_node_id(), soft=False
+                ),
+            )
+            .remote(
+                os.path.abspath(self.journal_path),
+                run_id,
+                self._rpm,
+                self._tpm,
+                self._budget,
+            )
+        )
+        client = self._client
+        config = {
+            "api_keys": dict(client._keys),
+            "base_urls": dict(client._base_urls),
+            "providers": dict(client._providers),
+            "prices": client._prices,
+        }
+        params = dict(self._params)
+        if self._budget is not None:
+            params["budget_usd"] = self._budget
+        try:
+            ds = self._dataset(ray).map_batches(
+                SteerUDF,
+                fn_constructor_kwargs={
+                    "coordinator": self.coordinator_name,
+                    "client_config": config,
+                    "model": self._model,
+                    "params": params,
+                    "concurrency": self._concurrency,
+                    "max_attempts": self._max_attempts,
+                },
+                concurrency=self._num_actors,
+                batch_size=self._batch_size,
+                batch_format="pyarrow",
+                num_cpus=0.5,
+            )
+            statuses: dict[str, int] = {}
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for status in batch.column("status").to_pylist():
+                    statuses[status] = statuses.get(status, 0) + 1
+            figures = ray.get(coordinator.summary.remote())
+            self.worker_pids = ray.get(coordinator.worker_pids.remote())
+        finally:
+            ray.get(coordinator.close.remote())
+            ray.kill(coordinator)
+        s = self.summary
+        s.read = sum(statuses.values())
+        s.succeeded = figures["succeeded"]
+        s.failed = figures["failed"]
+        s.retryable_failed = figures["retryable_failed"]
+        s.skipped = statuses.get("done_before", 0)
+        s.duplicates = max(0, s.read - s.skipped - s.succeeded - s.failed - s.retryable_failed)
+        s.duplicates -= statuses.get("not_started", 0)
+        s.remaining = statuses.get("not_started", 0)
+        s.stopped = "budget" if figures["budget_stopped"] else None
+        s.prompt_tokens = figures["prompt_tokens"]
+        s.completion_tokens = figures["completion_tokens"]
+        s.cost_usd = figures["cost_usd"]
+        s.total_cost_usd = figures["total_cost_usd"]
+        s.requests = figures["requests"]
+        s.rate_limited = figures["rate_limited"]
+        s.duplicates = max(0, s.duplicates)
+        export(self.journal_path, self.output_path)
+        s.elapsed = time.perf_counter() - began
+        return s
+
+
+def export(journal_path: str, output_path: str) -> int:
+    """Write every finished result in the journal to JSONL or Parquet; returns rows."""
+    journal = Journal(journal_path)
+    rows = 0
+    try:
+        if output_path.endswith(".parquet"):
+            import pyarrow
+            import pyarrow.parquet as pq
+
+            schema = pyarrow.schema(
+                [
+                    ("custom_id", pyarrow.string()),
+                    ("text", pyarrow.string()),
+                    ("output", pyarrow.string()),
+                    ("usage", pyarrow.string()),
+                    ("cost_usd", pyarrow.float64()),
+                    ("finish_reason", pyarrow.string()),
+                    ("attempts", pyarrow.int64()),
+                    ("model", pyarrow.string()),
+                    ("error", pyarrow.string()),
+                ]
+            )
+            as_json = ("output", "usage", "error")
+            with pq.ParquetWriter(output_path, schema) as writer:
+                chunk: list[dict[str, Any]] = []
+                for result in journal.results():
+                    for key in as_json:
+                        value = result.get(key)
+                        result[key] = None if value is None else orjson.dumps(value).decode()
+                    chunk.append(result)
+                    if len(chunk) >= 10_000:
+                        writer.write_table(pyarrow.Table.from_pylist(chunk, schema=schema))
+                        rows += len(chunk)
+                        chunk = []
+                if chunk:
+                    writer.write_table(pyarrow.Table.from_pylist(chunk, schema=schema))
+                    rows += len(chunk)
+        else:
+            with open(output_path, "wb") as f:
+                for result in journal.results():
+                    f.write(orjson.dumps(result) + b"\n")
+                    rows += 1
+    finally:
+        journal.close()
+    return rows
+
+
+async def run_cli(args: Any, model: str, options: dict[str, Any], journal: str) -> int:
+    """``steer-llm batch --engine ray``."""
+    import sys
+
+    from .. import SteerLLMClient
+
+    if args.input == "-":
+        print("steer-llm batch: --engine ray reads a file, not standard input", file=sys.stderr)
+        return 2
+    async with SteerLLMClient() as client:
+        try:
+            job = RayBatchJob(
+                client,
+                args.input,
+                model,
+                output_path=args.output,
+                ray_address=args.address,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+                budget_usd=args.budget_usd,
+                max_attempts=args.max_attempts,
+                journal=journal,
+                **options,
+            )
+            summary = await job.run()
+        except SteerError as exc:
+            print(f"steer-llm batch: {exc}", file=sys.stderr)
+            return 2
+    print(f"steer-llm batch: {summary}", file=sys.stderr)
+    if summary.stopped == "budget":
+        return 3
+    return 1 if summary.failed or summary.retryable_failed else 0

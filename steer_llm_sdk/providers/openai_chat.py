@@ -154,6 +154,7 @@ class OpenAIChatCodec:
         self.state = StreamState(record=record)
         self._max_tokens_field = max_tokens_field
         self._logprobs = False  # the request asked for logprobs
+        self._first = True  # no chunk has named the model and id yet
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -234,9 +235,11 @@ class OpenAIChatCodec:
                     f"the provider sent usage that is not an object: {usage!r:.80}"
                 )
             self.state.usage = normalize_usage(usage)
-        if self.state.model is None:
-            self.state.model = obj.get("model") or None
-            self.state.response_id = obj.get("id") or None
+        if self._first:  # until a chunk names the model (one attribute test after)
+            state = self.state
+            state.model = obj.get("model") or None
+            state.response_id = state.response_id or obj.get("id") or None
+            self._first = state.model is None
         if event == "error" or obj.get("error"):  # some servers send "error": null
             raise self._stream_error(obj)
         return text or None

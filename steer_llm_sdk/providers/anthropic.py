@@ -26,6 +26,7 @@ from .base import (
     StreamState,
     error_for,
     parse_retry_after,
+    token_count,
     unify_finish,
 )
 
@@ -83,8 +84,8 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage → unified usage: prompt tokens include cache reads and writes."""
     read = raw.get("cache_read_input_tokens")
     write = raw.get("cache_creation_input_tokens")
-    prompt = _count(raw.get("input_tokens")) + _count(read) + _count(write)
-    completion = _count(raw.get("output_tokens"))
+    prompt = token_count(raw.get("input_tokens")) + token_count(read) + token_count(write)
+    completion = token_count(raw.get("output_tokens"))
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -96,16 +97,6 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
             "cache_creation_tokens": int(write or 0),
         }
     return usage
-
-
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if type(value) is int and value >= 0:
-        return value
-    raise InvalidResponseError(
-        f"the provider sent a token count that is not a whole number: {value!r:.40}"
-    )
 
 
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ __all__ = [
     "ToolCall",
     "error_for",
     "parse_retry_after",
+    "token_count",
     "unify_finish",
 ]
 
@@ -82,6 +83,21 @@ _UNIFIED = {
     "content_filter": "content_filter",
     "refusal": "refusal",
 }
+
+
+def token_count(value: Any, name: str = "") -> int:
+    """A token count from a provider's usage object: a whole number (a float that is
+    one, as some servers send, is accepted), else an InvalidResponseError naming it."""
+    if value is None:
+        return 0
+    if type(value) is int and value >= 0:
+        return value
+    if type(value) is float and value.is_integer() and value >= 0:
+        return int(value)
+    which = f" ({name})" if name else ""
+    raise InvalidResponseError(
+        f"the provider sent a token count{which} that is not a whole number: {value!r:.40}"
+    )
 
 
 def unify_finish(raw: str | None) -> str:

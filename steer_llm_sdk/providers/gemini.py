@@ -41,7 +41,7 @@ from ..errors import (
     ServerError,
     SteerError,
 )
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after, token_count
 
 __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_gemini_finish"]
 
@@ -141,16 +141,6 @@ def _is_tool_call_error(raw: str) -> bool:
     return raw in _TOOL_CALL_ERRORS or "FUNCTION_CALL" in raw or "TOOL_CALL" in raw
 
 
-def _count(value: Any, name: str) -> int:
-    if value is None:
-        return 0
-    if type(value) is int and value >= 0:
-        return value
-    raise InvalidResponseError(
-        f"the provider sent a token count ({name}) that is not a whole number: {value!r:.40}"
-    )
-
-
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Gemini ``usageMetadata`` → the SDK's unified usage.
 
@@ -158,11 +148,11 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     SDK's ``prompt_tokens``), plus ``toolUsePromptTokenCount`` for the input of
     built-in tools; completion is ``candidatesTokenCount + thoughtsTokenCount``.
     """
-    prompt = _count(raw.get("promptTokenCount"), "promptTokenCount") + _count(
+    prompt = token_count(raw.get("promptTokenCount"), "promptTokenCount") + token_count(
         raw.get("toolUsePromptTokenCount"), "toolUsePromptTokenCount"
     )
     thoughts = raw.get("thoughtsTokenCount")
-    completion = _count(raw.get("candidatesTokenCount"), "candidatesTokenCount") + _count(
+    completion = token_count(raw.get("candidatesTokenCount"), "candidatesTokenCount") + token_count(
         thoughts, "thoughtsTokenCount"
     )
     usage: dict[str, Any] = {
@@ -173,7 +163,7 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     cached = raw.get("cachedContentTokenCount")
     if cached is not None:
         usage["cache_info"] = {
-            "cached_tokens": _count(cached, "cachedContentTokenCount"),
+            "cached_tokens": token_count(cached, "cachedContentTokenCount"),
             "cache_creation_tokens": 0,
         }
     if thoughts is not None:

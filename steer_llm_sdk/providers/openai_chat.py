@@ -26,6 +26,7 @@ from .base import (
     StreamState,
     error_for,
     parse_retry_after,
+    token_count,
     unify_finish,
 )
 
@@ -37,8 +38,8 @@ _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refus
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage → the SDK's unified usage (already OpenAI's convention)."""
-    prompt = _count(raw.get("prompt_tokens"))
-    completion = _count(raw.get("completion_tokens"))
+    prompt = token_count(raw.get("prompt_tokens"))
+    completion = token_count(raw.get("completion_tokens"))
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -60,19 +61,6 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
             if details.get(key):
                 usage[key] = int(details[key])
     return usage
-
-
-def _count(value: Any) -> int:
-    """A token count from a usage object: an integer, or an InvalidResponseError."""
-    if value is None:
-        return 0
-    if type(value) is int and value >= 0:
-        return value
-    if type(value) is float and value.is_integer() and value >= 0:
-        return int(value)
-    raise InvalidResponseError(
-        f"the provider sent a token count that is not a whole number: {value!r:.40}"
-    )
 
 
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, token_count
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
@@ -34,21 +34,11 @@ _DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logpr
 _warned: set[str] = set()
 
 
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if type(value) is int and value >= 0:
-        return value
-    raise InvalidResponseError(
-        f"the provider sent a token count that is not a whole number: {value!r:.40}"
-    )
-
-
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Responses usage → unified usage (input includes cached; output includes
     reasoning, as OpenAI bills them)."""
-    prompt = _count(raw.get("input_tokens"))
-    completion = _count(raw.get("output_tokens"))
+    prompt = token_count(raw.get("input_tokens"))
+    completion = token_count(raw.get("output_tokens"))
     usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -59,12 +49,12 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
         "cached_tokens" in details or "cache_write_tokens" in details
     ):
         usage["cache_info"] = {
-            "cached_tokens": _count(details.get("cached_tokens")),
-            "cache_creation_tokens": _count(details.get("cache_write_tokens")),
+            "cached_tokens": token_count(details.get("cached_tokens")),
+            "cache_creation_tokens": token_count(details.get("cache_write_tokens")),
         }
     details = raw.get("output_tokens_details")
     if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        usage["reasoning_tokens"] = _count(details["reasoning_tokens"])
+        usage["reasoning_tokens"] = token_count(details["reasoning_tokens"])
     return usage
 
 

@@ -19,6 +19,7 @@ from .models.streaming import StreamingOptions
 from .parts import Finish, StreamPart, ToolCall, ToolResult
 from .providers import codec_class
 from .providers.base import ChatRequest
+from .streaming.handle import AsyncStream
 from .streaming.pipeline import Call, StreamRun, add_usage
 from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
@@ -396,7 +397,7 @@ class SteerLLMClient:
 
     def stream(
         self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncStream[str]:
         """Stream text chunks as they arrive: ``async for chunk in client.stream(...)``.
 
         ``messages`` is a prompt string or a list of message dicts; ``model`` names
@@ -406,7 +407,7 @@ class SteerLLMClient:
         provider as is.
         """
         call, _ = self._prepare(messages, model, params, stream=True, method="stream")
-        return StreamRun(call).chunks()
+        return AsyncStream(StreamRun(call).chunks())
 
     async def stream_with_usage(
         self, messages: Any = None, model: str | None = None, **params: Any
@@ -439,7 +440,7 @@ class SteerLLMClient:
 
     def stream_events(
         self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> AsyncGenerator[StreamPart, None]:
+    ) -> AsyncStream[StreamPart]:
         """Stream typed parts as they arrive: :class:`TextDelta`,
         :class:`ReasoningDelta`, :class:`ToolCallStart` / :class:`ToolCallDelta` /
         :class:`ToolCallEnd`, :class:`PartialOutput` (with ``output=``), and last a
@@ -448,7 +449,7 @@ class SteerLLMClient:
         ``parallel_tool_calls`` and ``output``."""
         call, _ = self._prepare(messages, model, params, stream=True, method="stream_events")
         call.record = True
-        return StreamRun(call).events()
+        return AsyncStream(StreamRun(call).events())
 
     async def run_tools(
         self,

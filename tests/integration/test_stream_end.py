@@ -368,3 +368,39 @@ async def test_partial_usage_counts_each_attempt_once() -> None:
     assert usage is not None
     # four one-word chunks were delivered by one attempt: ~4 tokens, not twice that
     assert 1 <= usage["completion_tokens"] <= 5
+
+
+@pytest.mark.parametrize("method", ["stream", "stream_events"])
+async def test_breaking_out_while_holding_the_stream_closes_it_with_async_with(
+    method: str,
+) -> None:
+    """A caller that keeps the stream object and breaks: `async with` closes the HTTP
+    response at the block's end (a bare `async for` over a held generator would keep
+    the connection streaming until the object is collected)."""
+    async with Emulator(reply_words=400) as emu:
+        client = SteerLLMClient(
+            api_keys={"openai": "sk-test-key-000000"}, base_urls={"openai": emu.openai_base_url}
+        )
+        emu.enqueue(Reply(text=" ".join(["word"] * 400), delay_between_chunks=0.01))
+        held = getattr(client, method)("x", "gpt-4o-mini")
+        async with held as stream:
+            async for _ in stream:
+                break
+            assert emu.open_connections == 1
+        for _ in range(100):  # the server sees the connection go
+            if emu.open_connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert emu.open_connections == 0
+        # and aclose() on a held stream does the same
+        emu.enqueue(Reply(text=" ".join(["word"] * 400), delay_between_chunks=0.01))
+        again = getattr(client, method)("x", "gpt-4o-mini")
+        async for _ in again:
+            break
+        await again.aclose()
+        for _ in range(100):
+            if emu.open_connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert emu.open_connections == 0
+        await client.aclose()

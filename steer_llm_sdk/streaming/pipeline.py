@@ -164,7 +164,7 @@ class StreamRun:
                         yield lead
                     if response.headers.get("content-type", "").startswith("application/json"):
                         # The server ignored stream=true and sent one JSON body.
-                        body = await response.aread()
+                        body = await self._read_body(response)
                         try:
                             texts = _once([codec.decode_response(body)])
                         except _SHAPE_ERRORS as exc:
@@ -269,7 +269,7 @@ class StreamRun:
                             partial.feed(lead)
                         yield TextDelta(lead)
                     if response.headers.get("content-type", "").startswith("application/json"):
-                        body = await response.aread()
+                        body = await self._read_body(response)
                         try:
                             text = codec.decode_response(body)
                         except _SHAPE_ERRORS as exc:
@@ -467,6 +467,40 @@ class StreamRun:
         )
 
     # -- helpers -------------------------------------------------------------
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        """A whole (non-streamed) JSON body: at most ``max_event_bytes`` of it, read
+        within what is left of ``total_timeout`` (each read within ``read_timeout``)."""
+        cap = self.call.options.max_event_bytes or (1 << 62)
+        context = self.call.context
+        pieces: list[bytes] = []
+        size = 0
+
+        async def read() -> None:
+            nonlocal size
+            async for piece in response.aiter_raw():
+                size += len(piece)
+                if size > cap:
+                    raise InvalidResponseError(
+                        f"the response body is larger than max_event_bytes={cap} bytes",
+                        **context,
+                    )
+                pieces.append(piece)
+
+        deadline = self._deadline
+        if deadline is None:
+            await read()
+        else:
+            import asyncio
+
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await read()
+            except TimeoutError:
+                raise TotalTimeoutError(
+                    "total_timeout passed while reading the response body", **context
+                ) from None
+        return b"".join(pieces)
+
     def _bound(self, fn: Any, name: str) -> Any:
         """With total_timeout, an async callback is bounded by the time left (a sync
         one cannot be interrupted: it runs to its end)."""
@@ -728,7 +762,7 @@ class StreamRun:
                         if call.options.on_start is not None:
                             await _invoke(self._bound(call.options.on_start, "on_start"))
                     try:
-                        body = await response.aread()
+                        body = await self._read_body(response)
                     except httpx.HTTPError as exc:
                         raise map_httpx_error(exc, **call.context) from None
                     finally:

@@ -404,3 +404,35 @@ async def test_breaking_out_while_holding_the_stream_closes_it_with_async_with(
             await asyncio.sleep(0.01)
         assert emu.open_connections == 0
         await client.aclose()
+
+
+@pytest.mark.parametrize("method", ["generate", "stream_with_usage"])
+async def test_total_timeout_bounds_a_trickled_json_body(method: str) -> None:
+    async def script(writer: asyncio.StreamWriter) -> None:
+        chunk(writer, b'{"choices": [{"message": {"content": "')
+        for _ in range(100):
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            chunk(writer, b"a")
+
+    async with Hostile(script, content_type="application/json") as server:
+        client, options = client_for(server, total_timeout=1.0)
+        started = time.perf_counter()
+        with pytest.raises(TotalTimeoutError, match="reading the response body"):
+            await getattr(client, method)("x", "gpt-4o-mini", streaming_options=options)
+        elapsed = time.perf_counter() - started
+        await client.aclose()
+    assert elapsed < 3.0
+
+
+async def test_a_json_body_larger_than_the_cap_is_an_error() -> None:
+    async def script(writer: asyncio.StreamWriter) -> None:
+        chunk(writer, b'{"choices": [{"message": {"content": "' + b"a" * 5000 + b'"}}]}')
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async with Hostile(script, content_type="application/json") as server:
+        client, options = client_for(server, max_event_bytes=2048)
+        with pytest.raises(InvalidResponseError, match="max_event_bytes=2048"):
+            await client.generate("x", "gpt-4o-mini", streaming_options=options)
+        await client.aclose()

@@ -50,6 +50,7 @@ from .parts import (
     ToolCallStart,
     ToolResult,
 )
+from .streaming.handle import AsyncStream
 from .tools import Tool
 
 __version__ = "0.3.0"
@@ -70,6 +71,7 @@ __all__ = [
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
     "APIStatusError",
+    "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
     "ClientClosedError",

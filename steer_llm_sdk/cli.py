@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .cli_logs import LogStore
     from .models.response import StreamingResponse
 
-__all__ = ["default_model", "main", "parse_schema"]
+__all__ = ["default_model", "load_tools", "main", "parse_schema"]
 
 LOCAL_DEFAULT = "local/smollm2-135m"
 # The CLI's answer cap for a local model when none is given: SmolLM2 135M ends a story
@@ -110,7 +110,58 @@ def _model_options() -> argparse.ArgumentParser:
         help="structured output: a JSON schema file, JSON text, or a short form such as "
         "'name str, age int, bio: a short biography' (types: str, int, float, bool)",
     )
+    p.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="FILE[:NAME]",
+        help="offer the Python functions of FILE (or only NAME) as tools and run the ones "
+        "the model calls (repeatable); each call and its result are shown on stderr",
+    )
     return p
+
+
+def load_tools(specs: list[str]) -> list[Any]:
+    """``--tool file.py`` (its public functions) or ``--tool file.py:name``."""
+    import importlib.util
+    import inspect
+    from pathlib import Path
+
+    tools: list[Any] = []
+    for spec in specs:
+        path_text, _, name = spec.partition(":")
+        if name and Path(spec).is_file():  # a path that contains ":" itself
+            path_text, name = spec, ""
+        path = Path(path_text).expanduser()
+        if not path.is_file():
+            raise UsageError(f"--tool {spec}: no such Python file")
+        module_name = f"steer_llm_tools_{len(tools)}_{path.stem}"
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        if loader is None or loader.loader is None:
+            raise UsageError(f"--tool {spec}: not a Python file")
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module  # pydantic resolves type hints through it
+        try:
+            loader.loader.exec_module(module)
+        except Exception as exc:
+            raise UsageError(f"--tool {spec}: the file failed to load: {exc}") from None
+        if name:
+            fn = getattr(module, name, None)
+            if not callable(fn):
+                raise UsageError(f"--tool {spec}: {path.name} defines no function {name!r}")
+            found = [fn]
+        else:
+            found = [
+                fn
+                for fname, fn in vars(module).items()
+                if inspect.isfunction(fn)
+                and not fname.startswith("_")
+                and fn.__module__ == module_name
+            ]
+            if not found:
+                raise UsageError(f"--tool {spec}: {path.name} defines no public function")
+        tools.extend(found)
+    return tools
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -274,6 +325,7 @@ class Session:
         self.local = False
         self._route_model()
         self.params = self._params()
+        self.tools = load_tools(getattr(args, "tool", []) or [])
 
     def _route_model(self) -> None:
         from .catalog import resolve_model
@@ -365,9 +417,12 @@ class Session:
         options = StreamingOptions(on_delta=on_delta, enable_json_stream_handler=self.wants_json)
         started = time.perf_counter()
         try:
-            response = await client.stream_with_usage(
-                messages, self.model, streaming_options=options, **self.params
-            )
+            if self.tools:
+                response = await self._answer_with_tools(client, messages, options)
+            else:
+                response = await client.stream_with_usage(
+                    messages, self.model, streaming_options=options, **self.params
+                )
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
                 error = "interrupted"
@@ -378,6 +433,35 @@ class Session:
         self.messages = [*messages, {"role": "assistant", "content": response.text}]
         self._log(prompt, response.text, response, started, None)
         return response
+
+    async def _answer_with_tools(
+        self, client: SteerLLMClient, messages: list[dict[str, Any]], options: Any
+    ) -> StreamingResponse:
+        """The tool loop, streamed: text through the callbacks, each tool call and its
+        result on stderr, the last step's response (usage and cost summed)."""
+        from .parts import Finish, ToolResult
+
+        final: StreamingResponse | None = None
+        stream = client.stream_tools(
+            messages, self.model, tools=self.tools, streaming_options=options, **self.params
+        )
+        try:
+            async for part in stream:
+                if isinstance(part, ToolResult):
+                    call = part.call
+                    shown = part.content if len(part.content) <= 300 else part.content[:300] + "…"
+                    mark = "error" if part.is_error else "→"
+                    print(
+                        f"[tool] {call.name}({call.arguments or '{}'}) {mark} {shown}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                elif isinstance(part, Finish):
+                    final = part.response
+        finally:
+            await stream.aclose()
+        assert final is not None
+        return final
 
     def _log(
         self,

@@ -463,3 +463,53 @@ async def test_ctrl_c_while_waiting_for_the_first_byte(
     _, err = await asyncio.wait_for(proc.communicate(), 10)
     assert time.monotonic() - started < 2.0
     assert proc.returncode == 130 and "Traceback" not in err.decode()
+
+
+# -- tools -------------------------------------------------------------------------------
+
+
+async def test_tool_functions_from_a_file_run_and_their_results_go_back(
+    emulator: Emulator, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    tools = tmp_path / "my_tools.py"
+    tools.write_text(
+        "def add(a: int, b: int) -> int:\n"
+        '    """Add two numbers."""\n'
+        "    return a + b\n\n"
+        "def fail() -> str:\n"
+        '    """Always fails."""\n'
+        '    raise RuntimeError("no luck")\n\n'
+        "def _private() -> None:\n"
+        "    pass\n"
+    )
+    emulator.enqueue(
+        Reply(
+            tool_calls=[
+                {"name": "add", "arguments": {"a": 2, "b": 3}},
+                {"name": "fail", "arguments": {}},
+            ]
+        ),
+        Reply(text="The sum is 5."),
+    )
+    code, out, err = await run_cli(
+        "stream", "-m", "gpt-4o-mini", "--tool", str(tools), "What is 2 + 3?", env=cli_env
+    )
+    assert code == 0, err
+    assert out.strip() == "The sum is 5."
+    assert '[tool] add({"a": 2, "b": 3}) → 5' in err
+    assert "[tool] fail({}) error" in err and "no luck" in err
+    first, second = (r.json for r in emulator.requests)
+    assert [t["function"]["name"] for t in first["tools"]] == ["add", "fail"]
+    results = [m for m in second["messages"] if m["role"] == "tool"]
+    assert results[0]["content"] == "5"
+    # only the named function with FILE:NAME; a bad file is a clear error
+    emulator.enqueue(Reply(text="ok"))
+    code, _, err = await run_cli(
+        "stream", "-m", "gpt-4o-mini", "--tool", f"{tools}:add", "Hi", env=cli_env
+    )
+    assert code == 0, err
+    assert [t["function"]["name"] for t in emulator.requests[-1].json["tools"]] == ["add"]
+    code, _, err = await run_cli(
+        "stream", "-m", "gpt-4o-mini", "--tool", str(tmp_path / "nope.py"), "Hi", env=cli_env
+    )
+    assert code != 0 and "no such Python file" in err and "Traceback" not in err

@@ -33,6 +33,7 @@ __all__ = [
     "StreamState",
     "ToolCall",
     "error_for",
+    "openai_usage",
     "parse_retry_after",
     "token_count",
     "unify_finish",
@@ -98,6 +99,34 @@ def token_count(value: Any, name: str = "") -> int:
     raise InvalidResponseError(
         f"the provider sent a token count{which} that is not a whole number: {value!r:.40}"
     )
+
+
+def openai_usage(
+    prompt: Any, completion: Any, input_details: Any, output_details: Any
+) -> dict[str, Any]:
+    """OpenAI-style usage (Chat Completions and Responses name the same figures
+    differently) → unified usage; every count type-checked."""
+    prompt_tokens = token_count(prompt, "prompt")
+    completion_tokens = token_count(completion, "completion")
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if isinstance(input_details, dict) and (
+        "cached_tokens" in input_details or "cache_write_tokens" in input_details
+    ):
+        usage["cache_info"] = {
+            "cached_tokens": token_count(input_details.get("cached_tokens")),
+            "cache_creation_tokens": token_count(input_details.get("cache_write_tokens")),
+        }
+    if isinstance(output_details, dict):
+        if output_details.get("reasoning_tokens") is not None:
+            usage["reasoning_tokens"] = token_count(output_details["reasoning_tokens"])
+        for key in ("accepted_prediction_tokens", "rejected_prediction_tokens"):
+            if output_details.get(key):
+                usage[key] = token_count(output_details[key], key)
+    return usage
 
 
 def unify_finish(raw: str | None) -> str:

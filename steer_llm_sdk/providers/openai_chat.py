@@ -25,8 +25,8 @@ from .base import (
     HTTPRequest,
     StreamState,
     error_for,
+    openai_usage,
     parse_retry_after,
-    token_count,
     unify_finish,
 )
 
@@ -38,29 +38,12 @@ _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refus
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """OpenAI usage → the SDK's unified usage (already OpenAI's convention)."""
-    prompt = token_count(raw.get("prompt_tokens"))
-    completion = token_count(raw.get("completion_tokens"))
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    details = raw.get("prompt_tokens_details")
-    if isinstance(details, dict) and (
-        "cached_tokens" in details or "cache_write_tokens" in details
-    ):
-        usage["cache_info"] = {
-            "cached_tokens": int(details.get("cached_tokens") or 0),
-            "cache_creation_tokens": int(details.get("cache_write_tokens") or 0),
-        }
-    details = raw.get("completion_tokens_details")
-    if isinstance(details, dict):
-        if details.get("reasoning_tokens") is not None:
-            usage["reasoning_tokens"] = int(details["reasoning_tokens"])
-        for key in ("accepted_prediction_tokens", "rejected_prediction_tokens"):
-            if details.get(key):
-                usage[key] = int(details[key])
-    return usage
+    return openai_usage(
+        raw.get("prompt_tokens"),
+        raw.get("completion_tokens"),
+        raw.get("prompt_tokens_details"),
+        raw.get("completion_tokens_details"),
+    )
 
 
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, token_count
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, openai_usage
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
@@ -37,25 +37,12 @@ _warned: set[str] = set()
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Responses usage → unified usage (input includes cached; output includes
     reasoning, as OpenAI bills them)."""
-    prompt = token_count(raw.get("input_tokens"))
-    completion = token_count(raw.get("output_tokens"))
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    details = raw.get("input_tokens_details")
-    if isinstance(details, dict) and (
-        "cached_tokens" in details or "cache_write_tokens" in details
-    ):
-        usage["cache_info"] = {
-            "cached_tokens": token_count(details.get("cached_tokens")),
-            "cache_creation_tokens": token_count(details.get("cache_write_tokens")),
-        }
-    details = raw.get("output_tokens_details")
-    if isinstance(details, dict) and details.get("reasoning_tokens") is not None:
-        usage["reasoning_tokens"] = token_count(details["reasoning_tokens"])
-    return usage
+    return openai_usage(
+        raw.get("input_tokens"),
+        raw.get("output_tokens"),
+        raw.get("input_tokens_details"),
+        raw.get("output_tokens_details"),
+    )
 
 
 def _content(content: Any, role: str) -> Any:

@@ -261,3 +261,35 @@ def test_anthropic_non_string_text_is_an_error() -> None:
     bad = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}}
     with pytest.raises(InvalidResponseError, match="not a string"):
         run(AnthropicCodec(record=True), anthropic_stream(bad))
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {
+            "prompt_tokens": 3,
+            "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": "2"},
+        },
+        {
+            "prompt_tokens": 3,
+            "completion_tokens": 1,
+            "completion_tokens_details": {"reasoning_tokens": 1.5},
+        },
+        {"prompt_tokens": -1, "completion_tokens": 1},
+    ],
+)
+def test_wrongly_typed_usage_counts_are_invalid_responses(usage: dict[str, Any]) -> None:
+    from steer_llm_sdk.providers.openai_chat import normalize_usage
+    from steer_llm_sdk.providers.openai_responses import normalize_usage as responses_usage
+
+    with pytest.raises(InvalidResponseError, match="not a whole number"):
+        normalize_usage(usage)
+    renamed = {
+        "input_tokens": usage.get("prompt_tokens"),
+        "output_tokens": usage.get("completion_tokens"),
+        "input_tokens_details": usage.get("prompt_tokens_details"),
+        "output_tokens_details": usage.get("completion_tokens_details"),
+    }
+    with pytest.raises(InvalidResponseError, match="not a whole number"):
+        responses_usage(renamed)

@@ -44,6 +44,7 @@ class SSEDecoder:
         "_event",
         "_last_cr",
         "_max",
+        "_names",
         "_pending",
         "_pending_len",
         "_started",
@@ -57,6 +58,7 @@ class SSEDecoder:
         self._event: str | None = None
         self._last_cr = False  # the previous feed ended with CR: a leading LF is its pair
         self._started = False
+        self._names: dict[bytes, str] = {}
         self._max = max_event_bytes if max_event_bytes else 1 << 62
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -74,61 +76,99 @@ class SSEDecoder:
             self._started = True
             if chunk.startswith(_BOM):
                 chunk = chunk[3:]
+        lines = None
         if b"\r" in chunk or self._last_cr:
             if self._last_cr and chunk[:1] == b"\n":
                 chunk = chunk[1:]
             self._last_cr = chunk[-1:] == b"\r"
-            chunk = chunk.replace(b"\r\n", b"\n")
-            if b"\r" in chunk:  # a lone CR ends a line too (CRLF-only streams skip this)
-                chunk = chunk.replace(b"\r", b"\n")
-        if b"\n" not in chunk:
-            if chunk:
+            if not self._last_cr:
+                # CRLF streams (Gemini's): split at CRLF and keep that split when no
+                # lone CR or LF is left; half the cost of rewriting the line ends.
+                if self._pending:
+                    self._pending.append(chunk)
+                    chunk = b"".join(self._pending)
+                    self._pending = []
+                    self._pending_len = 0
+                lines = chunk.split(b"\r\n")
+                rest = b"".join(lines)
+                if b"\r" in rest or b"\n" in rest:
+                    lines = None
+            if lines is None:
+                chunk = chunk.replace(b"\r\n", b"\n")
+                if b"\r" in chunk:  # a lone CR ends a line too
+                    chunk = chunk.replace(b"\r", b"\n")
+        if lines is None:
+            if b"\n" not in chunk:
+                if chunk:
+                    self._pending.append(chunk)
+                    self._pending_len += len(chunk)
+                    if self._pending_len > self._max:
+                        self._too_big("line")
+                return []
+            if self._pending:
                 self._pending.append(chunk)
-                self._pending_len += len(chunk)
-                if self._pending_len > self._max:
-                    self._too_big("line")
-            return []
-        if self._pending:
-            self._pending.append(chunk)
-            chunk = b"".join(self._pending)
-            self._pending = []
-            self._pending_len = 0
-        lines = chunk.split(b"\n")
+                chunk = b"".join(self._pending)
+                self._pending = []
+                self._pending_len = 0
+            lines = chunk.split(b"\n")
         tail = lines.pop()
         if tail:
             self._pending.append(tail)
             self._pending_len = len(tail)
             if self._pending_len > self._max:
                 self._too_big("line")
+        if not lines:
+            return []
         events: list[SSEEvent] = []
         data = self._data
         size = self._data_len
+        event = self._event
+        names = self._names
+        cap = self._max
         for line in lines:
             if not line:
                 if data:
-                    events.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
-                    data = self._data = []
+                    events.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = []
                     size = 0
-                self._event = None
-            elif line.startswith(b"data:"):
-                # One leading space after the colon is not part of the value.
-                value = line[6:] if line[5:6] == b" " else line[5:]
+                event = None
+            elif line.startswith(b"data: "):
+                value = line[6:]
                 data.append(value)
                 size += len(value) + 1
-                if size > self._max:
+                if size > cap:
+                    self._data_len = size
+                    self._too_big("event")
+            elif (name := names.get(line)) is not None:  # an event: line seen before
+                event = name
+            elif line.startswith(b"event:"):
+                event = self._name(line)
+            elif line.startswith(b"data:"):  # no space after the colon
+                value = line[5:]
+                data.append(value)
+                size += len(value) + 1
+                if size > cap:
                     self._data_len = size
                     self._too_big("event")
             elif line[0] == 0x3A:  # ":" comment, e.g. OpenRouter's keep-alives
                 continue
-            elif line.startswith(b"event:"):
-                value = line[7:] if line[6:7] == b" " else line[6:]
-                self._event = value.decode("utf-8", "replace")
             elif line == b"data":
                 data.append(b"")
                 size += 1
             # Other fields (id, retry, unknown ones) are ignored.
+        self._data = data
         self._data_len = size
+        self._event = event
         return events
+
+    def _name(self, line: bytes) -> str:
+        """An ``event:`` line's name; the first 64 distinct lines are remembered, so
+        the hot path does not decode the same name on every event."""
+        value = line[7:] if line[6:7] == b" " else line[6:]
+        name = value.decode("utf-8", "replace")
+        if len(self._names) < 64:
+            self._names[line] = name
+        return name
 
     def _too_big(self, what: str) -> None:
         cap = self._max

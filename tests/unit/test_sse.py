@@ -150,7 +150,12 @@ def test_the_cap_can_be_lifted() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.lists(st.sampled_from(["data: a", "data: b", "event: e", "", ": c"]), max_size=12),
+    st.lists(
+        st.sampled_from(
+            ["data: a", "data: b", "data:c", "data", "event: e", "event:f", "id: 1", "", ": c"]
+        ),
+        max_size=12,
+    ),
     st.lists(NEWLINES, min_size=1, max_size=12),
     st.lists(st.integers(min_value=0), max_size=8),
 )
@@ -161,3 +166,14 @@ def test_mixed_line_ends_match_a_reference(lines, ends, cuts) -> None:
     reference = SSEDecoder()
     want = reference.feed(body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")) + reference.close()
     assert decode_all(body, cuts) == want
+
+
+def test_event_names_from_a_hostile_server_do_not_grow_memory() -> None:
+    """Names are cached per decoder (the hot path skips decoding them), but only a few:
+    a server sending a new name on every event gets each one right, in bounded memory."""
+    decoder = SSEDecoder()
+    body = b"".join(b"event: e%d\ndata: %d\n\n" % (i, i) for i in range(5000))
+    events = decoder.feed(body)
+    assert events == [(f"e{i}", str(i).encode()) for i in range(5000)]
+    assert len(decoder._names) <= 64
+    assert decoder.feed(b"event: \xff\xfe\ndata: x\n\n") == [("\ufffd\ufffd", b"x")]

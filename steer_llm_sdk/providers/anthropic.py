@@ -17,6 +17,7 @@ import logging
 import re
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..errors import ConfigurationError, InvalidResponseError, SteerError
@@ -40,6 +41,23 @@ __all__ = [
 
 logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
+
+
+# The fast path: a text delta (nearly every event of a stream) read by msgspec into
+# these structs, the rest of the event skipped unparsed. Any other event, or one of
+# another shape, takes the general path, which defines the codec's behaviour.
+class _FastDelta(msgspec.Struct):
+    type: str = ""
+    text: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class _FastEvent(msgspec.Struct):
+    type: str = ""
+    delta: _FastDelta | None = None
+
+
+_fast_decode = msgspec.json.Decoder(_FastEvent).decode
+_UNSET = msgspec.UNSET
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # every Claude model allows at least this many output tokens
@@ -354,6 +372,23 @@ class AnthropicCodec:
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
+        try:
+            fast = _fast_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return self._decode(event, data)
+        delta = fast.delta
+        if (
+            fast.type != "content_block_delta"
+            or delta is None
+            or delta.type != "text_delta"
+            or delta.text is _UNSET
+            or self._lead_pending
+        ):
+            return self._decode(event, data)
+        return delta.text or None
+
+    def _decode(self, event: str | None, data: bytes) -> str | None:
+        """The general path: any event, every check."""
         try:
             obj = _loads(data)
         except orjson.JSONDecodeError:

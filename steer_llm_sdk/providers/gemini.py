@@ -27,6 +27,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 import orjson
 
 from ..errors import (
@@ -44,6 +45,39 @@ from ..errors import (
 from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after, token_count
 
 __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_gemini_finish"]
+
+
+# The fast path: the shape of nearly every streamed event (one candidate whose content
+# is one plain text part, no finish reason), read by msgspec straight into these
+# structs; everything else in the event is skipped unparsed. An event of any other
+# shape fails to decode here and takes the general path (orjson and dicts), which is
+# what defines the codec's behaviour: the fast path only returns what it would.
+class _FastPart(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
+
+
+class _FastContent(msgspec.Struct):
+    parts: list[_FastPart] | None = None
+
+
+class _FastCandidate(msgspec.Struct):
+    content: _FastContent | None = None
+    finishReason: Any = msgspec.UNSET
+    index: int = 0
+
+
+class _FastUsage(msgspec.Struct):
+    promptTokenCount: Any = msgspec.UNSET
+    candidatesTokenCount: Any = msgspec.UNSET
+
+
+class _FastEvent(msgspec.Struct):
+    candidates: list[_FastCandidate] | None = None
+    usageMetadata: _FastUsage | None = None
+
+
+_fast_decode = msgspec.json.Decoder(_FastEvent).decode
+_UNSET = msgspec.UNSET
 
 logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
@@ -397,7 +431,9 @@ class GeminiCodec:
 
     def __init__(self, *, record: bool = False) -> None:
         self.state = StreamState(record=record)
-        self._usage: Any = None  # the last complete usageMetadata, raw
+        # The last complete usageMetadata: raw, or the bytes of the event that held
+        # it (the fast path does not build it; it is parsed once, when needed).
+        self._usage: Any = None
         self._first = True  # no event decoded yet
 
     # -- request ---------------------------------------------------------------
@@ -469,6 +505,32 @@ class GeminiCodec:
     def decode(self, event: str | None, data: bytes) -> str | None:
         """One SSE event (a whole GenerateContentResponse) in, its text out."""
         try:
+            fast = _fast_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return self._decode(event, data)
+        candidates = fast.candidates
+        if not candidates or self._first:
+            return self._decode(event, data)
+        candidate = candidates[0]
+        content = candidate.content
+        if (
+            content is None
+            or candidate.finishReason is not _UNSET
+            or candidate.index != 0
+            or not content.parts
+            or len(content.parts) != 1
+        ):
+            return self._decode(event, data)
+        usage = fast.usageMetadata
+        if usage is not None and (
+            usage.promptTokenCount is not _UNSET or usage.candidatesTokenCount is not _UNSET
+        ):
+            self._usage = data
+        return content.parts[0].text or None
+
+    def _decode(self, event: str | None, data: bytes) -> str | None:
+        """The general path: any event, every check."""
+        try:
             obj = _loads(data)
         except orjson.JSONDecodeError:
             raise InvalidResponseError(
@@ -517,6 +579,8 @@ class GeminiCodec:
     def _settle_usage(self) -> None:
         """The last complete usageMetadata as the unified usage."""
         usage = self._usage
+        if type(usage) is bytes:
+            usage = self._usage = _loads(usage)["usageMetadata"]
         if usage is not None:
             if type(usage) is not dict:
                 raise InvalidResponseError(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
@@ -34,6 +35,30 @@ __all__ = ["OpenAIChatCodec", "encode_tool_choice", "encode_tools", "normalize_u
 
 _loads = orjson.loads
 _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal"}
+
+
+# The fast path: a chunk of plain content (nearly every chunk of a stream) read by
+# msgspec into these structs, the rest of the chunk skipped unparsed. A chunk of any
+# other shape (a finish reason, usage, tool calls, reasoning, an error ...) fails to
+# decode here and takes the general path, which defines the codec's behaviour.
+class _FastDelta(msgspec.Struct, forbid_unknown_fields=True):
+    content: str
+    role: Any = None
+
+
+class _FastChoice(msgspec.Struct):
+    delta: _FastDelta
+    index: int = 0
+    finish_reason: None = None
+
+
+class _FastChunk(msgspec.Struct):
+    choices: list[_FastChoice]
+    usage: None = None
+    error: None = None
+
+
+_fast_decode = msgspec.json.Decoder(_FastChunk).decode
 
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +151,7 @@ class OpenAIChatCodec:
         self._max_tokens_field = max_tokens_field
         self._logprobs = False  # the request asked for logprobs
         self._first = True  # no chunk has named the model and id yet
+        self._fast = False  # the fast path is on once the model is named (and no logprobs)
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -169,6 +195,17 @@ class OpenAIChatCodec:
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
         """One SSE event in, the text it carries out (or None)."""
+        if self._fast:
+            try:
+                choices = _fast_decode(data).choices
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                return self._decode(event, data)
+            if choices and choices[0].index == 0 and event != "error":
+                return choices[0].delta.content or None
+        return self._decode(event, data)
+
+    def _decode(self, event: str | None, data: bytes) -> str | None:
+        """The general path: any chunk, every check."""
         if data == b"[DONE]":
             self.state.done = True
             return None
@@ -211,6 +248,7 @@ class OpenAIChatCodec:
             state.model = obj.get("model") or None
             state.response_id = state.response_id or obj.get("id") or None
             self._first = state.model is None
+            self._fast = not self._first and not self._logprobs
         if event == "error" or obj.get("error"):  # some servers send "error": null
             raise self._stream_error(obj)
         return text or None

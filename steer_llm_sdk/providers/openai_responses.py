@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
@@ -32,6 +33,19 @@ logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
 _DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
 _warned: set[str] = set()
+
+
+# The fast path: a text delta (nearly every event of a stream) read by msgspec into
+# this struct, the rest of the event skipped unparsed. Any other event, or one of
+# another shape, takes the general path, which defines the codec's behaviour.
+class _FastEvent(msgspec.Struct):
+    type: str = ""
+    delta: str | msgspec.UnsetType = msgspec.UNSET
+
+
+_fast_decode = msgspec.json.Decoder(_FastEvent).decode
+_TEXT_DELTA = "response.output_text.delta"
+_UNSET = msgspec.UNSET
 
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +257,17 @@ class OpenAIResponsesCodec:
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
+        try:
+            fast = _fast_decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return self._decode(event, data)
+        delta = fast.delta
+        if fast.type != _TEXT_DELTA or delta is _UNSET or self._logprobs:
+            return self._decode(event, data)
+        return delta or None
+
+    def _decode(self, event: str | None, data: bytes) -> str | None:
+        """The general path: any event, every check."""
         try:
             obj = _loads(data)
         except orjson.JSONDecodeError:

@@ -21,7 +21,8 @@ arguments of :func:`ensure_server` win over them):
 
 ``STEER_LOCAL_THREADS``
     CPU threads for inference (default: the cores this process may use that are not
-    busy by the load average, at least one).
+    busy by the load average when the server starts, at least one; later calls share
+    that server whatever the load).
 ``STEER_LOCAL_CTX_SIZE``
     context size in tokens (default 8192), one pool shared by the parallel slots.
 ``STEER_LOCAL_PARALLEL``

@@ -44,6 +44,9 @@ _CHILD = Path(__file__).with_name("_child.py")
 
 @dataclass(frozen=True)
 class _Settings:
+    # 0: chosen when the server starts, from the cores free then (default_threads).
+    # Not at each call: the settings are the key of the shared server, and a key that
+    # moved with the load average started a second server for the same model.
     threads: int
     ctx_size: int
     parallel: int
@@ -110,9 +113,7 @@ def _positive(name: str, value: int | None) -> int | None:
 def _settings(threads: int | None, ctx_size: int | None, parallel: int | None) -> _Settings:
     verbose = os.environ.get("STEER_LOCAL_VERBOSE", "").strip().lower() in {"1", "true", "yes"}
     return _Settings(
-        threads=_positive("threads", threads)
-        or _env_int("STEER_LOCAL_THREADS")
-        or default_threads(),
+        threads=_positive("threads", threads) or _env_int("STEER_LOCAL_THREADS") or 0,
         ctx_size=_positive("ctx_size", ctx_size)
         or _env_int("STEER_LOCAL_CTX_SIZE")
         or DEFAULT_CTX_SIZE,
@@ -196,9 +197,10 @@ def _start(entry: _Entry, spec: ModelSpec, settings: _Settings) -> str:
     started = time.perf_counter()
     path = gguf_path(spec)
     template, use_jinja = chat_template(spec, path, settings.chat_template)
+    threads = settings.threads or default_threads()
     config = {
         "model_path": str(path),
-        "threads": settings.threads,
+        "threads": threads,
         "ctx_size": settings.ctx_size,
         "parallel": settings.parallel,
         "chat_template": template,
@@ -256,7 +258,7 @@ def _start(entry: _Entry, spec: ModelSpec, settings: _Settings) -> str:
         entry.label,
         url,
         process.pid,
-        settings.threads,
+        threads,
         settings.ctx_size,
         time.perf_counter() - started,
     )

@@ -30,6 +30,19 @@ def test_threads_are_the_free_cores(
     assert _server.default_threads() == threads
 
 
+def test_the_shared_server_does_not_depend_on_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings are the key of the one server per model: with threads left to the
+    default they must not change with the load average, or a busy moment between two
+    calls starts a second llama.cpp server (seen in a full test run)."""
+    monkeypatch.delenv("STEER_LOCAL_THREADS", raising=False)
+    keys = set()
+    for load in (0.0, 1.2, 3.9):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        keys.add(_server._settings(None, None, None))
+    assert len(keys) == 1
+    assert keys.pop().threads == 0  # chosen from the free cores when the server starts
+
+
 def test_threads_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STEER_LOCAL_THREADS", "3")
     assert _server._settings(None, None, None).threads == 3

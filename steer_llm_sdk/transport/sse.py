@@ -53,7 +53,8 @@ class SSEDecoder:
     def __init__(self, max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._pending: list[bytes] = []  # pieces of an incomplete line
         self._pending_len = 0
-        self._data: list[bytes] = []  # data lines of the event being built
+        # The data of the event being built: None, its one line, or a list of lines.
+        self._data: bytes | list[bytes] | None = None
         self._data_len = 0
         self._event: str | None = None
         self._last_cr = False  # the previous feed ended with CR: a leading LF is its pair
@@ -127,15 +128,16 @@ class SSEDecoder:
         cap = self._max
         for line in lines:
             if not line:
-                if data:
-                    events.append((event, data[0] if len(data) == 1 else b"\n".join(data)))
-                    data = []
-                    size = 0
+                if data is not None:
+                    events.append((event, data if type(data) is bytes else b"\n".join(data)))
+                    data = None
                 event = None
             elif line.startswith(b"data: "):
-                value = line[6:]
-                data.append(value)
-                size += len(value) + 1
+                if data is None:
+                    data = line[6:]
+                    size = len(data)
+                else:
+                    data, size = _more(data, line[6:], size)
                 if size > cap:
                     self._data_len = size
                     self._too_big("event")
@@ -143,19 +145,18 @@ class SSEDecoder:
                 event = name
             elif line.startswith(b"event:"):
                 event = self._name(line)
-            elif line.startswith(b"data:"):  # no space after the colon
+            elif line.startswith(b"data:") or line == b"data":  # no space after the colon
                 value = line[5:]
-                data.append(value)
-                size += len(value) + 1
+                if data is None:
+                    data = value
+                    size = len(value)
+                else:
+                    data, size = _more(data, value, size)
                 if size > cap:
                     self._data_len = size
                     self._too_big("event")
-            elif line[0] == 0x3A:  # ":" comment, e.g. OpenRouter's keep-alives
-                continue
-            elif line == b"data":
-                data.append(b"")
-                size += 1
-            # Other fields (id, retry, unknown ones) are ignored.
+            # Comments (":", e.g. OpenRouter's keep-alives) and other fields (id, retry,
+            # unknown ones) are ignored.
         self._data = data
         self._data_len = size
         self._event = event
@@ -174,7 +175,7 @@ class SSEDecoder:
         cap = self._max
         self._pending = []
         self._pending_len = 0
-        self._data = []
+        self._data = None
         self._data_len = 0
         raise InvalidResponseError(
             f"the server sent an SSE {what} larger than max_event_bytes={cap} bytes "
@@ -189,9 +190,10 @@ class SSEDecoder:
         cut off mid-way is dropped: the codec then sees the stream as truncated.
         """
         events: list[SSEEvent] = []
-        if self._data and not self._pending:
-            events.append((self._event, b"\n".join(self._data)))
-        self._data = []
+        data = self._data
+        if data is not None and not self._pending:
+            events.append((self._event, data if type(data) is bytes else b"\n".join(data)))
+        self._data = None
         self._data_len = 0
         self._event = None
         self._pending = []
@@ -202,6 +204,13 @@ class SSEDecoder:
     def pending_bytes(self) -> int:
         """Bytes held for an incomplete line (for diagnostics of truncated streams)."""
         return self._pending_len
+
+
+def _more(data: bytes | list[bytes], value: bytes, size: int) -> tuple[list[bytes], int]:
+    """A second or later data line of one event (rare: LLM APIs send one per event)."""
+    lines = [data] if type(data) is bytes else data
+    lines.append(value)
+    return lines, size + len(value) + 1
 
 
 def _mib(size: int) -> str:

@@ -129,7 +129,7 @@ class SSEDecoder:
         for line in lines:
             if not line:
                 if data is not None:
-                    events.append((event, data if type(data) is bytes else b"\n".join(data)))
+                    events.append((event, data if type(data) is bytes else _join(data)))
                     data = None
                 event = None
             elif line.startswith(b"data: "):
@@ -192,7 +192,7 @@ class SSEDecoder:
         events: list[SSEEvent] = []
         data = self._data
         if data is not None and not self._pending:
-            events.append((self._event, data if type(data) is bytes else b"\n".join(data)))
+            events.append((self._event, data if type(data) is bytes else _join(data)))
         self._data = None
         self._data_len = 0
         self._event = None
@@ -208,9 +208,13 @@ class SSEDecoder:
 
 def _more(data: bytes | list[bytes], value: bytes, size: int) -> tuple[list[bytes], int]:
     """A second or later data line of one event (rare: LLM APIs send one per event)."""
-    lines = [data] if type(data) is bytes else data
+    lines = [data] if isinstance(data, bytes) else data
     lines.append(value)
     return lines, size + len(value) + 1
+
+
+def _join(data: bytes | list[bytes]) -> bytes:
+    return b"\n".join(data) if isinstance(data, list) else data
 
 
 def _mib(size: int) -> str:

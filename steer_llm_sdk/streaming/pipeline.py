@@ -41,6 +41,7 @@ from ..parts import Finish, PartialOutput, TextDelta
 from ..providers.base import ChatRequest, HTTPRequest, StreamState, unify_finish
 from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
 from ..transport.sse import SSEDecoder
+from .fair import Turns, turns
 
 if TYPE_CHECKING:
     from ..telemetry import CallObserver
@@ -369,19 +370,23 @@ class StreamRun:
     def _part_reads(
         self, response: httpx.Response, sse: SSEDecoder, codec: Codec
     ) -> AsyncGenerator[list[Any], None]:
-        return _parts(self._raw(response), sse, codec, self.call.options.read_timeout)
+        return _parts(self._raw(response), sse, codec, self.call.options.read_timeout, turns())
 
     def _decoded(
         self, response: httpx.Response, sse: SSEDecoder, codec: Codec
     ) -> AsyncGenerator[list[str], None]:
         """Texts decoded per network read (a list per read: one resume per read, not
         per chunk). With total_timeout, each read is bounded by the time left."""
-        return _texts(self._raw(response), sse, codec, self.call.options.read_timeout)
+        return _texts(self._raw(response), sse, codec, self.call.options.read_timeout, turns())
 
     async def _open(self) -> tuple[Codec, httpx.Response, str]:
         """Send the request (again), retrying what may be retried before any response."""
         call = self.call
+        budget = turns()
         while True:
+            wait = budget.step()  # a fair share of the loop for the request's preparation
+            if wait is not None:
+                await wait
             self.attempts += 1
             codec = call.codec_factory(record=call.record)
             request = call.request
@@ -740,7 +745,11 @@ class StreamRun:
             if not call.base_url and call.resolve_base_url is not None:
                 call.base_url = await call.resolve_base_url()
             request = replace(call.request, stream=False)
+            budget = turns()
             while True:
+                wait = budget.step()
+                if wait is not None:
+                    await wait
                 self.attempts += 1
                 codec = call.codec_factory()
                 http = codec.encode(request, call.api_key)
@@ -891,15 +900,21 @@ async def _texts(
     sse: SSEDecoder,
     codec: Codec,
     read_timeout: float | None,
+    budget: Turns,
 ) -> AsyncGenerator[list[str], None]:
     """For each network read, the texts its complete SSE events carry; up to the
-    protocol's terminal event and nothing after it."""
+    protocol's terminal event and nothing after it. Each read is a step of the loop's
+    fair budget (see fair.py)."""
     feed = sse.feed
     decode = codec.decode
     state = codec.state
     idle = _Idle(read_timeout)
+    step = budget.step
     try:
         async for data in raw:
+            wait = step()
+            if wait is not None:
+                await wait
             events = feed(data)
             if not events:
                 idle.check(len(data))
@@ -941,6 +956,7 @@ async def _parts(
     sse: SSEDecoder,
     codec: Codec,
     read_timeout: float | None,
+    budget: Turns,
 ) -> AsyncGenerator[list[Any], None]:
     """For each network read, the typed parts its complete SSE events carry: what
     the codec recorded, then the text, event by event, up to the terminal event."""
@@ -950,8 +966,12 @@ async def _parts(
     out = state.out
     assert out is not None
     idle = _Idle(read_timeout)
+    step = budget.step
     try:
         async for data in raw:
+            wait = step()
+            if wait is not None:
+                await wait
             events = feed(data)
             if not events:
                 idle.check(len(data))

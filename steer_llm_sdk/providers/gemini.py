@@ -580,7 +580,12 @@ class GeminiCodec:
         """The last complete usageMetadata as the unified usage."""
         usage = self._usage
         if type(usage) is bytes:
-            usage = self._usage = _loads(usage)["usageMetadata"]
+            try:
+                usage = self._usage = _loads(usage)["usageMetadata"]
+            except orjson.JSONDecodeError:  # msgspec skips what orjson refuses (1e999)
+                raise InvalidResponseError(
+                    f"the stream sent an event that is not valid JSON: {usage[:120]!r}"
+                ) from None
         if usage is not None:
             if type(usage) is not dict:
                 raise InvalidResponseError(

@@ -357,3 +357,22 @@ def test_the_fast_shape_is_taken_and_reads_the_text() -> None:
         codec._decode = refuse
         name, obj = spec["text"]
         assert codec.decode(name, json.dumps(obj).encode()) == "Hi", protocol
+
+
+def test_gemini_usage_kept_as_bytes_that_orjson_refuses_is_a_typed_error() -> None:
+    """msgspec skips a field it does not read without converting it, so an event with a
+    number no float holds (1e999) passes the fast path; its usage, parsed at the end
+    by orjson, must then fail as InvalidResponseError, not as orjson's own error."""
+    from steer_llm_sdk.errors import InvalidResponseError
+
+    codec = GeminiCodec()
+    name, lead = PROTOCOLS["gemini"]["lead"][0]
+    codec.decode(name, json.dumps(lead).encode())
+    event = json.dumps(PROTOCOLS["gemini"]["text"][1]).encode()[:-1] + b', "x": 1e999}'
+    assert codec.decode(None, event) == "Hi"
+    try:
+        codec.finish()
+    except InvalidResponseError as exc:
+        assert "not valid JSON" in str(exc)
+    else:
+        raise AssertionError("finish() accepted usage orjson cannot parse")

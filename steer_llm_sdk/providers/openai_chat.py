@@ -44,6 +44,12 @@ _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refus
 class _FastDelta(msgspec.Struct, forbid_unknown_fields=True):
     content: str
     role: Any = None
+    # Sent as null beside plain content by some providers (DeepSeek's
+    # reasoning_content, OpenRouter's reasoning): null or absent only.
+    reasoning_content: None = None
+    reasoning: None = None
+    refusal: None = None
+    tool_calls: None = None
 
 
 class _FastChoice(msgspec.Struct):

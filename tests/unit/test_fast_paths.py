@@ -64,6 +64,10 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
             "delta",
             "choices",
             "logprobs",
+            "reasoning",
+            "reasoning_details",
+            "function_call",
+            "audio",
         ],
     },
     "anthropic-messages": {

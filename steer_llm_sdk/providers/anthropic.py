@@ -26,6 +26,7 @@ from .base import (
     HTTPRequest,
     StreamState,
     error_for,
+    event_json,
     parse_retry_after,
     token_count,
     unify_finish,
@@ -389,12 +390,7 @@ class AnthropicCodec:
 
     def _decode(self, event: str | None, data: bytes) -> str | None:
         """The general path: any event, every check."""
-        try:
-            obj = _loads(data)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(
-                f"the stream sent a data line that is not JSON: {data[:120]!r}"
-            ) from None
+        obj = event_json(data)
         kind = obj.get("type") if type(obj) is dict else None
         if kind == "content_block_delta":
             delta = obj["delta"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from ..errors import (
     APIStatusError,
     AuthenticationError,
@@ -84,6 +86,16 @@ _UNIFIED = {
     "content_filter": "content_filter",
     "refusal": "refusal",
 }
+
+
+def event_json(data: bytes) -> Any:
+    """The JSON value of one SSE event's data, or InvalidResponseError naming it."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidResponseError(
+            f"the stream sent a data line that is not JSON: {data[:120]!r}"
+        ) from None
 
 
 def token_count(value: Any, name: str = "") -> int:

@@ -42,7 +42,15 @@ from ..errors import (
     ServerError,
     SteerError,
 )
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after, token_count
+from .base import (
+    ChatRequest,
+    HTTPRequest,
+    StreamState,
+    error_for,
+    event_json,
+    parse_retry_after,
+    token_count,
+)
 
 __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_gemini_finish"]
 
@@ -530,12 +538,7 @@ class GeminiCodec:
 
     def _decode(self, event: str | None, data: bytes) -> str | None:
         """The general path: any event, every check."""
-        try:
-            obj = _loads(data)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(
-                f"the stream sent a data line that is not JSON: {data[:120]!r}"
-            ) from None
+        obj = event_json(data)
         if type(obj) is not dict:
             raise InvalidResponseError(f"the stream sent a non-object chunk: {data[:120]!r}")
         usage = obj.get("usageMetadata")
@@ -579,13 +582,8 @@ class GeminiCodec:
     def _settle_usage(self) -> None:
         """The last complete usageMetadata as the unified usage."""
         usage = self._usage
-        if type(usage) is bytes:
-            try:
-                usage = self._usage = _loads(usage)["usageMetadata"]
-            except orjson.JSONDecodeError:  # msgspec skips what orjson refuses (1e999)
-                raise InvalidResponseError(
-                    f"the stream sent an event that is not valid JSON: {usage[:120]!r}"
-                ) from None
+        if type(usage) is bytes:  # orjson may refuse what msgspec skipped (1e999)
+            usage = self._usage = event_json(usage)["usageMetadata"]
         if usage is not None:
             if type(usage) is not dict:
                 raise InvalidResponseError(

@@ -26,6 +26,7 @@ from .base import (
     HTTPRequest,
     StreamState,
     error_for,
+    event_json,
     openai_usage,
     parse_retry_after,
     unify_finish,
@@ -215,12 +216,7 @@ class OpenAIChatCodec:
         if data == b"[DONE]":
             self.state.done = True
             return None
-        try:
-            obj = _loads(data)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(
-                f"the stream sent a data line that is not JSON: {data[:120]!r}"
-            ) from None
+        obj = event_json(data)
         if type(obj) is not dict:
             raise InvalidResponseError(f"the stream sent a non-object chunk: {data[:120]!r}")
         text = None

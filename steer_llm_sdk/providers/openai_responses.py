@@ -24,7 +24,7 @@ import msgspec
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, openai_usage
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, event_json, openai_usage
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
@@ -268,14 +268,9 @@ class OpenAIResponsesCodec:
 
     def _decode(self, event: str | None, data: bytes) -> str | None:
         """The general path: any event, every check."""
-        try:
-            obj = _loads(data)
-        except orjson.JSONDecodeError:
-            if data == b"[DONE]":  # OpenRouter ends with it after response.completed
-                return None
-            raise InvalidResponseError(
-                f"the stream sent a data line that is not JSON: {data[:120]!r}"
-            ) from None
+        if data == b"[DONE]":  # OpenRouter ends with it after response.completed
+            return None
+        obj = event_json(data)
         kind = obj.get("type") if type(obj) is dict else None
         if kind == "response.output_text.delta":
             delta = obj.get("delta")

@@ -65,10 +65,7 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode ``chunk`` and return the events it completes (often none or one)."""
         if not self._started:
-            if self._pending:
-                chunk = b"".join(self._pending) + chunk
-                self._pending = []
-                self._pending_len = 0
+            chunk = self._joined(chunk)
             if len(chunk) < 3 and _BOM.startswith(chunk):
                 if chunk:
                     self._pending = [chunk]  # maybe the first bytes of a BOM: wait for more
@@ -85,11 +82,7 @@ class SSEDecoder:
             if not self._last_cr:
                 # CRLF streams (Gemini's): split at CRLF and keep that split when no
                 # lone CR or LF is left; half the cost of rewriting the line ends.
-                if self._pending:
-                    self._pending.append(chunk)
-                    chunk = b"".join(self._pending)
-                    self._pending = []
-                    self._pending_len = 0
+                chunk = self._joined(chunk)
                 lines = chunk.split(b"\r\n")
                 rest = b"".join(lines)
                 if b"\r" in rest or b"\n" in rest:
@@ -106,12 +99,7 @@ class SSEDecoder:
                     if self._pending_len > self._max:
                         self._too_big("line")
                 return []
-            if self._pending:
-                self._pending.append(chunk)
-                chunk = b"".join(self._pending)
-                self._pending = []
-                self._pending_len = 0
-            lines = chunk.split(b"\n")
+            lines = self._joined(chunk).split(b"\n")
         tail = lines.pop()
         if tail:
             self._pending.append(tail)
@@ -161,6 +149,17 @@ class SSEDecoder:
         self._data_len = size
         self._event = event
         return events
+
+    def _joined(self, chunk: bytes) -> bytes:
+        """``chunk`` after the pieces of the incomplete line held so far (joined once,
+        when its end is known: linear in the line's length)."""
+        if not self._pending:
+            return chunk
+        self._pending.append(chunk)
+        chunk = b"".join(self._pending)
+        self._pending = []
+        self._pending_len = 0
+        return chunk
 
     def _name(self, line: bytes) -> str:
         """An ``event:`` line's name; the first 64 distinct lines are remembered, so

@@ -6,6 +6,7 @@ async for chunk in client.stream("Tell me a story", model="gpt-4o-mini"):
     print(chunk, end="", flush=True)
 """
 
+from ._version import __version__
 from .client import SteerLLMClient
 from .errors import (
     APIStatusError,
@@ -52,8 +53,6 @@ from .parts import (
 )
 from .streaming.handle import AsyncStream
 from .tools import Tool
-
-__version__ = "0.3.0"
 
 
 def __getattr__(name: str) -> object:

@@ -108,7 +108,7 @@ class OTelObserver:
             raise ConfigurationError(
                 "telemetry needs OpenTelemetry: pip install 'steer-llm-sdk[otel]'"
             ) from None
-        from . import __version__
+        from ._version import __version__
 
         capture = options.capture_content
         if capture is None:

@@ -13,8 +13,9 @@ parameter that is a ``generationConfig`` field; the rest goes to the body.
 
 Stream: every ``data:`` event is a whole ``GenerateContentResponse``; there is no
 terminal event: an answer is complete when its body ends after a ``finishReason``
-(events after it count for their usage only: some servers send the usage alone, last);
-a body that ends without one is a ConnectionError saying so. Text parts take the fast
+(the body is read to its end: some servers send the usage alone, last; the last
+finish reason and usage win); a body that ends without one is a ConnectionError
+saying so. Text parts take the fast
 path; ``thought: true`` parts are reasoning;
 function calls arrive whole (one or more per event, with or without ids). Usage is
 the last complete ``usageMetadata`` (each one is cumulative): ``promptTokenCount``
@@ -449,8 +450,6 @@ class GeminiCodec:
         # it (the fast path does not build it; it is parsed once, when needed).
         self._usage: Any = None
         self._first = True  # no event decoded yet
-        # The fast path is off before the first event and after the finish reason.
-        self._general = True
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -525,7 +524,7 @@ class GeminiCodec:
         except (msgspec.DecodeError, UnicodeDecodeError):
             return self._decode(event, data)
         candidates = fast.candidates
-        if not candidates or self._general:
+        if not candidates or self._first:
             return self._decode(event, data)
         candidate = candidates[0]
         content = candidate.content
@@ -558,9 +557,7 @@ class GeminiCodec:
             self._usage = usage
         text = None
         candidates = obj.get("candidates")
-        if candidates and self.state.finish_reason is not None:
-            pass  # after the answer's finish reason, an event counts for its usage only
-        elif candidates:
+        if candidates:
             candidate = candidates[0]
             if candidate.get("index", 0) != 0:  # candidateCount > 1: stream the first
                 candidate = next((c for c in candidates if c.get("index", 0) == 0), {})
@@ -584,7 +581,6 @@ class GeminiCodec:
     def _start(self, obj: dict[str, Any]) -> None:
         self._first = False
         state = self.state
-        self._general = state.finish_reason is not None
         state.model = obj.get("modelVersion") or None
         state.response_id = obj.get("responseId") or None
         if self._usage is not None and state.usage is None:
@@ -681,9 +677,11 @@ class GeminiCodec:
                 + (f": {detail}" if isinstance(detail, str) and detail else "")
                 + " (the model produced a tool call the API could not accept)"
             )
-        # Not done yet: the body goes on to its end, and a usage-only event may follow.
+        # Not done yet: the body is read to its end, as the official SDKs read it. A
+        # usage-only event may follow, and so may text (translating proxies send an
+        # empty STOP chunk first): nothing after a finish reason is dropped, and the
+        # last finish reason is the answer's.
         self.state.finish(raw, unify_gemini_finish(raw))
-        self._general = True
         self._settle_usage()
 
     def _no_candidates(self, obj: dict[str, Any], candidates: Any) -> None:

@@ -467,15 +467,19 @@ def test_gemini_usage_after_the_finish_reason_is_the_usage(trailer: dict[str, An
     assert state.usage == {"prompt_tokens": 9, "completion_tokens": 30, "total_tokens": 39}
 
 
-def test_gemini_text_after_the_finish_reason_is_not_part_of_the_answer() -> None:
+def test_gemini_text_after_an_early_finish_reason_is_not_dropped() -> None:
+    """Translating proxies send an empty STOP chunk before the text: it is read on."""
     codec = GeminiCodec()
     events = [
+        gemini_text("", finishReason="STOP"),
         gemini_text("Hello") | usage(2, 1),
-        gemini_text("", finishReason="STOP") | usage(2, 1),
-        gemini_text(" extra") | usage(2, 2),
+        gemini_text(" there") | usage(2, 2),
+        gemini_text("", finishReason="MAX_TOKENS") | usage(2, 3),
     ]
-    assert "".join(p for p in feed(codec, events) if isinstance(p, str)) == "Hello"
-    assert codec.state.usage is not None and codec.state.usage["completion_tokens"] == 2
+    assert "".join(p for p in feed(codec, events) if isinstance(p, str)) == "Hello there"
+    state = codec.state
+    assert state.done and state.finish_reason == "MAX_TOKENS" and state.reason == "length"
+    assert state.usage is not None and state.usage["completion_tokens"] == 3
 
 
 def test_gemini_a_stream_without_finish_reason_says_so() -> None:

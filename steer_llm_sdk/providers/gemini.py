@@ -12,15 +12,13 @@ the call they answer; ``image_url`` parts become ``inlineData`` (data URLs) or
 parameter that is a ``generationConfig`` field; the rest goes to the body.
 
 Stream: every ``data:`` event is a whole ``GenerateContentResponse``; there is no
-terminal event: an answer is complete when its body ends after a ``finishReason``
-(the body is read to its end: some servers send the usage alone, last; the last
-finish reason and usage win); a body that ends without one is a ConnectionError
-saying so. Text parts take the fast
-path; ``thought: true`` parts are reasoning;
-function calls arrive whole (one or more per event, with or without ids). Usage is
-the last complete ``usageMetadata`` (each one is cumulative): ``promptTokenCount``
-already includes ``cachedContentTokenCount``, and ``thoughtsTokenCount`` is output,
-as Google bills it.
+terminal event: an answer is complete when its body ends after a ``finishReason`` (the
+body is read to its end: some servers send the usage alone, last; the last finish
+reason and usage win); a body that ends without one is a ConnectionError saying so.
+Text parts take the fast path; ``thought: true`` parts are reasoning; function calls
+arrive whole (one or more per event, with or without ids). Usage is the last complete
+``usageMetadata`` (each one is cumulative): ``promptTokenCount`` already includes
+``cachedContentTokenCount``, and ``thoughtsTokenCount`` is output, as Google bills it.
 """
 
 from __future__ import annotations

@@ -153,7 +153,14 @@ class ConfigurationError(SteerError, ValueError):
 
 
 class APIStatusError(SteerError):
-    """The provider answered with an error (an HTTP status, or an error event in the stream)."""
+    """The provider answered with an error (an HTTP status, or an error event in the stream).
+
+    ``retryable`` is ``False`` when the provider said another try cannot succeed
+    (OpenAI's ``insufficient_quota``, a 429 only billing fixes); ``None`` (the default)
+    leaves it to the error's class and status.
+    """
+
+    retryable: bool | None = None
 
 
 class BadRequestError(APIStatusError):

@@ -50,6 +50,12 @@ class ToolCall:
     ``arguments`` is the JSON text exactly as the provider streamed it (``""`` for a
     tool that takes no arguments on some providers); :attr:`args` is it parsed
     (``{}`` when empty). ``index`` is the call's position in the answer.
+
+    ``kind`` is ``"function"`` (a tool with a JSON schema), or ``"custom"`` for a
+    free-form tool of the OpenAI Responses API, whose input is plain text: then
+    ``arguments`` is that text exactly as the model wrote it and :attr:`args` is
+    ``{"input": <the text>}``. ``type`` is kept equal to ``kind`` (the OpenAI entry
+    type of the call).
     """
 
     id: str
@@ -60,13 +66,17 @@ class ToolCall:
     # Opaque data a follow-up request must send back with this call (Gemini's
     # thoughtSignature, ...). Kept out of to_dict() unless present.
     provider_data: dict[str, Any] | None = None
+    kind: str = "function"
     _args: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def args(self) -> dict[str, Any]:
         """The arguments parsed as a dict (``{}`` for none). Raises
         :class:`~steer_llm_sdk.errors.ToolArgumentsError` when they are not valid JSON
-        (for example cut short by ``max_tokens``)."""
+        (for example cut short by ``max_tokens``). For a custom tool's call
+        (``kind == "custom"``), ``{"input": <the raw text>}``: never parsed."""
+        if self.kind == "custom":
+            return {"input": self.arguments}
         if self._args is None:
             text = self.arguments.strip()
             if not text:
@@ -107,7 +117,18 @@ class ToolCall:
         return out
 
     def to_openai(self) -> dict[str, Any]:
-        """The call as an OpenAI ``tool_calls`` entry of an assistant message."""
+        """The call as an OpenAI ``tool_calls`` entry of an assistant message (a
+        custom tool's call in Chat Completions' ``{"type": "custom", "custom": {"name",
+        "input"}}`` shape)."""
+        if self.kind == "custom":
+            custom: dict[str, Any] = {
+                "id": self.id,
+                "type": "custom",
+                "custom": {"name": self.name, "input": self.arguments},
+            }
+            if self.provider_data:
+                custom["steer"] = self.provider_data
+            return custom
         out: dict[str, Any] = {
             "id": self.id,
             "type": "function",

@@ -30,6 +30,12 @@ class Tool:
     ``function`` (sync or async) is what :meth:`SteerLLMClient.run_tools` calls with
     the arguments as keyword arguments; a tool without one can still be offered to
     the model, and its calls appear in ``response.tool_calls``.
+
+    ``kind="custom"`` is a free-form tool of the OpenAI Responses API: no
+    ``parameters``; the model writes plain text (constrained by ``format``, e.g.
+    ``{"type": "grammar", "syntax": "lark", "definition": ...}``, when given), and
+    ``function`` is called with that text as its one argument. Only the Responses API
+    takes them; other protocols refuse them with a ConfigurationError.
     """
 
     name: str
@@ -38,11 +44,35 @@ class Tool:
     function: Callable[..., Any] | None = None
     strict: bool = False
     _adapter: Any = None  # pydantic validator of the arguments, when known
+    kind: str = "function"
+    format: dict[str, Any] | None = None  # custom tools: the input's format
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
             raise ConfigurationError(
                 f"tool name {self.name!r} is not valid: use 1-64 letters, digits, '_' or '-'"
+            )
+        if self.function is not None and not callable(self.function):
+            raise ConfigurationError(f"tool {self.name!r}: function is not callable")
+        if self.kind == "custom":
+            if self.parameters is not None:
+                raise ConfigurationError(
+                    f"tool {self.name!r}: a custom tool takes free-form text, not parameters"
+                )
+            if self.format is not None and not isinstance(self.format, dict):
+                raise ConfigurationError(
+                    f"tool {self.name!r}: format must be a dict such as "
+                    "{'type': 'grammar', 'syntax': 'lark', 'definition': ...}, "
+                    f"not {type(self.format).__name__}"
+                )
+            return
+        if self.kind != "function":
+            raise ConfigurationError(
+                f"tool {self.name!r}: kind={self.kind!r} is not known: use 'function' or 'custom'"
+            )
+        if self.format is not None:
+            raise ConfigurationError(
+                f"tool {self.name!r}: format is for custom tools (kind='custom')"
             )
         if self.parameters is None:
             self.parameters = {"type": "object", "properties": {}}
@@ -56,8 +86,6 @@ class Tool:
                 f"tool {self.name!r}: parameters must describe an object "
                 f"(type 'object'), not {self.parameters.get('type')!r}"
             )
-        if self.function is not None and not callable(self.function):
-            raise ConfigurationError(f"tool {self.name!r}: function is not callable")
 
     @classmethod
     def from_function(
@@ -102,6 +130,15 @@ class Tool:
 
     def to_dict(self) -> dict[str, Any]:
         """The neutral shape the codecs map to their protocol."""
+        if self.kind == "custom":
+            custom: dict[str, Any] = {
+                "name": self.name,
+                "description": self.description,
+                "kind": "custom",
+            }
+            if self.format is not None:
+                custom["format"] = self.format
+            return custom
         return {
             "name": self.name,
             "description": self.description,
@@ -110,19 +147,23 @@ class Tool:
         }
 
     async def call(self, arguments: dict[str, Any]) -> Any:
-        """Run the function with the arguments (sync functions in a thread)."""
+        """Run the function with the arguments (sync functions in a thread); a custom
+        tool's function gets the model's text as its one argument."""
         fn = self.function
         if fn is None:
             raise ConfigurationError(f"tool {self.name!r} has no function to run")
+        args: tuple[Any, ...] = ()
         kwargs = arguments
-        if self._adapter is not None and _is_arguments_adapter(self._adapter):
+        if self.kind == "custom":
+            args, kwargs = (arguments.get("input", ""),), {}
+        elif self._adapter is not None and _is_arguments_adapter(self._adapter):
             kwargs = _validated_kwargs(self._adapter, arguments)
         code = getattr(fn, "__code__", None)
         if code is not None and code.co_flags & 0x80:  # async def
-            return await fn(**kwargs)
+            return await fn(*args, **kwargs)
         import asyncio
 
-        result = await asyncio.to_thread(fn, **kwargs)
+        result = await asyncio.to_thread(fn, *args, **kwargs)
         if hasattr(result, "__await__"):
             result = await result
         return result
@@ -186,7 +227,27 @@ def _param_docs(doc: str) -> dict[str, str]:
     return out
 
 
+def _from_custom_dict(spec: dict[str, Any], i: int) -> Tool:
+    """``{"type": "custom", "name", "description", "format"}`` (Responses) or
+    ``{"type": "custom", "custom": {...}}`` (Chat Completions)."""
+    nested = spec.get("custom")
+    inner: dict[str, Any] = nested if isinstance(nested, dict) else spec
+    if "name" not in inner:
+        raise ConfigurationError(f"tools[{i}] is a custom tool with no 'name'")
+    unknown = inner.keys() - {"type", "name", "description", "format"}
+    if unknown:
+        raise ConfigurationError(
+            f"tools[{i}] (custom tool {inner['name']!r}) has fields this SDK does not "
+            f"send: {sorted(unknown)}; a custom tool has name, description and format"
+        )
+    return Tool(
+        inner["name"], inner.get("description") or "", kind="custom", format=inner.get("format")
+    )
+
+
 def _from_openai_dict(spec: dict[str, Any], i: int) -> Tool:
+    if spec.get("type") == "custom":
+        return _from_custom_dict(spec, i)
     if spec.get("type") == "function" and isinstance(spec.get("function"), dict):
         fn = spec["function"]
     elif "name" in spec and ("parameters" in spec or "input_schema" in spec):

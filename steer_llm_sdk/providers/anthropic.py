@@ -9,6 +9,12 @@ Stream: usage starts from ``message_start`` and every non-null field of a later
 ``message_delta`` usage replaces it (the API reports cumulative figures, and after
 compaction even resets the cache counts), exactly as the official SDK accumulates it.
 ``input_tokens`` excludes cache reads and writes; the unified usage adds them back.
+
+Tool calls end at their ``content_block_stop`` when their input is a whole JSON value;
+one that is not yet (cut by ``max_tokens``, or no input at all) ends only once the stop
+reason is known and is not ``max_tokens``, whatever the network's read boundaries. A
+tool without input has the arguments ``{}``. A second, different ``message_start`` is
+two answers spliced into one stream: an InvalidResponseError.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from .base import (
     StreamState,
     error_for,
     event_json,
+    function_calls_only,
+    function_tools,
     parse_retry_after,
     token_count,
     unify_finish,
@@ -120,7 +128,7 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
 
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for tool in tools:
+    for tool in function_tools(tools, "the Anthropic Messages API"):
         entry: dict[str, Any] = {"name": tool["name"], "input_schema": tool["parameters"]}
         if tool.get("description"):
             entry["description"] = tool["description"]
@@ -219,6 +227,7 @@ def _convert_messages(
             if thinking:
                 body = [dict(b) for b in thinking] + body
             if role == "assistant" and m.get("tool_calls"):
+                function_calls_only(m["tool_calls"], "the Anthropic Messages API")
                 for call in m["tool_calls"]:
                     fn = call.get("function") or {}
                     args = fn.get("arguments") or "{}"
@@ -239,6 +248,11 @@ def _convert_messages(
                     )
             out.append({"role": role, "content": body})
     return system, out
+
+
+def _message_id(message: Any) -> str:
+    found = message.get("id") if isinstance(message, dict) else None
+    return repr(found)[:80] if found else "without an id"
 
 
 class AnthropicCodec:
@@ -278,6 +292,10 @@ class AnthropicCodec:
         self._thinking: dict[int, dict[str, Any]] = {}  # block index → thinking block
         self._output_tool: str | None = None  # structured output through a forced tool
         self._output_block: int | None = None
+        # Tool calls whose block stopped before their input was a whole JSON value:
+        # they end only once the stop reason says the answer was not cut.
+        self._held: list[int] = []
+        self._message: Any = None  # message_start's message: a second one is a splice
         self.lead_text = ""  # text the SDK put in the assistant's mouth (JSON prefill)
         self._lead_pending = False  # the first text may repeat the prefill
 
@@ -417,6 +435,15 @@ class AnthropicCodec:
             return None
         if kind == "message_start":
             message = obj.get("message") or {}
+            if self._message is not None:
+                if message == self._message:
+                    return None  # the same message_start again: nothing new
+                raise InvalidResponseError(
+                    "the stream sent a second, different message_start (message "
+                    f"{_message_id(message)} after {_message_id(self._message)}): two "
+                    "answers spliced into one stream"
+                )
+            self._message = message
             self.state.model = message.get("model")
             self.state.response_id = message.get("id")
             self._merge_usage(message.get("usage"))
@@ -529,11 +556,36 @@ class AnthropicCodec:
 
     def _block_stop(self, index: Any) -> None:
         ordinal = self._tool_index.get(index)
-        if ordinal is not None and self.state.reason != "length":
-            self.state.tool_end(ordinal)
+        if ordinal is not None:
+            reason = self.state.reason
+            if reason is None and not self._whole_json(ordinal):
+                # Cut by max_tokens or not: only the stop reason, still to come, says.
+                if ordinal not in self._held:
+                    self._held.append(ordinal)
+            elif reason != "length":
+                self._end_tool(ordinal)
         block = self._thinking.pop(index, None)
         if block is not None:
             self.state.provider_data.setdefault("anthropic_thinking", []).append(block)
+
+    def _whole_json(self, ordinal: int) -> bool:
+        """Whether a call's input so far is a whole JSON value (once per call)."""
+        text = self.state.tool_calls[ordinal].arguments
+        if not text.strip():
+            return False  # no input yet: "{}", unless max_tokens cut it before any
+        try:
+            _loads(text)
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    def _end_tool(self, ordinal: int) -> None:
+        """A call is complete; a tool without input has the arguments ``{}``."""
+        state = self.state
+        call = state.tool_calls[ordinal]
+        if not call.arguments.strip():
+            state.tool_delta(("block", ordinal), id=call.id or None, arguments="{}")
+        state.tool_end(ordinal)
 
     def _finish(self, raw: Any) -> None:
         state = self.state
@@ -541,13 +593,18 @@ class AnthropicCodec:
         if self._output_block is not None and unified == "tool_calls":
             unified = "stop"  # the forced output tool: an answer, not a tool call
         state.finish(raw, unified)
+        if self._held and state.reason != "length":
+            for ordinal in self._held:  # not cut after all: they end now, in order
+                self._end_tool(ordinal)
+        self._held.clear()
 
     def _end(self) -> None:
         """The message is complete: any block left open ends now (not a cut one)."""
         for block in list(self._thinking):
             self._block_stop(block)
         if self.state.reason != "length":
-            self.state.end_open_tools()
+            for ordinal in sorted(self._tool_index.values()):
+                self._end_tool(ordinal)
 
     def _merge_usage(self, raw: dict[str, Any] | None) -> None:
         if not raw:

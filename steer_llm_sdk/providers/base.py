@@ -19,6 +19,7 @@ from ..errors import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
@@ -35,6 +36,10 @@ __all__ = [
     "StreamState",
     "ToolCall",
     "error_for",
+    "function_calls_only",
+    "function_tools",
+    "mark_not_retryable",
+    "openai_code_status",
     "openai_usage",
     "parse_retry_after",
     "token_count",
@@ -281,6 +286,18 @@ class StreamState:
                 self.out.append(ToolCallDelta(ordinal, arguments))
         return ordinal
 
+    def tool_id(self, ordinal: int, id: Any) -> None:
+        """The provider's final id for a call (OpenAI Responses may announce one id
+        in ``output_item.added`` and give the real one in the finished item)."""
+        if not id or type(id) is not str:
+            return
+        call = self.tool_calls[ordinal]
+        if call.id != id:
+            if self._by_id.get(call.id) == ordinal:
+                del self._by_id[call.id]
+            call.id = id
+            self._by_id[id] = ordinal
+
     def tool_end(self, ordinal: int) -> None:
         """A call is complete (Anthropic's block stop, a finish reason ...)."""
         call = self.tool_calls[ordinal]
@@ -316,6 +333,31 @@ class StreamState:
 
     def tool_call_list(self) -> list[dict[str, Any]]:
         return [call.to_dict() for call in self.tool_calls]
+
+
+def function_tools(tools: list[dict[str, Any]], api: str) -> list[dict[str, Any]]:
+    """The tools of a protocol that takes function tools only: a custom (free-form)
+    tool is a ConfigurationError naming it."""
+    for tool in tools:
+        if tool.get("kind") == "custom":
+            raise ConfigurationError(
+                f"tool {tool.get('name')!r} is a custom (free-form text) tool, which only "
+                f"the OpenAI Responses API takes; {api} takes function tools: use an "
+                "OpenAI model with api='responses', or give the tool a JSON schema"
+            )
+    return tools
+
+
+def function_calls_only(calls: Any, api: str) -> None:
+    """A conversation's assistant tool calls for a protocol without custom tools."""
+    for call in calls or ():
+        if isinstance(call, dict) and call.get("type") == "custom":
+            name = (call.get("custom") or {}).get("name")
+            raise ConfigurationError(
+                f"the conversation holds a call of the custom tool {name!r} "
+                f"({call.get('id')!r}): only the OpenAI Responses API takes custom tools, "
+                f"not {api}"
+            )
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -367,6 +409,55 @@ _BY_TYPE: dict[str, type[APIStatusError]] = {
     "api_error": ServerError,
     "server_error": ServerError,
 }
+
+
+# OpenAI's error codes (an in-band ``error`` event or a failed response carries one,
+# not an HTTP status) → the status each stands for, so they map as the status would.
+_OPENAI_CODES: dict[str, int] = {
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "server_error": 500,
+    "internal_error": 500,
+    "internal_server_error": 500,
+    "api_error": 500,
+    "vector_store_timeout": 500,
+    "service_unavailable": 503,
+    "server_overloaded": 529,
+    "overloaded": 529,
+    "invalid_api_key": 401,
+    "permission_denied": 403,
+    "model_not_found": 404,
+    "invalid_prompt": 400,
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "string_above_max_length": 400,
+    "empty_image_file": 400,
+    "failed_to_download_image": 400,
+    "unsupported_image_media_type": 400,
+}
+_BAD_REQUEST_PREFIXES = ("invalid_", "image_", "unsupported_", "missing_")
+# Codes another try cannot fix (only billing does): typed as their status, not retried.
+_NOT_RETRYABLE_CODES = frozenset({"insufficient_quota"})
+
+
+def openai_code_status(code: Any) -> int | None:
+    """The HTTP status an OpenAI error ``code`` stands for (None when unknown)."""
+    if type(code) is not str or not code:
+        return None
+    status = _OPENAI_CODES.get(code)
+    if status is None:
+        if code.startswith(_BAD_REQUEST_PREFIXES) or code.endswith("_not_found"):
+            status = 400
+        elif "rate_limit" in code or "quota" in code:
+            status = 429
+    return status
+
+
+def mark_not_retryable(error: SteerError, code: Any) -> SteerError:
+    """Flag an error whose provider code says retrying cannot help (``insufficient_quota``)."""
+    if code in _NOT_RETRYABLE_CODES and isinstance(error, APIStatusError):
+        error.retryable = False
+    return error
 
 
 def error_for(

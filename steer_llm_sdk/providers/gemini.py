@@ -12,12 +12,13 @@ the call they answer; ``image_url`` parts become ``inlineData`` (data URLs) or
 parameter that is a ``generationConfig`` field; the rest goes to the body.
 
 Stream: every ``data:`` event is a whole ``GenerateContentResponse``; there is no
-terminal event, so a ``finishReason`` marks the answer complete and the end of the
-body ends it. Text parts take the fast path; ``thought: true`` parts are reasoning;
-function calls arrive whole (one or more per event, with or without ids). Usage is
-the last complete ``usageMetadata`` (each one is cumulative): ``promptTokenCount``
-already includes ``cachedContentTokenCount``, and ``thoughtsTokenCount`` is output,
-as Google bills it.
+terminal event: an answer is complete when its body ends after a ``finishReason`` (the
+body is read to its end: some servers send the usage alone, last; the last finish
+reason and usage win); a body that ends without one is a ConnectionError saying so.
+Text parts take the fast path; ``thought: true`` parts are reasoning; function calls
+arrive whole (one or more per event, with or without ids). Usage is the last complete
+``usageMetadata`` (each one is cumulative): ``promptTokenCount`` already includes
+``cachedContentTokenCount``, and ``thoughtsTokenCount`` is output, as Google bills it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ConnectionError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -48,6 +50,8 @@ from .base import (
     StreamState,
     error_for,
     event_json,
+    function_calls_only,
+    function_tools,
     parse_retry_after,
     token_count,
 )
@@ -216,7 +220,7 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
 # -- request ---------------------------------------------------------------------------
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     declarations = []
-    for tool in tools:
+    for tool in function_tools(tools, "the Gemini API"):
         entry: dict[str, Any] = {"name": tool["name"]}
         if tool.get("description"):
             entry["description"] = tool["description"]
@@ -338,6 +342,7 @@ def convert_messages(
             signature = _gemini_data(m).get("thoughtSignature")
             if signature and parts and "text" in parts[-1]:
                 parts[-1]["thoughtSignature"] = signature
+            function_calls_only(m.get("tool_calls"), "the Gemini API")
             for call in m.get("tool_calls") or ():
                 fn = call.get("function") or {}
                 args = fn.get("arguments") or "{}"
@@ -670,8 +675,11 @@ class GeminiCodec:
                 + (f": {detail}" if isinstance(detail, str) and detail else "")
                 + " (the model produced a tool call the API could not accept)"
             )
+        # Not done yet: the body is read to its end, as the official SDKs read it. A
+        # usage-only event may follow, and so may text (translating proxies send an
+        # empty STOP chunk first): nothing after a finish reason is dropped, and the
+        # last finish reason is the answer's.
         self.state.finish(raw, unify_gemini_finish(raw))
-        self.state.done = True
         self._settle_usage()
 
     def _no_candidates(self, obj: dict[str, Any], candidates: Any) -> None:
@@ -693,10 +701,17 @@ class GeminiCodec:
 
     def finish(self) -> None:
         """End of body. Gemini has no terminal event: an answer that reached a
-        ``finishReason`` is complete; one that did not was cut short."""
+        ``finishReason`` is complete; one that did not was cut short (a
+        ConnectionError saying so, when events came; a body without any event is
+        left to the pipeline, which knows what bytes it held)."""
+        self._settle_usage()  # a usage-only event may follow the finish reason
         if self.state.finish_reason is not None:
             self.state.done = True
-        self._settle_usage()  # a usage-only event may follow the finish reason
+        elif not self._first:
+            raise ConnectionError(
+                "the Gemini stream ended without a finishReason (the connection closed "
+                "early or the body was truncated)"
+            )
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
@@ -714,9 +729,9 @@ class GeminiCodec:
             text = self.decode(None, orjson.dumps(chunk))
             if text:
                 texts.append(text)
-        if not self.state.done and self.state.finish_reason is None and chunks:
-            # Some answers carry no finishReason at all (a blocked candidate reports it
-            # in promptFeedback, raised above): a whole body is still a whole answer.
+        if chunks:
+            # A whole body is a whole answer, even without a finishReason (a blocked
+            # candidate reports it in promptFeedback, raised above).
             self.state.done = True
         self._settle_usage()
         return "".join(texts)

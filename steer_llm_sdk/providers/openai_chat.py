@@ -27,6 +27,8 @@ from .base import (
     StreamState,
     error_for,
     event_json,
+    function_tools,
+    mark_not_retryable,
     openai_usage,
     parse_retry_after,
     unify_finish,
@@ -81,7 +83,7 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Neutral tool definitions as OpenAI ``function`` tools."""
     out = []
-    for tool in tools:
+    for tool in function_tools(tools, "the OpenAI Chat Completions protocol"):
         fn: dict[str, Any] = {"name": tool["name"], "parameters": tool["parameters"]}
         if tool.get("description"):
             fn["description"] = tool["description"]
@@ -404,12 +406,14 @@ class OpenAIChatCodec:
         """An HTTP error response → the typed error."""
         message = f"HTTP {status}"
         error_type = None
+        code = None
         try:
             obj = _loads(body)
             err = obj.get("error") if isinstance(obj, dict) else None
             if isinstance(err, dict):
                 message = str(err.get("message") or message)
                 error_type = err.get("type") if isinstance(err.get("type"), str) else None
+                code = err.get("code")
             elif isinstance(err, str):
                 message = err
         except (orjson.JSONDecodeError, AttributeError):
@@ -418,7 +422,7 @@ class OpenAIChatCodec:
         # A 5xx keeps its status class even when the body says "invalid_request".
         if status >= 500 or status in (429, 401, 403, 404):
             error_type = None
-        return error_for(
+        error = error_for(
             status,
             message,
             error_type=error_type,
@@ -426,3 +430,4 @@ class OpenAIChatCodec:
             request_id=headers.get("x-request-id") if headers is not None else None,
             body=body[:500].decode("utf-8", "replace"),
         )
+        return mark_not_retryable(error, code)  # a 429 insufficient_quota

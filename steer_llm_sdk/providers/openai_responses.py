@@ -1,18 +1,25 @@
 """OpenAI Responses API wire codec (sans-I/O): ``POST /v1/responses`` with
 ``stream: true``.
 
-Stream: ``response.output_text.delta`` is the fast path. Function calls are keyed by
-their output item (the argument deltas carry neither ``call_id`` nor ``name``: those
-come once, in ``response.output_item.added``). Reasoning summary and reasoning text
-deltas are reasoning. The terminal events ``response.completed``,
-``response.incomplete`` and ``response.failed`` carry the usage and the outcome; an
-``error`` event is a typed error.
+Stream: ``response.output_text.delta`` is the fast path. Function calls and custom
+(free-form) tool calls are keyed by their output item (the argument / input deltas
+carry neither ``call_id`` nor ``name``: those come in ``response.output_item.added``);
+the ``call_id`` of the finished item, and then of the final response, is the call's
+real id (it may differ from the announced one). A call whose finished item is
+``incomplete`` (cut by ``max_output_tokens``) never ends. Reasoning summary and
+reasoning text deltas are reasoning. The terminal events ``response.completed``,
+``response.incomplete`` and ``response.failed`` carry the usage and the outcome (the
+event's name decides when the response has no ``status``); an ``error`` event or a
+failed response is the typed error its ``code`` stands for, as the HTTP status would
+be (``insufficient_quota``: a RateLimitError that is not retried).
 
 Requests: OpenAI-shaped messages become ``input`` items (system and developer →
-``instructions``; assistant tool calls → ``function_call`` items; tool messages →
-``function_call_output``); the reasoning items of an earlier answer, kept by
-``response.to_message()``, are sent back in their original order, each directly before
-the item that followed it, as the API requires.
+``instructions``; assistant tool calls → ``function_call`` / ``custom_tool_call``
+items; tool messages → ``function_call_output`` / ``custom_tool_call_output``); the
+reasoning items of an earlier answer, kept by ``response.to_message()``, are sent back
+in their original order, each directly before the item that followed it, as the API
+requires. Custom tools are sent as ``{"type": "custom", "name", "description",
+"format"}``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,16 @@ import msgspec
 import orjson
 
 from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState, error_for, event_json, openai_usage
+from .base import (
+    ChatRequest,
+    HTTPRequest,
+    StreamState,
+    error_for,
+    event_json,
+    mark_not_retryable,
+    openai_code_status,
+    openai_usage,
+)
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
@@ -45,6 +61,8 @@ class _FastEvent(msgspec.Struct):
 
 _fast_decode = msgspec.json.Decoder(_FastEvent).decode
 _TEXT_DELTA = "response.output_text.delta"
+_CUSTOM_CALL = "custom_tool_call"  # a call of a free-form (custom) tool: text input
+_CALLS = ("function_call", _CUSTOM_CALL)
 _UNSET = msgspec.UNSET
 
 
@@ -93,6 +111,7 @@ def _text_of(content: Any) -> str:
 def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
+    custom: set[Any] = set()  # call ids of custom tool calls: their results differ
     for m in messages:
         role = m["role"]
         content = m.get("content")
@@ -100,9 +119,9 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
             instructions.append(_text_of(content))
         elif role == "tool":
             output = content if isinstance(content, str) else _text_of(content)
-            items.append(
-                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": output}
-            )
+            call_id = m.get("tool_call_id")
+            kind = "custom_tool_call_output" if call_id in custom else "function_call_output"
+            items.append({"type": kind, "call_id": call_id, "output": output})
         elif role == "assistant":
             steer = m.get("steer")
             replay = steer.get("openai_output") if isinstance(steer, dict) else None
@@ -110,10 +129,25 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
                 # The answer's own output items, in their order: reasoning items stay
                 # directly before the item that followed them.
                 items.extend(dict(item) for item in replay)
+                custom.update(
+                    item.get("call_id") for item in replay if item.get("type") == _CUSTOM_CALL
+                )
                 continue
             if content:
                 items.append({"role": "assistant", "content": _content(content, "assistant")})
             for call in m.get("tool_calls") or ():
+                if call.get("type") == "custom":
+                    spec = call.get("custom") or {}
+                    custom.add(call.get("id"))
+                    items.append(
+                        {
+                            "type": _CUSTOM_CALL,
+                            "call_id": call.get("id"),
+                            "name": spec.get("name"),
+                            "input": spec.get("input") or "",
+                        }
+                    )
+                    continue
                 fn = call.get("function") or {}
                 items.append(
                     {
@@ -131,6 +165,14 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for tool in tools:
+        if tool.get("kind") == "custom":  # free-form text input
+            custom: dict[str, Any] = {"type": "custom", "name": tool["name"]}
+            if tool.get("description"):
+                custom["description"] = tool["description"]
+            if tool.get("format") is not None:
+                custom["format"] = tool["format"]
+            out.append(custom)
+            continue
         entry: dict[str, Any] = {
             "type": "function",
             "name": tool["name"],
@@ -145,13 +187,58 @@ def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice: str | dict[str, str]) -> Any:
+def _tool_choice(choice: str | dict[str, str], tools: list[dict[str, Any]]) -> Any:
     if isinstance(choice, dict):
-        return {"type": "function", "name": choice["name"]}
+        name = choice["name"]
+        custom = any(t["name"] == name and t.get("kind") == "custom" for t in tools)
+        return {"type": "custom" if custom else "function", "name": name}
     return choice
 
 
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+_INPUT_DELTAS = ("response.function_call_arguments.delta", "response.custom_tool_call_input.delta")
+# The terminal events and the status each one means, whatever its response says.
+_TERMINAL = {
+    "response.completed": "completed",
+    "response.incomplete": "incomplete",
+    "response.failed": "failed",
+}
+_REPLAYED = ("reasoning", "function_call", _CUSTOM_CALL, "message")
+_KNOWN_TYPES = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "overloaded_error",
+        "api_error",
+        "server_error",
+    }
+)
+
+
+def error_event(obj: dict[str, Any]) -> SteerError:
+    """An ``error`` event or a failed response → the typed error its ``code`` stands
+    for, as the HTTP status would be (rate limits, quota, bad requests, server
+    errors); an unknown or missing code is a server error, as before."""
+    inner = obj.get("error")
+    err: dict[str, Any] = inner if isinstance(inner, dict) else obj
+    code = err.get("code")
+    status = openai_code_status(code)
+    error_type = err.get("type") if inner is err else None
+    if status is None and not (isinstance(error_type, str) and error_type in _KNOWN_TYPES):
+        error_type = "server_error"
+    message = str(err.get("message") or "the provider sent an error")
+    if code and type(code) is str and code not in message:
+        message = f"{message} ({code})"
+    error = error_for(
+        status,
+        message,
+        error_type=None if status else error_type,
+        body=orjson.dumps(obj).decode()[:500],
+    )
+    return mark_not_retryable(error, code)
 
 
 class OpenAIResponsesCodec:
@@ -223,7 +310,7 @@ class OpenAIResponsesCodec:
         if request.tools:
             body["tools"] = encode_tools(request.tools)
         if request.tool_choice is not None:
-            body["tool_choice"] = _tool_choice(request.tool_choice)
+            body["tool_choice"] = _tool_choice(request.tool_choice, request.tools)
         if request.parallel_tool_calls is not None and request.tools:
             body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.output_schema is not None:
@@ -292,7 +379,7 @@ class OpenAIResponsesCodec:
                     state.reasoning("\n\n")  # between summary parts, as ChatGPT shows them
                 self._summary_parts.add(key)
             state.reasoning(obj.get("delta") or "")
-        elif kind == "response.function_call_arguments.delta":
+        elif kind in _INPUT_DELTAS:
             ordinal = self._call_for(obj)
             delta = obj.get("delta")
             if ordinal is not None and delta:
@@ -301,29 +388,16 @@ class OpenAIResponsesCodec:
             item = obj.get("item")
             if type(item) is not dict:
                 raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
-            if item.get("type") == "function_call":
-                ordinal = state.tool_delta(
-                    ("item", len(state.tool_calls)),
-                    id=item.get("call_id") or None,
-                    name=item.get("name") or None,
-                    arguments=item.get("arguments") or None,
-                )
-                self._by_item[item.get("id")] = ordinal
-                self._by_item[("index", obj.get("output_index"))] = ordinal
+            if item.get("type") in _CALLS:
+                self._open_call(item, obj.get("output_index"))
         elif kind == "response.output_item.done":
             item = obj.get("item")
             if type(item) is not dict:
                 raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
             index = obj.get("output_index")
             self._items[index if type(index) is int else len(self._items)] = item
-            if item.get("type") == "function_call":
-                ordinal = self._call_for(obj, item)
-                if ordinal is not None:
-                    call = state.tool_calls[ordinal]
-                    whole = item.get("arguments")
-                    if isinstance(whole, str) and whole and not call.arguments:
-                        state.tool_delta(("item", ordinal), arguments=whole)
-                    state.tool_end(ordinal)
+            if item.get("type") in _CALLS:
+                self._end_call(item, index)
         elif kind == "response.refusal.delta":
             state.refusal(obj.get("delta") or "")
         elif kind in ("response.created", "response.in_progress", "response.queued"):
@@ -331,20 +405,60 @@ class OpenAIResponsesCodec:
             if isinstance(response, dict):
                 state.model = response.get("model") or state.model
                 state.response_id = response.get("id") or state.response_id
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            self._terminal(obj.get("response"))
+        elif kind in _TERMINAL:
+            self._terminal(obj.get("response"), _TERMINAL[kind])
         elif kind == "error":
-            raise self._error_event(obj)
+            raise error_event(obj)
         return None  # content parts, annotations, built-in tool progress ...
+
+    def _open_call(self, item: dict[str, Any], output_index: Any) -> int:
+        """A function or custom tool call's output item: its call opens."""
+        custom = item.get("type") == _CUSTOM_CALL
+        state = self.state
+        ordinal = state.tool_delta(
+            ("item", len(state.tool_calls)),
+            id=item.get("call_id") or None,
+            name=item.get("name") or None,
+            arguments=item.get("input" if custom else "arguments") or None,
+        )
+        if custom:
+            call = state.tool_calls[ordinal]
+            call.kind = call.type = "custom"
+        item_id = item.get("id")
+        if item_id and type(item_id) is str:
+            self._by_item[item_id] = ordinal
+        if type(output_index) is int:
+            self._by_item[("index", output_index)] = ordinal
+        return ordinal
+
+    def _end_call(self, item: dict[str, Any], output_index: Any) -> None:
+        """The finished item of a call: its ``call_id`` is the real one (it may differ
+        from the one in ``output_item.added``, as the official SDKs read it), its
+        arguments whole when no delta came; it ends unless the item is incomplete."""
+        state = self.state
+        ordinal = self._call_for({"output_index": output_index}, item)
+        if ordinal is None:  # a call announced only by its finished item
+            ordinal = self._open_call(item, output_index)
+        state.tool_id(ordinal, item.get("call_id"))
+        call = state.tool_calls[ordinal]
+        whole = item.get("input" if call.kind == "custom" else "arguments")
+        if isinstance(whole, str) and whole and not call.arguments:
+            state.tool_delta(("item", ordinal), arguments=whole)
+        if item.get("status") != "incomplete":  # cut by max_output_tokens: never ends
+            state.tool_end(ordinal)
 
     def _call_for(self, obj: dict[str, Any], item: dict[str, Any] | None = None) -> int | None:
         by = self._by_item
         item_id = obj.get("item_id") or (item or {}).get("id")
-        if item_id in by:
+        if item_id and type(item_id) is str and item_id in by:
             return by[item_id]
-        return by.get(("index", obj.get("output_index")))
+        index = obj.get("output_index")
+        return by.get(("index", index)) if type(index) is int else None
 
-    def _terminal(self, response: Any) -> None:
+    def _terminal(self, response: Any, status: str | None) -> None:
+        """A terminal event's response (or a whole non-streamed one). ``status`` is
+        what the event says (``response.failed`` is a failure even when its response
+        object has no ``status`` field); None: the response's own status."""
         state = self.state
         if not isinstance(response, dict):
             raise InvalidResponseError("the terminal event carries no response object")
@@ -355,22 +469,14 @@ class OpenAIResponsesCodec:
             if type(usage) is not dict:
                 raise InvalidResponseError(f"usage is not an object: {usage!r:.80}")
             state.usage = normalize_usage(usage)
-        status = response.get("status") or "completed"
+        if status is None or status == "completed":
+            status = response.get("status") or status or "completed"
         if status == "failed":
-            raise self._error_event({"error": response.get("error") or {}})
+            raise error_event({"error": response.get("error") or {}})
         output = response.get("output")
         if isinstance(output, list) and output:
             self._items = dict(enumerate(output))
-            if not state.tool_calls:  # a server that sent the calls only here
-                for item in output:
-                    if isinstance(item, dict) and item.get("type") == "function_call":
-                        ordinal = state.tool_delta(
-                            ("item", len(state.tool_calls)),
-                            id=item.get("call_id") or None,
-                            name=item.get("name") or None,
-                            arguments=item.get("arguments") or None,
-                        )
-                        state.tool_end(ordinal)
+            self._final_calls(output)
         unified = "stop"
         if status == "incomplete":
             details = response.get("incomplete_details") or {}
@@ -383,25 +489,26 @@ class OpenAIResponsesCodec:
         replay = [
             item
             for _, item in sorted(self._items.items())
-            if isinstance(item, dict)
-            and item.get("type") in ("reasoning", "function_call", "message")
+            if isinstance(item, dict) and item.get("type") in _REPLAYED
         ]
         if any(item.get("type") == "reasoning" for item in replay):
             state.provider_data["openai_output"] = replay
         state.done = True
 
-    def _error_event(self, obj: dict[str, Any]) -> SteerError:
-        """An ``error`` event or a failed response → the typed error for its code."""
-        inner = obj.get("error")
-        err: dict[str, Any] = inner if isinstance(inner, dict) else obj
-        code = err.get("code")
-        status = {"rate_limit_exceeded": 429, "invalid_prompt": 400}.get(str(code))
-        return error_for(
-            status,
-            str(err.get("message") or "the provider sent an error"),
-            error_type=None if status else "server_error",
-            body=orjson.dumps(obj).decode()[:500],
-        )
+    def _final_calls(self, output: list[Any]) -> None:
+        """The calls of the final response: each call's id becomes the final one; a
+        server that sent the calls only here gets them opened and ended."""
+        state = self.state
+        only_here = not state.tool_calls
+        for index, item in enumerate(output):
+            if not isinstance(item, dict) or item.get("type") not in _CALLS:
+                continue
+            if only_here:
+                self._end_call(item, index)
+                continue
+            ordinal = self._call_for({"output_index": index}, item)
+            if ordinal is not None:
+                state.tool_id(ordinal, item.get("call_id"))
 
     def _add_logprobs(self, raw: Any) -> None:
         if not raw:
@@ -427,7 +534,7 @@ class OpenAIResponsesCodec:
         if not isinstance(obj, dict):
             raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
         if obj.get("error") and not obj.get("output"):
-            raise self._error_event(obj)
+            raise error_event(obj)
         parts: list[str] = []
         for item in obj.get("output") or ():
             if not isinstance(item, dict):
@@ -454,7 +561,7 @@ class OpenAIResponsesCodec:
                 for content in item.get("content") or ():
                     if isinstance(content, dict) and content.get("type") == "reasoning_text":
                         self.state.reasoning(content.get("text") or "")
-        self._terminal(obj)
+        self._terminal(obj, None)
         return "".join(parts)
 
     parse_error = staticmethod(OpenAIChatCodec.parse_error)

@@ -56,7 +56,7 @@ ErrorParser = Callable[[int, httpx.Headers, bytes], SteerError]
 
 def is_retryable(error: BaseException) -> bool:
     """Whether a failure before any text was delivered is worth another try."""
-    if isinstance(error, TotalTimeoutError):
+    if isinstance(error, TotalTimeoutError) or getattr(error, "retryable", None) is False:
         return False
     if isinstance(error, ConnectionError | SteerTimeoutError):
         return True

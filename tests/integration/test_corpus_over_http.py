@@ -20,7 +20,7 @@ from steer_llm_sdk.models.streaming import StreamingOptions
 from steer_llm_sdk.parts import FINISH_REASONS
 
 from ..unit.test_codecs_corpus import CORPUS as CORPUS_DIR
-from ..unit.test_codecs_corpus import ENTRIES, expected_usage
+from ..unit.test_codecs_corpus import ENTRIES, expected_calls, expected_usage
 from .replay import ReplayServer
 
 NO_RETRY = StreamingOptions(retry_on_connection_error=False, preserve_partial_response=True)
@@ -65,7 +65,7 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
     assert "".join(p.text for p in events if isinstance(p, TextDelta)) == response.text
     assert finish.response.usage == response.usage
     ended = [p.call for p in events if isinstance(p, ToolCallEnd)]
-    want_calls = [(c["id"], c["name"], c["arguments"]) for c in expected["tool_calls"]]
+    want_calls = expected_calls(entry)
     if response.finish_reason == "length":
         assert ended == []
     else:
@@ -78,9 +78,7 @@ async def test_recorded_stream_through_the_client(entry: dict[str, Any]) -> None
         assert "estimated" not in response.usage
     else:
         assert response.usage["estimated"] is True
-    assert [c.arguments for c in response.tool_calls] == [
-        c["arguments"] for c in expected["tool_calls"]
-    ]
+    assert [c.arguments for c in response.tool_calls] == [c[2] for c in want_calls]
 
 
 async def test_server_that_ignores_stream_true() -> None:

@@ -222,7 +222,7 @@ def test_anthropic_empty_input_is_not_glued_to_streamed_arguments() -> None:
             stop(1),
         ),
     )
-    assert calls_of(codec) == [("toolu_1", "f", '{"a": 1}'), ("toolu_2", "g", "")]
+    assert calls_of(codec) == [("toolu_1", "f", '{"a": 1}'), ("toolu_2", "g", "{}")]
     assert codec.state.tool_calls[1].args == {}
     assert codec.state.reason == "tool_calls"
 

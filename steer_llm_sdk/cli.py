@@ -304,14 +304,10 @@ class Session:
 
     def _default_model(self) -> str:
         from .catalog import default_model_choice, resolve_model
+        from .cli_common import unknown_model_message
         from .errors import ConfigurationError
 
         model, source = default_model_choice()
-        try:
-            if resolve_model(model).provider.local:
-                return model
-        except ConfigurationError:
-            pass  # named in the error that follows
         if source == "STEER_DEFAULT_MODEL":
             why = "from STEER_DEFAULT_MODEL"
         elif source == "saved":
@@ -321,7 +317,12 @@ class Session:
                 f"the default while {source} is set; -m picks another, "
                 "`steer-llm models default NAME` keeps one"
             )
-        self.default_note = f"{model} ({why})"
+        try:
+            local = resolve_model(model).provider.local
+        except ConfigurationError:
+            raise UsageError(f"{why}: {unknown_model_message(model)}") from None
+        if not local:
+            self.default_note = f"{model} ({why})"
         return model
 
     def _route_model(self) -> Route | None:

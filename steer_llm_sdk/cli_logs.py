@@ -3,22 +3,24 @@
 Where: ``$STEER_LLM_DATA_DIR`` if set, else the platform's user data directory:
 ``$XDG_DATA_HOME/steer-llm`` (else ``~/.local/share/steer-llm``) on Linux,
 ``~/Library/Application Support/steer-llm`` on macOS, ``%APPDATA%\\steer-llm`` on
-Windows. The database is ``logs.db``; a file ``logs-off`` beside it turns logging off.
+Windows (:func:`steer_llm_sdk.catalog.data_dir`). The database is ``logs.db``; a file
+``logs-off`` beside it turns logging off; ``default_model.txt`` beside it holds the
+default model saved with ``steer-llm models default NAME``.
 Only the standard library's ``sqlite3`` is used; imported by the CLI only.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .catalog import data_dir
 
 __all__ = ["LogStore", "data_dir"]
 
@@ -68,19 +70,6 @@ _COLUMNS = (
     "tokens_per_second",
     "error",
 )
-
-
-def data_dir() -> Path:
-    explicit = os.environ.get("STEER_LLM_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "steer-llm"
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA") or Path.home()) / "steer-llm"
-    base = os.environ.get("XDG_DATA_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"
-    return root / "steer-llm"
 
 
 def new_conversation_id() -> str:

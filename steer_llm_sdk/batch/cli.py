@@ -43,11 +43,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     p.add_argument("--rpm", type=float, help="requests per minute (per provider)")
     p.add_argument("--tpm", type=float, help="tokens per minute (per provider)")
-    p.add_argument("--budget-usd", type=float, help="stop starting items past this cost")
+    p.add_argument(
+        "--budget-usd", type=float, help="stop starting items past this cost (needs --max-tokens)"
+    )
     p.add_argument("--max-tokens", type=int, help="cap each answer (needed with --budget-usd)")
     p.add_argument("-t", "--temperature", type=float)
     p.add_argument("-s", "--system", help="a system prompt for every item")
-    p.add_argument("--schema", help="a JSON schema file: structured output for every item")
+    p.add_argument(
+        "--schema",
+        help="structured output for every item: a JSON schema file, JSON text, or a short "
+        "form such as 'name str, age int, bio: a short biography' (as steer-llm stream)",
+    )
     p.add_argument("--max-attempts", type=int, default=5, help="HTTP requests per item (5)")
     p.add_argument("--journal", help="journal path (default: OUTPUT.journal)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
@@ -59,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``batch`` command; returns the exit status."""
-    problem = _check_paths(args)
+    problem = _check_args(args)
     if problem:
         return _fail(problem)
     try:
@@ -75,7 +81,7 @@ def _fail(message: str) -> int:
 
 
 def _job_options(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
-    import orjson
+    from ..cli_common import UsageError, parse_schema
 
     options: dict[str, Any] = {}
     if args.max_tokens is not None:
@@ -86,21 +92,33 @@ def _job_options(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
         options["system"] = args.system
     if args.schema:
         try:
-            with open(args.schema, "rb") as f:
-                schema = orjson.loads(f.read())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            return {}, f"cannot read the schema {args.schema!r}: {exc}"
-        if not isinstance(schema, dict):
-            return {}, f"the schema {args.schema!r} must be a JSON object"
-        options["output"] = schema
+            options["output"] = parse_schema(args.schema)
+        except UsageError as exc:
+            return {}, str(exc)
     return options, None
+
+
+def _model_problem(model: str) -> str | None:
+    """An unknown model or a missing key, said for the command line, before any item."""
+    from ..cli_common import UsageError, check_route, resolve_for_cli
+
+    try:
+        check_route(resolve_for_cli(model))
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 def _journal_path(args: argparse.Namespace) -> str:
     return str(args.journal or args.output + ".journal")
 
 
-def _check_paths(args: argparse.Namespace) -> str | None:
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.budget_usd is not None and args.max_tokens is None:
+        return (
+            "--budget-usd needs --max-tokens: each request's worst case (its max tokens at "
+            "the model's price) is what keeps the job under the budget"
+        )
     if args.input != "-" and not os.path.isfile(args.input):
         return f"no such input file: {args.input}"
     journal = _journal_path(args)
@@ -113,11 +131,17 @@ def _check_paths(args: argparse.Namespace) -> str | None:
 
 
 async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
-    from ..cli import default_model
+    from ..catalog import default_model_choice
     from ..errors import SteerError
 
-    model = args.model or default_model()
+    model = args.model
+    if not model:
+        model, source = default_model_choice()
+        if source != "local":
+            note = f"model {model} (the default; -m picks another)"
+            print(f"steer-llm batch: {note}", file=sys.stderr)
     options, problem = _job_options(args)
+    problem = problem or _model_problem(model)
     if problem:
         return _fail(problem)
     output = args.output

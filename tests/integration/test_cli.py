@@ -71,7 +71,7 @@ async def test_default_model_uses_the_key_that_is_set(
     emulator: Emulator, cli_env: dict[str, str]
 ) -> None:
     code, out, _ = await run_cli("models", env=cli_env)
-    assert code == 0 and "default model now: gpt-4o-mini" in out
+    assert code == 0 and "Default model: gpt-4o-mini (because OPENAI_API_KEY is set)" in out
     assert "key set" in out and "local" in out
 
 
@@ -79,7 +79,7 @@ async def test_errors_are_clear_with_a_non_zero_exit(
     emulator: Emulator, cli_env: dict[str, str]
 ) -> None:
     code, _, err = await run_cli("stream", "-m", "llama-70b", "hi", env=cli_env)
-    assert code == 1 and "unknown model 'llama-70b'" in err and "Traceback" not in err
+    assert code == 2 and "unknown model 'llama-70b'" in err and "Traceback" not in err
     emulator.enqueue(Reply(status=401, error_message="bad key"))
     code, _, err = await run_cli("stream", "-m", "gpt-4o-mini", "hi", env=cli_env)
     assert code == 1 and "AuthenticationError" in err and "bad key" in err

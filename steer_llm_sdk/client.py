@@ -20,7 +20,8 @@ from .parts import Finish, StreamPart, ToolCall, ToolResult
 from .providers import codec_class
 from .providers.base import ChatRequest
 from .streaming.handle import AsyncStream
-from .streaming.pipeline import Call, StreamRun, add_usage
+from .streaming.ledger import add_usage
+from .streaming.pipeline import Call, StreamRun
 from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_message
 from .transport.http import Transport
 
@@ -390,7 +391,6 @@ class SteerLLMClient:
             context={"provider": provider.name, "model": route.model},
             can_resume=provider.continues_prefix and codec.can_continue(route.model),
             output=spec,
-            tools=tools,
             observer=self._observer,
         )
         return call, route

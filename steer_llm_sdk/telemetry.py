@@ -14,10 +14,11 @@ the stream's yields.
 This module imports nothing of OpenTelemetry until an :class:`OTelObserver` is made,
 and the client imports this module only when ``telemetry`` is set.
 
-An observer is any object with ``start(run)`` returning ``None`` or an object with
-``end(run, error)``; ``error`` is ``None`` on success, the exception on failure, and
-``GeneratorExit``/``CancelledError`` when the caller abandoned the call. ``run`` is
-the call's :class:`steer_llm_sdk.streaming.pipeline.StreamRun`.
+An observer is any object with ``start(call)`` returning ``None`` or an object with
+``end(record, error)`` (``steer_llm_sdk.streaming.observe``): ``call`` is a frozen
+:class:`CallStart`, ``record`` a frozen :class:`CallRecord` computed once by the
+pipeline; ``error`` is ``None`` on success, the exception on failure, and
+``GeneratorExit``/``CancelledError`` when the caller abandoned the call.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-if TYPE_CHECKING:
-    from .streaming.pipeline import StreamRun
+from .streaming.observe import CallObserver, CallRecord, CallStart, Observation
 
 __all__ = ["CallObserver", "OTelObserver", "Observation", "TelemetryOptions", "make_observer"]
 
@@ -50,14 +50,6 @@ _REQUEST_PARAMS = (
     ("frequency_penalty", "gen_ai.request.frequency_penalty"),
     ("presence_penalty", "gen_ai.request.presence_penalty"),
 )
-
-
-class Observation(Protocol):
-    def end(self, run: StreamRun, error: BaseException | None) -> None: ...
-
-
-class CallObserver(Protocol):
-    def start(self, run: StreamRun) -> Observation | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +132,9 @@ class OTelObserver:
             explicit_bucket_boundaries_advisory=_SECOND_BUCKETS,
         )
 
-    def start(self, run: StreamRun) -> _Span:
-        call = run.call
+    def start(self, call: CallStart) -> _Span:
         request = call.request
-        provider = _PROVIDER_NAMES.get(call.provider.name, call.provider.name)
+        provider = _PROVIDER_NAMES.get(call.provider, call.provider)
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": provider,
@@ -196,49 +187,42 @@ class _Span:
         self._span = span
         self._attributes = attributes
 
-    def end(self, run: StreamRun, error: BaseException | None) -> None:
+    def end(self, record: CallRecord, error: BaseException | None) -> None:
         span = self._span
         try:
-            self._record(run, error)
+            self._record(record, error)
         except Exception as exc:  # telemetry never breaks a call
             logger.warning("telemetry: %s: %s", type(exc).__name__, exc)
         finally:
             span.end()
 
-    def _record(self, run: StreamRun, error: BaseException | None) -> None:
+    def _record(self, record: CallRecord, error: BaseException | None) -> None:
         observer = self._observer
         span = self._span
-        call = run.call
-        state = run.state
         metric = self._attributes
         set_attribute = span.set_attribute
-        host, port = _server(call.base_url)
+        host, port = _server(record.base_url)
         if host:
             set_attribute("server.address", host)
             metric["server.address"] = host
             if port:
                 set_attribute("server.port", port)
                 metric["server.port"] = port
-        if state is not None:
-            if state.response_id:
-                set_attribute("gen_ai.response.id", state.response_id)
-            if state.model:
-                set_attribute("gen_ai.response.model", state.model)
-                metric["gen_ai.response.model"] = state.model
-            reason = _finish_reason(state)
-            if reason:
-                set_attribute("gen_ai.response.finish_reasons", [reason])
-        set_attribute("steer.attempts", run.attempts)
-        if run.resumptions:
-            set_attribute("steer.resumptions", run.resumptions)
-        streamed = call.request.stream
-        ttfc = None
-        if streamed and run.first_token_at is not None:
-            ttfc = run.first_token_at - run.started_at
+        if record.response_id:
+            set_attribute("gen_ai.response.id", record.response_id)
+        if record.response_model:
+            set_attribute("gen_ai.response.model", record.response_model)
+            metric["gen_ai.response.model"] = record.response_model
+        if record.finish_reason:
+            set_attribute("gen_ai.response.finish_reasons", [record.finish_reason])
+        set_attribute("steer.attempts", record.attempts)
+        if record.resumptions:
+            set_attribute("steer.resumptions", record.resumptions)
+        ttfc = record.time_to_first_token if record.streamed else None
+        if ttfc is not None:
             set_attribute("gen_ai.response.time_to_first_chunk", ttfc)
-        end = run.finished_at or _now()
         if error is None:
-            self._success(run, metric)
+            self._success(record, metric)
         elif isinstance(error, Exception):
             error_type = type(error).__name__
             set_attribute("error.type", error_type)
@@ -249,25 +233,17 @@ class _Span:
             span.set_status(status)
         else:  # GeneratorExit / CancelledError: the caller stopped; no failure
             set_attribute("steer.cancelled", True)
-        observer._duration.record(end - run.started_at, metric)
+        observer._duration.record(record.duration, metric)
         if ttfc is not None:
             observer._ttfc.record(ttfc, metric)
 
-    def _success(self, run: StreamRun, metric: dict[str, Any]) -> None:
+    def _success(self, record: CallRecord, metric: dict[str, Any]) -> None:
         observer = self._observer
         span = self._span
-        call = run.call
-        state = run.state
-        usage: dict[str, Any] = {}
-        if state is not None and (state.usage is not None or run.resumptions):
-            usage = run.usage()  # the provider's counts (estimated only after a resume)
-        if usage:
-            from .pricing import compute_cost
-
-            cost = compute_cost(call.provider.name, call.model, usage, call.price_overrides)
-            if cost is not None:
-                span.set_attribute("steer.cost_usd", cost)
-        if usage and usage.get("estimated"):
+        usage = record.usage or {}
+        if record.cost_usd is not None:
+            span.set_attribute("steer.cost_usd", record.cost_usd)
+        if usage.get("estimated"):
             # The conventions: never report a count the provider did not give.
             span.set_attribute("steer.usage.estimated", True)
         elif usage:
@@ -292,39 +268,21 @@ class _Span:
                 )
         if observer.capture_content:
             parts: list[dict[str, Any]] = []
-            text = "".join(run.parts)
-            if text:
-                parts.append({"type": "text", "content": text})
-            for call_part in getattr(state, "tool_calls", None) or ():
+            if record.text:
+                parts.append({"type": "text", "content": record.text})
+            for call_part in record.tool_calls:
                 parts.append(
                     {
                         "type": "tool_call",
-                        "id": getattr(call_part, "id", None),
-                        "name": getattr(call_part, "name", None),
-                        "arguments": getattr(call_part, "arguments", None),
+                        "id": call_part.id,
+                        "name": call_part.name,
+                        "arguments": call_part.arguments,
                     }
                 )
             message: dict[str, Any] = {"role": "assistant", "parts": parts}
-            reason = _finish_reason(state) if state is not None else None
-            if reason:
-                message["finish_reason"] = reason
+            if record.finish_reason:
+                message["finish_reason"] = record.finish_reason
             span.set_attribute("gen_ai.output.messages", _json([message]))
-
-
-def _finish_reason(state: Any) -> str | None:
-    """The SDK's unified reason (stop, length, tool_calls, content_filter, ...)."""
-    reason = getattr(state, "reason", None)
-    if reason is None and state.finish_reason is not None:
-        from .providers.base import unify_finish
-
-        reason = unify_finish(state.finish_reason)
-    return reason if isinstance(reason, str) else None
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()
 
 
 def _server(base_url: str) -> tuple[str | None, int | None]:

@@ -1,88 +1,35 @@
-"""The streaming pipeline: from transport bytes to the caller's chunks and response.
+"""The streaming pipeline: one :class:`StreamRun` per call.
 
-One :class:`StreamRun` per call. Its :meth:`StreamRun.chunks` async generator is what
-``client.stream()`` returns, so the per-chunk path is a single generator: read bytes,
-split SSE, decode, yield. ``stream_with_usage()`` drains the same generator and then
-builds the response with :meth:`StreamRun.response`.
-
-Reliability rules (README, "Reliability"):
-- before any text reached the caller, connection errors, timeouts and retryable
-  statuses are retried with backoff, up to ``max_reconnect_attempts``;
-- after text reached the caller, nothing is ever delivered twice: where the protocol
-  can continue an answer from a prefix, the call resumes with the text so far as the
-  assistant's prefix; otherwise a :class:`StreamInterruptedError` is raised.
+``chunks()`` (what ``client.stream()`` returns) and ``events()`` (``stream_events()``)
+are thin loops over the one read loop, :func:`reads.reads`, which yields a list per
+network read; the attempts' rules live in :mod:`attempts`, usage and the response
+in :mod:`ledger`, what observers see in :mod:`observe`. Per chunk, ``chunks()``
+does an append, a first-token check, an ``on_delta`` check and a ``yield``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 import httpx
-import orjson
 
-from ..catalog import ProviderSpec
-from ..errors import (
-    ConnectionError,
-    InterruptedReadTimeoutError,
-    InterruptedTotalTimeoutError,
-    InvalidResponseError,
-    JSONParseError,
-    SteerError,
-    StreamInterruptedError,
-    TotalTimeoutError,
-)
-from ..models.response import StreamingResponse, parse_json_text
-from ..models.streaming import StreamingOptions
+from ..errors import SteerError, TotalTimeoutError
+from ..models.response import StreamingResponse
 from ..parts import Finish, PartialOutput, TextDelta
-from ..providers.base import ChatRequest, HTTPRequest, StreamState, unify_finish
-from ..transport.http import Transport, backoff_delay, is_retryable, map_httpx_error
-from ..transport.sse import SSEDecoder
-from .fair import Turns, turns
+from ..transport.http import map_httpx_error
+from .attempts import Attempts, loop_time
+from .call import Call
+from .ledger import Ledger, build_response
+from .observe import CallRecord, CallStart, Observation
+from .reads import SHAPE_ERRORS, fill_context, read_body, reads, shape_error
 
-if TYPE_CHECKING:
-    from ..telemetry import CallObserver
-
-__all__ = ["Call", "StreamRun", "add_usage"]
+__all__ = ["Call", "StreamRun"]
 
 logger = logging.getLogger("steer_llm_sdk")
 _MISSING: Any = object()
-
-
-class Codec(Protocol):
-    state: StreamState
-    lead_text: str
-
-    def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest: ...
-    def decode(self, event: str | None, data: bytes) -> str | None: ...
-    def decode_response(self, body: bytes) -> str: ...
-    def finish(self) -> None: ...
-    def parse_error(self, status: int, headers: Any, body: bytes) -> SteerError: ...
-
-
-@dataclass(slots=True)
-class Call:
-    """Everything one call needs, resolved by the client."""
-
-    provider: ProviderSpec
-    base_url: str
-    api_key: str | None
-    model: str  # the provider's name for the model
-    request: ChatRequest
-    options: StreamingOptions
-    codec_factory: Callable[..., Codec]
-    transport: Transport
-    price_overrides: dict[str, Any] | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
-    can_resume: bool = False  # the server continues a final assistant message
-    record: bool = False  # stream_events(): the codec records typed parts
-    output: Any = None  # an output.OutputSpec when output= was given
-    tools: list[Any] = field(default_factory=list)  # the Tool objects offered
-    observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 
 def _is_async(fn: Callable[..., Any] | None) -> bool:
@@ -99,554 +46,215 @@ async def _invoke(fn: Callable[..., Any], *args: Any) -> None:
 
 
 class StreamRun:
-    """One call's state: retries, resumptions, text so far, usage, timings."""
+    """One call: its delivered text, attempts, usage, timings, callbacks."""
 
     def __init__(self, call: Call) -> None:
         self.call = call
-        self.parts: list[str] = []  # every chunk delivered to the caller
-        self.attempts = 0
-        self.resumptions = 0
+        self.delivered: list[str] = []  # every chunk of text the caller got
+        self.ledger = Ledger(call)
+        self.attempts = Attempts(call, self.delivered, self.ledger)
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
         self.finished_at: float | None = None
-        self.state: StreamState | None = None  # the last attempt's codec state
-        self._attempt_usages: list[dict[str, Any]] = []  # earlier attempts' usage
         self._error_reported = False
-        self._started = False
-        self._last_start = 0  # index in parts where the last attempt's text begins
-        self._retries = 0
-        self._deadline: float | None = None  # set when the call starts (total_timeout)
-        self._usage_cache: dict[str, Any] | None = None
-        self._rich = False  # a non-text part (tool call, reasoning) reached the caller
-        self._counted = False  # the last streaming attempt's usage is already counted
         self._output: Any = _MISSING  # the validated output, once validated
-        opts = call.options
-        self._timeout = httpx.Timeout(
-            connect=opts.connection_timeout,
-            read=opts.read_timeout,
-            write=opts.read_timeout,
-            pool=opts.connection_timeout,
-        )
+        self._response: StreamingResponse | None = None
 
-    # -- the generator -----------------------------------------------------------
+    # -- the two loops -------------------------------------------------------------
     async def chunks(self) -> AsyncGenerator[str, None]:
-        """Yield text chunks as they arrive; raise typed errors; run the callbacks.
-
-        Deliberately one generator with the read loop inline: each nested async
-        generator would add a resume per chunk on the hottest path of the SDK.
-        """
-        call = self.call
-        opts = call.options
-        parts = self.parts
-        on_delta = opts.on_delta
+        """Yield text chunks as they arrive; raise typed errors; run the callbacks."""
+        opts = self.call.options
+        delivered = self.delivered
+        observation = await self._begin()
+        on_delta = self._bound(opts.on_delta, "on_delta")
         delta_async = _is_async(on_delta)
-        batch = opts.delta_batch_size
+        size = opts.delta_batch_size
         pending: list[str] = []
-        coalesce = opts.coalesce_deltas
-        context = call.context
-        observation = call.observer.start(self) if call.observer is not None else None
+        batches = reads(self.attempts, False)
         try:
-            self._start_clock()
-            if self._deadline is not None and on_delta is not None:
-                on_delta = self._bound(on_delta, "on_delta")
-                delta_async = True
-            if not call.base_url and call.resolve_base_url is not None:
-                call.base_url = await call.resolve_base_url()
-            while True:
-                codec, response, strip_lead = await self._open()
-                sse = SSEDecoder(opts.max_event_bytes)
-                got_text = False
-                texts: AsyncGenerator[list[str], None] | None = None
-                try:
-                    lead = codec.lead_text
-                    if lead:
-                        parts.append(lead)
-                        self._first_token()
-                        yield lead
-                    if response.headers.get("content-type", "").startswith("application/json"):
-                        # The server ignored stream=true and sent one JSON body.
-                        body = await self._read_body(response)
-                        try:
-                            texts = _once([codec.decode_response(body)])
-                        except _SHAPE_ERRORS as exc:
-                            raise _shape_error(exc) from exc
-                    else:
-                        texts = self._decoded(response, sse, codec)
-                    async for batch_texts in texts:
-                        if coalesce and len(batch_texts) > 1:
-                            batch_texts = ["".join(batch_texts)]
-                        for text in batch_texts:
-                            if strip_lead:
-                                text, strip_lead = _strip_resume_lead(text, strip_lead)
-                                if not text:
-                                    continue
-                            got_text = True
-                            parts.append(text)
-                            if self.first_token_at is None:
-                                self._first_token()
-                            if on_delta is not None:
-                                if batch == 1:
+            try:
+                async for batch in batches:
+                    for text in batch:
+                        delivered.append(text)
+                        if self.first_token_at is None:
+                            self.first_token_at = time.perf_counter()
+                        if on_delta is not None:
+                            try:  # free in 3.11 unless it raises
+                                if size == 1:
                                     if delta_async:
                                         await on_delta(text)
                                     else:
                                         await _invoke(on_delta, text)
                                 else:
                                     pending.append(text)
-                                    if len(pending) >= batch:
+                                    if len(pending) >= size:
                                         joined = "".join(pending)
                                         pending.clear()
                                         await _invoke(on_delta, joined)
-                            yield text
-                    codec.finish()
-                    if not codec.state.done:
-                        raise self._incomplete(codec.state, got_text, sse)
-                except httpx.HTTPError as exc:
-                    await response.aclose()
-                    await self._recover(map_httpx_error(exc, **context), codec)
-                    continue
-                except SteerError as exc:
-                    await response.aclose()
-                    _fill_context(exc, context)
-                    await self._recover(exc, codec)
-                    continue
-                finally:
-                    if texts is not None:
-                        await texts.aclose()
-                    await response.aclose()
-                break
+                            except SteerError as exc:
+                                raise self._callback_error(exc) from None
+                        yield text
+            finally:
+                await batches.aclose()
             if pending:
-                await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
-                pending.clear()
-            self.finished_at = time.perf_counter()
-            if call.output is not None:
-                self.output()
-            await self._complete()
+                await _invoke(on_delta, "".join(pending))
+            await self._end()
         except BaseException as exc:
-            if observation is not None:
-                observation.end(self, exc)  # a failure, or abandoned by the caller
-            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
-                await self._report_error(exc)
+            await self._failed(observation, exc)
             raise
-        if observation is not None:
-            observation.end(self, None)
+        self._observed(observation, None)
 
     async def events(self) -> AsyncGenerator[Any, None]:
         """``stream_events()``: typed parts as they arrive, then :class:`Finish`.
 
-        The same attempts, retries, callbacks and errors as :meth:`chunks`; the codec
-        records non-text parts into its state, drained after every SSE event so that
-        parts keep the order the provider sent them in. With ``output=``, the object
-        so far is parsed incrementally, at most once per network read.
+        The same read loop, attempts, callbacks and errors as :meth:`chunks`; parts
+        keep the order the provider sent them in. With ``output=``, the object so
+        far is parsed incrementally, at most once per network read.
         """
         call = self.call
         opts = call.options
-        parts = self.parts
-        on_delta = opts.on_delta
-        batch_size = opts.delta_batch_size
-        pending: list[str] = []
-        context = call.context
+        delivered = self.delivered
         spec = call.output
         partial = spec.partial() if spec is not None else None
-        observation = call.observer.start(self) if call.observer is not None else None
+        observation = await self._begin()
+        on_delta = self._bound(opts.on_delta, "on_delta")
+        delta_async = _is_async(on_delta)
+        size = opts.delta_batch_size
+        pending: list[str] = []
+        batches = reads(self.attempts, True)
         try:
-            self._start_clock()
-            if self._deadline is not None and on_delta is not None:
-                on_delta = self._bound(on_delta, "on_delta")
-            if not call.base_url and call.resolve_base_url is not None:
-                call.base_url = await call.resolve_base_url()
-            while True:
-                codec, response, strip_lead = await self._open()
-                state = codec.state
-                out = state.out if state.out is not None else []
-                sse = SSEDecoder(opts.max_event_bytes)
-                got_text = False
-                reads: AsyncGenerator[list[Any], None] | None = None
-                try:
-                    lead = codec.lead_text
-                    if lead:
-                        parts.append(lead)
-                        self._first_token()
-                        if partial is not None:
-                            partial.feed(lead)
-                        yield TextDelta(lead)
-                    if response.headers.get("content-type", "").startswith("application/json"):
-                        body = await self._read_body(response)
-                        try:
-                            text = codec.decode_response(body)
-                        except _SHAPE_ERRORS as exc:
-                            raise _shape_error(exc) from exc
-                        batch = [*out, TextDelta(text)] if text else list(out)
-                        out.clear()
-                        reads = _once_parts(batch)
-                    else:
-                        reads = self._part_reads(response, sse, codec)
-                    async for batch in reads:
-                        new_text = False
-                        for part in batch:
-                            if type(part) is TextDelta:
-                                text = part.text
-                                if strip_lead:
-                                    text, strip_lead = _strip_resume_lead(text, strip_lead)
-                                    if not text:
-                                        continue
-                                    part.text = text
-                                got_text = new_text = True
-                                parts.append(text)
-                                if self.first_token_at is None:
-                                    self._first_token()
-                                if partial is not None:
-                                    partial.feed(text)
-                                if on_delta is not None:
-                                    if batch_size == 1:
-                                        await _invoke(on_delta, text)
+            try:
+                async for batch in batches:
+                    new_text = False
+                    for part in batch:
+                        if type(part) is TextDelta:
+                            text = part.text
+                            new_text = True
+                            delivered.append(text)
+                            if self.first_token_at is None:
+                                self.first_token_at = time.perf_counter()
+                            if partial is not None:
+                                partial.feed(text)
+                            if on_delta is not None:
+                                try:  # free in 3.11 unless it raises
+                                    if size == 1:
+                                        if delta_async:
+                                            await on_delta(text)
+                                        else:
+                                            await _invoke(on_delta, text)
                                     else:
                                         pending.append(text)
-                                        if len(pending) >= batch_size:
+                                        if len(pending) >= size:
                                             joined = "".join(pending)
                                             pending.clear()
                                             await _invoke(on_delta, joined)
-                            else:
-                                self._rich = True
-                            yield part
-                        if new_text and partial is not None and partial.value is not None:
-                            yield PartialOutput(_unwrap(partial.value, spec))
-                    codec.finish()
-                    if not state.done:
-                        raise self._incomplete(state, got_text, sse)
-                    if out:  # tool calls that end with the stream
-                        tail = list(out)
-                        out.clear()
-                        for part in tail:
-                            yield part
-                except httpx.HTTPError as exc:
-                    await response.aclose()
-                    await self._recover(map_httpx_error(exc, **context), codec)
-                    continue
-                except SteerError as exc:
-                    await response.aclose()
-                    _fill_context(exc, context)
-                    await self._recover(exc, codec)
-                    continue
-                finally:
-                    if reads is not None:
-                        await reads.aclose()
-                    await response.aclose()
-                break
+                                except SteerError as exc:
+                                    raise self._callback_error(exc) from None
+                        else:
+                            self.attempts.rich = True
+                        yield part
+                    if new_text and partial is not None and partial.value is not None:
+                        yield PartialOutput(_unwrap(partial.value, spec))
+            finally:
+                await batches.aclose()
             if pending:
-                await _invoke(on_delta, "".join(pending))  # type: ignore[arg-type]
-                pending.clear()
-            self.finished_at = time.perf_counter()
-            if spec is not None:
-                self.output()
-            await self._complete()
+                await _invoke(on_delta, "".join(pending))
+            await self._end()
             result = self.response()
-            if observation is not None:  # ended before Finish: a caller may stop at it
-                observation.end(self, None)
-                observation = None
+            self._observed(observation, None)  # ended before Finish: a caller may stop there
+            observation = None
             yield Finish(
-                result.finish_reason or "other",
-                result.raw_finish_reason,
-                result.usage,
-                result,
+                result.finish_reason or "other", result.raw_finish_reason, result.usage, result
             )
         except BaseException as exc:
-            if observation is not None:
-                observation.end(self, exc)  # a failure, or abandoned by the caller
-            if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
-                await self._report_error(exc)
+            await self._failed(observation, exc)
             raise
 
-    def _raw(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        raw = (
-            response.aiter_raw()
-            if "content-encoding" not in response.headers
-            else response.aiter_bytes()
-        )
-        deadline = self._deadline
-        if deadline is not None:
-            raw = _with_deadline(raw, deadline, self.call.context)
-        return raw
-
-    def _part_reads(
-        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
-    ) -> AsyncGenerator[list[Any], None]:
-        return _parts(self._raw(response), sse, codec, self.call.options.read_timeout, turns())
-
-    def _decoded(
-        self, response: httpx.Response, sse: SSEDecoder, codec: Codec
-    ) -> AsyncGenerator[list[str], None]:
-        """Texts decoded per network read (a list per read: one resume per read, not
-        per chunk). With total_timeout, each read is bounded by the time left."""
-        return _texts(self._raw(response), sse, codec, self.call.options.read_timeout, turns())
-
-    async def _open(self) -> tuple[Codec, httpx.Response, str]:
-        """Send the request (again), retrying what may be retried before any response."""
+    # -- non-streaming -------------------------------------------------------------
+    async def generate(self) -> StreamingResponse:
+        """One non-streamed request, with the same retries and callbacks."""
         call = self.call
-        budget = turns()
-        while True:
-            wait = budget.step()  # a fair share of the loop for the request's preparation
-            if wait is not None:
-                await wait
-            self.attempts += 1
-            codec = call.codec_factory(record=call.record)
-            request = call.request
-            strip_lead = ""
-            if self.parts:  # resuming: continue from the text already delivered
-                so_far = "".join(self.parts)
-                prefix = so_far.rstrip()
-                strip_lead = so_far[len(prefix) :]
-                request = replace(request, prefix=prefix)
-            http = codec.encode(request, call.api_key)
-            try:
-                response = await call.transport.open(
-                    call.base_url,
-                    http.method,
-                    http.path,
-                    http.headers,
-                    orjson.dumps(http.json),
-                    timeout=self._timeout,
-                    parse_error=codec.parse_error,
-                    deadline=self._deadline,
-                    context=call.context,
-                    options=call.options,
-                )
-            except SteerError as exc:
-                if self._may_retry(exc):
-                    await self._backoff(exc)
-                    continue
-                if self.parts:
-                    raise self._interrupted(exc) from None
-                raise
-            if not self._started:
-                self._started = True
-                if call.options.on_start is not None:
-                    await _invoke(self._bound(call.options.on_start, "on_start"))
-            self.state = codec.state
-            self._last_start = len(self.parts)
-            self._counted = False
-            return codec, response, strip_lead
-
-    def _may_retry(self, exc: SteerError) -> bool:
-        opts = self.call.options
-        return (
-            opts.retry_on_connection_error
-            and self._retries < opts.max_reconnect_attempts
-            and is_retryable(exc)
-        )
-
-    async def _recover(self, exc: SteerError, codec: Codec) -> None:
-        """A stream failed mid-way: return to try again, else raise the right error."""
-        parts = self.parts
-        if not parts and self._may_retry(exc):
-            await self._backoff(exc)
-            return
-        if parts and self.call.can_resume and not self._rich and self._may_retry(exc):
-            if "".join(parts).strip():
-                attempt_text = "".join(parts[self._last_start :])
-                self.resumptions += 1
-                self._attempt_usages.append(self._attempt_usage(codec.state, attempt_text))
-                self._counted = True  # this attempt's usage is in _attempt_usages now
-                logger.info(
-                    "stream broke after %d chars (%s); resuming from the text so far",
-                    sum(map(len, parts)),
-                    type(exc).__name__,
-                )
-                await self._backoff(exc)
-                return
-        if parts:
-            raise self._interrupted(exc) from None
-        raise exc
-
-    def _incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
-        context = self.call.context
-        if not got_text and state.model is None and state.usage is None:
-            return InvalidResponseError(
-                "the response is not a valid event stream "
-                f"({sse.pending_bytes} bytes of undecodable data)",
-                **context,
-            )
-        return ConnectionError(
-            "the stream ended before the provider said it was complete "
-            "(the connection closed early or the body was truncated)",
-            **context,
-        )
-
-    # -- helpers -------------------------------------------------------------
-    async def _read_body(self, response: httpx.Response) -> bytes:
-        """A whole (non-streamed) JSON body: at most ``max_event_bytes`` of it, read
-        within what is left of ``total_timeout`` (each read within ``read_timeout``)."""
-        cap = self.call.options.max_event_bytes or (1 << 62)
-        context = self.call.context
-        pieces: list[bytes] = []
-        size = 0
-
-        async def read() -> None:
-            nonlocal size
-            async for piece in response.aiter_raw():
-                size += len(piece)
-                if size > cap:
-                    raise InvalidResponseError(
-                        f"the response body is larger than max_event_bytes={cap} bytes",
-                        **context,
-                    )
-                pieces.append(piece)
-
-        deadline = self._deadline
-        if deadline is None:
-            await read()
-        else:
-            import asyncio
-
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await read()
-            except TimeoutError:
-                raise TotalTimeoutError(
-                    "total_timeout passed while reading the response body", **context
-                ) from None
-        return b"".join(pieces)
-
-    def _bound(self, fn: Any, name: str) -> Any:
-        """With total_timeout, an async callback is bounded by the time left (a sync
-        one cannot be interrupted: it runs to its end)."""
-        deadline = self._deadline
-        if fn is None or deadline is None:
-            return fn
-        context = self.call.context
-
-        async def bounded(*args: Any) -> None:
-            result = fn(*args)
-            if hasattr(result, "__await__"):
-                import asyncio
-
-                timeout = asyncio.timeout(max(deadline - _loop_time(), 0.0))
+        attempts = self.attempts
+        observation = await self._begin()
+        try:
+            while True:
+                codec, response, _ = await attempts.open(stream=False)
                 try:
-                    async with timeout:
-                        await result
-                except TimeoutError:
-                    if timeout.expired():
-                        raise TotalTimeoutError(
-                            f"total_timeout passed while the {name} callback was running",
-                            **context,
-                        ) from None
+                    try:
+                        body = await read_body(response, call, attempts.deadline)
+                    except httpx.HTTPError as exc:
+                        raise map_httpx_error(exc, **call.context) from None
+                    finally:
+                        await response.aclose()
+                    try:
+                        text = codec.lead_text + codec.decode_response(body)
+                    except SHAPE_ERRORS as exc:
+                        raise shape_error(exc) from exc
+                except SteerError as exc:
+                    fill_context(exc, call.context)
+                    if attempts.may_retry(exc):
+                        await attempts.backoff(exc)
+                        continue
                     raise
+                break
+            if text:
+                self.delivered.append(text)
+            self.first_token_at = time.perf_counter()
+            await self._end()
+            result = self.response()
+        except BaseException as exc:
+            await self._failed(observation, exc)
+            raise
+        self._observed(observation, None)
+        return result
 
-        return bounded
+    # -- the call's start and end ------------------------------------------------------
+    async def _begin(self) -> Observation | None:
+        call = self.call
+        observer = call.observer
+        observation = None
+        if observer is not None:
+            observation = observer.start(CallStart(call.provider.name, call.model, call.request))
+        self.attempts.start()
+        if call.options.on_start is not None:
+            on_start = self._bound(call.options.on_start, "on_start")
+            self.attempts.on_open = lambda: _invoke(on_start)
+        if not call.base_url and call.resolve_base_url is not None:
+            try:
+                call.base_url = await call.resolve_base_url()
+            except BaseException as exc:
+                await self._failed(observation, exc)
+                raise
+        return observation
 
-    def _first_token(self) -> None:
-        self.first_token_at = time.perf_counter()
-
-    async def _backoff(self, exc: SteerError) -> None:
-        self._retries += 1
+    async def _end(self) -> None:
+        """The answer is complete: validate the output, run on_usage / on_complete."""
+        self.finished_at = time.perf_counter()
         opts = self.call.options
-        delay = backoff_delay(
-            self._retries,
-            opts.reconnect_delay,
-            getattr(exc, "retry_after", None),
-            opts.max_retry_after,
-        )
-        deadline = self._deadline
-        if deadline is not None:
-            remaining = deadline - _loop_time()
-            if delay >= remaining:
-                raise TotalTimeoutError(
-                    f"total_timeout would pass before the next retry ({exc.message})",
-                    **self.call.context,
-                ) from exc
-        logger.info("retry %d in %.2fs after %s", self._retries, delay, type(exc).__name__)
-        if delay > 0:
-            import asyncio
-
-            await asyncio.sleep(delay)
-
-    def _interrupted(self, exc: SteerError) -> SteerError:
-        """The error for a stream that broke after text reached the caller: always a
-        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
-        every timeout, before or after text), carrying the partial text and usage
-        when preserve_partial_response is on."""
-        text = "".join(self.parts)
-        preserve = self.call.options.preserve_partial_response
-        how = (
-            "the partial text is in .partial_text"
-            if preserve
-            else "the partial text was dropped (set preserve_partial_response=True to keep it)"
-        )
-        kind: type[StreamInterruptedError] = StreamInterruptedError
-        if isinstance(exc, TotalTimeoutError):
-            kind = InterruptedTotalTimeoutError
-        elif isinstance(exc, TimeoutError):
-            kind = InterruptedReadTimeoutError
-        error = kind(
-            f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
-            partial_text=text if preserve else None,
-            partial_usage=self._partial_usage() if preserve else None,
-            cause=exc,
-            **self.call.context,
-        )
-        error.attempts = self.attempts
-        error.__cause__ = exc  # an SDK error (redacted): safe to chain
-        return error
-
-    def _partial_usage(self) -> dict[str, Any]:
-        if self._counted:
-            # The last attempt that streamed is already in _attempt_usages (a resume
-            # that then failed to open): count each attempt once.
-            usage: dict[str, Any] = {}
-            for earlier in self._attempt_usages:
-                usage = add_usage(usage, earlier)
-            return usage
-        state = self.state or StreamState()
-        attempt_text = "".join(self.parts[self._last_start :])  # earlier attempts: counted
-        return self._combine_usage(state, attempt_text, force_estimate=True)
-
-    def _attempt_usage(self, state: StreamState, attempt_text: str) -> dict[str, Any]:
-        """Usage of an attempt that broke: the provider's prompt count when it sent
-        one, the completion estimated from the text that attempt delivered."""
-        from .estimate import count_tokens
-
-        opts = self.call.options
-        completion, _ = count_tokens(attempt_text, self.call.model, opts.aggregator_type)
-        if state.usage:
-            usage = dict(state.usage)
-            usage["completion_tokens"] = max(usage.get("completion_tokens", 0), completion)
-        else:
-            usage = self._estimate("", self.call.request.messages)
-            usage["completion_tokens"] = completion
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        usage["estimated"] = True
-        return usage
-
-    def _estimate(self, text: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        from .estimate import estimate_usage
-
-        return estimate_usage(messages, text, self.call.model, self.call.options.aggregator_type)
-
-    def _combine_usage(
-        self, state: StreamState, text: str, *, force_estimate: bool = False
-    ) -> dict[str, Any]:
-        opts = self.call.options
-        usage: dict[str, Any]
-        if state.usage is not None and not force_estimate:
-            usage = dict(state.usage)
-        elif not opts.enable_usage_aggregation:
-            usage = {}
-        else:
-            usage = self._estimate(text, self.call.request.messages)
-            if state.usage and state.usage.get("prompt_tokens"):
-                usage["prompt_tokens"] = state.usage["prompt_tokens"]
-                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        for earlier in self._attempt_usages:
-            usage = add_usage(usage, earlier)
-        return usage
-
-    async def _complete(self) -> None:
-        opts = self.call.options
-        if opts.on_usage is None and opts.on_complete is None:
-            return
+        if self.call.output is not None:
+            self.output()
         if opts.on_usage is not None:
             await _invoke(self._bound(opts.on_usage, "on_usage"), self.usage())
         if opts.on_complete is not None:
-            await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.parts))
+            await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.delivered))
+
+    async def _failed(self, observation: Observation | None, exc: BaseException) -> None:
+        self._observed(observation, exc)  # a failure, or abandoned by the caller
+        if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
+            await self._report_error(exc)
+
+    def _observed(self, observation: Observation | None, error: BaseException | None) -> None:
+        if observation is not None:
+            try:
+                observation.end(self.record(error), error)
+            except Exception as exc:  # an observer never breaks a call
+                logger.warning("observer: %s: %s", type(exc).__name__, exc)
+
+    def _callback_error(self, exc: SteerError) -> SteerError:
+        """A callback raised a SteerError: after text, an interrupted call."""
+        if self.delivered:
+            return self.attempts.interrupted(exc)
+        return exc
 
     async def _report_error(self, exc: BaseException) -> None:
         """Tell on_error once. A callback that raises never replaces the SDK's
@@ -661,64 +269,61 @@ class StreamRun:
             logger.warning("on_error raised %s: %s", type(callback_error).__name__, callback_error)
             exc.add_note(f"on_error raised {type(callback_error).__name__}: {callback_error}")
 
-    # -- results -------------------------------------------------------------
+    def _bound(self, fn: Any, name: str) -> Any:
+        """With total_timeout, an async callback is bounded by the time left (a sync
+        one cannot be interrupted: it runs to its end)."""
+        deadline = self.attempts.deadline
+        if fn is None or deadline is None:
+            return fn
+        context = self.call.context
+
+        async def bounded(*args: Any) -> None:
+            result = fn(*args)
+            if hasattr(result, "__await__"):
+                import asyncio
+
+                timeout = asyncio.timeout(max(deadline - loop_time(), 0.0))
+                try:
+                    async with timeout:
+                        await result
+                except TimeoutError:
+                    if timeout.expired():
+                        raise TotalTimeoutError(
+                            f"total_timeout passed while the {name} callback was running",
+                            **context,
+                        ) from None
+                    raise
+
+        return bounded
+
+    # -- results ---------------------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        return self.attempts.state
+
     def usage(self) -> dict[str, Any]:
-        cached = self._usage_cache
-        if cached is None:
-            state = self.state or StreamState()
-            text = "".join(self.parts[self._last_start :])
-            cached = self._combine_usage(state, text)
-            self._usage_cache = cached
-        return cached
+        attempts = self.attempts
+        return self.ledger.usage(attempts.state, "".join(self.delivered[attempts.last_start :]))
 
     def response(self) -> StreamingResponse:
-        from ..pricing import compute_cost
-
-        state = self.state or StreamState()
-        text = "".join(self.parts)
-        usage = self.usage()
-        call = self.call
-        cost = (
-            compute_cost(call.provider.name, call.model, usage, call.price_overrides)
-            if usage
-            else None
-        )
-        end = self.finished_at or time.perf_counter()
-        reason = state.reason
-        if reason is None and state.finish_reason is not None:
-            reason = unify_finish(state.finish_reason)
-        refusal = state.refusal_text
-        if reason == "refusal" and refusal is None:
-            refusal = text  # Anthropic: a stop reason, with whatever text came before
-        response = StreamingResponse(
-            text=text,
-            usage=usage,
-            cost_usd=cost,
-            model=call.model,
-            provider=call.provider.name,
-            finish_reason=reason,
-            raw_finish_reason=state.finish_reason,
-            response_model=state.model,
-            request_id=state.response_id,
-            tool_calls=list(state.tool_calls),
-            reasoning_text=state.reasoning_text or None,
-            refusal=refusal,
-            logprobs=state.logprobs,
-            provider_data=state.provider_data or None,
-            time_to_first_token=(
-                self.first_token_at - self.started_at if self.first_token_at else None
-            ),
-            duration=end - self.started_at,
-            attempts=self.attempts,
-            resumptions=self.resumptions,
-        )
-        if call.options.enable_json_stream_handler:
-            try:
-                response._json = parse_json_text(text, **call.context)
-            except JSONParseError as exc:
-                response._json_error = exc
-        if self._output is not _MISSING:
-            response.output = self._output
+        """The call's response (built once, after the call ended)."""
+        response = self._response
+        if response is None:
+            attempts = self.attempts
+            response = build_response(
+                self.call,
+                attempts.state,
+                "".join(self.delivered),
+                self.usage(),
+                started_at=self.started_at,
+                first_token_at=self.first_token_at,
+                finished_at=self.finished_at,
+                attempts=attempts.count,
+                resumptions=attempts.resumptions,
+            )
+            if self._output is not _MISSING:
+                response.output = self._output
+            self._response = response
         return response
 
     def output(self) -> Any:
@@ -726,358 +331,62 @@ class StreamRun:
         OutputValidationError, which the caller gets, when the answer does not fit."""
         if self._output is _MISSING:
             spec = self.call.output
-            state = self.state
-            if state is not None and state.tool_calls and not "".join(self.parts).strip():
+            state = self.attempts.state
+            text = "".join(self.delivered)
+            if state is not None and state.tool_calls and not text.strip():
                 self._output = None  # the model called a tool instead of answering
             elif state is not None and state.reason == "refusal":
                 self._output = None
             else:
-                self._output = spec.validate("".join(self.parts), **self.call.context)
+                self._output = spec.validate(text, **self.call.context)
         return self._output
 
-    # -- non-streaming -------------------------------------------------------------
-    async def generate(self) -> StreamingResponse:
-        """One non-streamed request, with the same retries and callbacks."""
+    def record(self, error: BaseException | None) -> CallRecord:
+        """What an observer sees of the call (usage and cost only on success)."""
         call = self.call
-        observation = call.observer.start(self) if call.observer is not None else None
-        self._start_clock()
-        try:
-            if not call.base_url and call.resolve_base_url is not None:
-                call.base_url = await call.resolve_base_url()
-            request = replace(call.request, stream=False)
-            budget = turns()
-            while True:
-                wait = budget.step()
-                if wait is not None:
-                    await wait
-                self.attempts += 1
-                codec = call.codec_factory()
-                http = codec.encode(request, call.api_key)
-                try:
-                    response = await call.transport.open(
-                        call.base_url,
-                        http.method,
-                        http.path,
-                        http.headers,
-                        orjson.dumps(http.json),
-                        timeout=self._timeout,
-                        parse_error=codec.parse_error,
-                        deadline=self._deadline,
-                        context=call.context,
-                        options=call.options,
-                    )
-                    if not self._started:
-                        self._started = True
-                        if call.options.on_start is not None:
-                            await _invoke(self._bound(call.options.on_start, "on_start"))
-                    try:
-                        body = await self._read_body(response)
-                    except httpx.HTTPError as exc:
-                        raise map_httpx_error(exc, **call.context) from None
-                    finally:
-                        await response.aclose()
-                    try:
-                        text = codec.lead_text + codec.decode_response(body)
-                    except _SHAPE_ERRORS as exc:
-                        raise _shape_error(exc) from exc
-                except SteerError as exc:
-                    _fill_context(exc, call.context)
-                    if self._may_retry(exc):
-                        await self._backoff(exc)
-                        continue
-                    raise
-                break
-            self.state = codec.state
-            self.parts = [text] if text else []
-            self.first_token_at = self.finished_at = time.perf_counter()
-            if call.output is not None:
-                self.output()
-            await self._complete()
-            result = self.response()
-        except BaseException as exc:
-            if observation is not None:
-                observation.end(self, exc)
-            if isinstance(exc, Exception):
-                await self._report_error(exc)
-            raise
-        if observation is not None:
-            observation.end(self, None)
-        return result
-
-    def _start_clock(self) -> None:
-        total = self.call.options.total_timeout
-        if total and self._deadline is None:
-            self._deadline = _loop_time() + total
-
-
-def _loop_time() -> float:
-    # asyncio is imported where it is used, not at import: an async program has it
-    # loaded already, and `import steer_llm_sdk` stays as cheap as httpx's.
-    import asyncio
-
-    return asyncio.get_running_loop().time()
-
-
-async def _once(texts: list[str]) -> AsyncGenerator[list[str], None]:
-    if any(texts):
-        yield [t for t in texts if t]
-
-
-# A stream that sends nothing but keep-alive comments for read_timeout is stalled:
-# reads that complete no event and carry less than this in total count as idle.
-_IDLE_BYTES = 64 * 1024
-# After the terminal event, what is left of the body is read (so that the connection
-# can be reused) for at most this long and this many bytes, then the connection is
-# closed: a server that holds it open never turns a complete answer into an error.
-_DRAIN_SECONDS = 0.25
-_DRAIN_BYTES = 64 * 1024
-
-
-class _Idle:
-    """Counts reads that complete no SSE event; too long without one is a timeout."""
-
-    __slots__ = ("bytes", "limit", "since")
-
-    def __init__(self, limit: float | None) -> None:
-        self.limit = limit
-        self.since: float | None = None
-        self.bytes = 0
-
-    def check(self, size: int) -> None:
-        if self.limit is None:
-            return
-        now = _loop_time()
-        if self.since is None:
-            self.since = now
-            self.bytes = 0
-        self.bytes += size
-        if now - self.since >= self.limit and self.bytes < _IDLE_BYTES:
-            from ..errors import ReadTimeoutError
-
-            raise ReadTimeoutError(
-                f"no event for {self.limit:g} s (read_timeout): the server sent only "
-                "keep-alive comments"
+        attempts = self.attempts
+        end = self.finished_at or time.perf_counter()
+        ttft = self.first_token_at - self.started_at if self.first_token_at else None
+        common: dict[str, Any] = {
+            "provider": call.provider.name,
+            "model": call.model,
+            "base_url": call.base_url,
+            "streamed": call.request.stream,
+            "attempts": attempts.count,
+            "resumptions": attempts.resumptions,
+            "duration": end - self.started_at,
+            "time_to_first_token": ttft,
+        }
+        if error is None:
+            r = self.response()
+            return CallRecord(
+                **common,
+                text=r.text,
+                usage=r.usage,
+                cost_usd=r.cost_usd,
+                finish_reason=r.finish_reason,
+                raw_finish_reason=r.raw_finish_reason,
+                response_model=r.response_model,
+                response_id=r.request_id,
+                tool_calls=tuple(r.tool_calls),
             )
+        state = attempts.state
+        if state is None:
+            return CallRecord(**common, text="".join(self.delivered))
+        from ..providers.base import unify_finish
 
-
-async def _drain(raw: AsyncIterator[bytes]) -> None:
-    """Read the rest of a body whose answer is complete, briefly and boundedly."""
-    import asyncio
-
-    received = 0
-    try:
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            async for data in raw:
-                received += len(data)
-                if received > _DRAIN_BYTES:
-                    return
-    except (TimeoutError, httpx.HTTPError, SteerError):
-        return
-
-
-def _tail(
-    sse: SSEDecoder, decode: Callable[[str | None, bytes], str | None], state: StreamState
-) -> list[tuple[str | None, Any]]:
-    """Events of the body's unterminated tail. The SSE spec drops an event that never
-    ended; it is decoded here only when the answer is not complete without it, and
-    when it cannot be decoded after a complete answer it is dropped."""
-    out: list[tuple[str | None, Any]] = []
-    for event, payload in sse.close():
-        if state.done:
-            break
-        try:
-            text = decode(event, payload)
-        except (InvalidResponseError, *_SHAPE_ERRORS):
-            if state.finish_reason is not None:
-                break
-            raise
-        out.append((event, text))
-    return out
-
-
-async def _texts(
-    raw: AsyncIterator[bytes],
-    sse: SSEDecoder,
-    codec: Codec,
-    read_timeout: float | None,
-    budget: Turns,
-) -> AsyncGenerator[list[str], None]:
-    """For each network read, the texts its complete SSE events carry; up to the
-    protocol's terminal event and nothing after it. Each read is a step of the loop's
-    fair budget (see fair.py)."""
-    feed = sse.feed
-    decode = codec.decode
-    state = codec.state
-    idle = _Idle(read_timeout)
-    step = budget.step
-    try:
-        async for data in raw:
-            wait = step()
-            if wait is not None:
-                await wait
-            events = feed(data)
-            if not events:
-                idle.check(len(data))
-                continue
-            idle.since = None
-            texts = []
-            try:
-                for event, payload in events:
-                    text = decode(event, payload)
-                    if text:
-                        texts.append(text)
-                    elif state.done:  # terminal events carry no text
-                        break
-            except Exception:
-                if texts:  # what came before the error in this read is delivered first
-                    yield texts
-                raise
-            if texts:
-                yield texts
-            if state.done:
-                break
-        if state.done:
-            await _drain(raw)
-            return
-        texts = [text for _, text in _tail(sse, decode, state) if text]
-    except _SHAPE_ERRORS as exc:  # valid JSON of the wrong shape (try is free in 3.11)
-        raise _shape_error(exc) from exc
-    if texts:
-        yield texts
-
-
-async def _once_parts(batch: list[Any]) -> AsyncGenerator[list[Any], None]:
-    if batch:
-        yield batch
-
-
-async def _parts(
-    raw: AsyncIterator[bytes],
-    sse: SSEDecoder,
-    codec: Codec,
-    read_timeout: float | None,
-    budget: Turns,
-) -> AsyncGenerator[list[Any], None]:
-    """For each network read, the typed parts its complete SSE events carry: what
-    the codec recorded, then the text, event by event, up to the terminal event."""
-    feed = sse.feed
-    decode = codec.decode
-    state = codec.state
-    out = state.out
-    assert out is not None
-    idle = _Idle(read_timeout)
-    step = budget.step
-    try:
-        async for data in raw:
-            wait = step()
-            if wait is not None:
-                await wait
-            events = feed(data)
-            if not events:
-                idle.check(len(data))
-                continue
-            idle.since = None
-            batch: list[Any] = []
-            try:
-                for event, payload in events:
-                    text = decode(event, payload)
-                    if out:
-                        batch += out
-                        out.clear()
-                    if text:
-                        lp = state.text_logprobs
-                        if lp is not None:
-                            state.text_logprobs = None
-                        batch.append(TextDelta(text, lp))
-                    elif state.done:
-                        break
-            except Exception:
-                if batch:  # what came before the error in this read is delivered first
-                    yield batch
-                raise
-            if batch:
-                yield batch
-            if state.done:
-                break
-        if state.done:
-            await _drain(raw)
-            return
-        batch = []
-        for _, text in _tail(sse, decode, state):
-            if out:
-                batch += out
-                out.clear()
-            if text:
-                batch.append(TextDelta(text))
-    except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc) from exc
-    if batch:
-        yield batch
+        raw = state.finish_reason
+        return CallRecord(
+            **common,
+            text="".join(self.delivered),
+            finish_reason=state.reason or (unify_finish(raw) if raw is not None else None),
+            raw_finish_reason=raw,
+            response_model=state.model,
+            response_id=state.response_id,
+        )
 
 
 def _unwrap(value: Any, spec: Any) -> Any:
     if spec.wrapped and isinstance(value, dict):
         return value.get("value")
     return value
-
-
-_SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
-
-
-def _shape_error(exc: Exception) -> InvalidResponseError:
-    return InvalidResponseError(
-        f"the provider sent an event of an unexpected shape ({type(exc).__name__}: {exc})"
-    )
-
-
-async def _with_deadline(
-    raw: AsyncIterator[bytes], deadline: float, context: dict[str, Any]
-) -> AsyncIterator[bytes]:
-    """Bound each read by what is left of ``total_timeout``."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    iterator = raw.__aiter__()
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TotalTimeoutError("total_timeout passed", **context)
-        try:
-            async with asyncio.timeout(remaining):
-                data = await iterator.__anext__()
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TotalTimeoutError("total_timeout passed while streaming", **context) from None
-        yield data
-
-
-def _strip_resume_lead(text: str, strip_lead: str) -> tuple[str, str]:
-    """After a resume, the white space cut from the prefix was already delivered:
-    drop it from the start of the continuation instead of sending it twice."""
-    i = 0
-    while i < len(text) and i < len(strip_lead) and text[i].isspace():
-        i += 1
-    if i < len(text) or i >= len(strip_lead):
-        return text[i:], ""
-    return "", strip_lead[i:]
-
-
-def _fill_context(exc: SteerError, context: dict[str, Any]) -> None:
-    exc.provider = exc.provider or context.get("provider")
-    exc.model = exc.model or context.get("model")
-
-
-def add_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens", "reasoning_tokens"):
-        if key in a or key in b:
-            out[key] = a.get(key, 0) + b.get(key, 0)
-    if "cache_info" in a or "cache_info" in b:
-        ca, cb = a.get("cache_info") or {}, b.get("cache_info") or {}
-        out["cache_info"] = {
-            k: ca.get(k, 0) + cb.get(k, 0) for k in ("cached_tokens", "cache_creation_tokens")
-        }
-    if a.get("estimated") or b.get("estimated"):
-        out["estimated"] = True
-    return out

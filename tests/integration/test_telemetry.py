@@ -314,14 +314,16 @@ async def test_the_span_is_not_the_current_context_while_streaming(
 
 async def test_a_custom_observer(emulator: Emulator, model: str) -> None:
     seen: list[tuple[str, Any]] = []
+    records: list[Any] = []
 
     class Observation:
-        def end(self, run: Any, error: BaseException | None) -> None:
+        def end(self, record: Any, error: BaseException | None) -> None:
             seen.append(("end", error))
+            records.append(record)
 
     class Observer:
-        def start(self, run: Any) -> Observation:
-            seen.append(("start", run.call.model))
+        def start(self, call: Any) -> Observation:
+            seen.append(("start", call.model))
             return Observation()
 
     async with make_client(emulator, Observer()) as client:
@@ -331,6 +333,13 @@ async def test_a_custom_observer(emulator: Emulator, model: str) -> None:
             await client.generate("x", model)
     assert seen[:2] == [("start", model), ("end", None)]
     assert seen[2] == ("start", model) and isinstance(seen[3][1], BadRequestError)
+    # The observer reads a frozen record computed once: the response's own figures.
+    done, failed = records
+    assert done.text and done.usage and done.finish_reason == "stop" and done.attempts == 1
+    assert done.cost_usd is not None and done.base_url.startswith("http://127.0.0.1")
+    assert failed.usage is None and failed.cost_usd is None and not failed.streamed
+    with pytest.raises(AttributeError):
+        done.text = "changed"  # frozen
     with pytest.raises(ConfigurationError, match="telemetry"):
         make_client(emulator, "yes")
 

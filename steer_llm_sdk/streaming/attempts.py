@@ -1,0 +1,252 @@
+"""Every retry, resume and interruption decision of one call, in one object.
+
+After h11's rule, everything that affects the transitions lives here: how many
+attempts and retries were made, whether the caller got anything, where the last
+attempt's text begins. The rules (README, "Reliability"):
+
+- before anything reached the caller, connection errors, timeouts and retryable
+  statuses are retried with backoff, up to ``max_reconnect_attempts``;
+- after text reached the caller, nothing is ever delivered twice: where the protocol
+  can continue an answer from a prefix, the call resumes with the text so far as the
+  assistant's prefix; otherwise a :class:`StreamInterruptedError` is raised, with the
+  partial text and usage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import httpx
+import orjson
+
+from ..errors import (
+    ConnectionError,
+    InterruptedReadTimeoutError,
+    InterruptedTotalTimeoutError,
+    InvalidResponseError,
+    SteerError,
+    StreamInterruptedError,
+    TotalTimeoutError,
+)
+from ..providers.base import StreamState
+from ..transport.http import backoff_delay, is_retryable
+from .fair import turns
+
+if TYPE_CHECKING:
+    from ..providers.codec import Codec
+    from ..transport.sse import SSEDecoder
+    from .call import Call
+    from .ledger import Ledger
+
+__all__ = ["Attempts", "loop_time"]
+
+logger = logging.getLogger("steer_llm_sdk")
+
+
+def loop_time() -> float:
+    # asyncio is imported where it is used, not at import: an async program has it
+    # loaded already, and `import steer_llm_sdk` stays as cheap as httpx's.
+    import asyncio
+
+    return asyncio.get_running_loop().time()
+
+
+class Attempts:
+    """The attempts of one call: open, retry, resume, interrupted."""
+
+    __slots__ = (
+        "call",
+        "count",
+        "deadline",
+        "delivered",
+        "last_start",
+        "ledger",
+        "on_open",
+        "resumptions",
+        "retries",
+        "rich",
+        "started",
+        "state",
+        "timeout",
+    )
+
+    def __init__(self, call: Call, delivered: list[str], ledger: Ledger) -> None:
+        self.call = call
+        self.delivered = delivered  # every chunk of text the caller got
+        self.ledger = ledger
+        self.count = 0  # attempts made
+        self.retries = 0
+        self.resumptions = 0
+        self.rich = False  # a non-text part (tool call, reasoning) reached the caller
+        self.started = False  # a response arrived (on_start ran)
+        self.last_start = 0  # index in `delivered` where the last attempt's text begins
+        self.state: StreamState | None = None  # the last attempt's codec state
+        self.deadline: float | None = None  # set when the call starts (total_timeout)
+        self.on_open: Callable[[], Awaitable[None]] | None = None  # on_start, bound
+        opts = call.options
+        self.timeout = httpx.Timeout(
+            connect=opts.connection_timeout,
+            read=opts.read_timeout,
+            write=opts.read_timeout,
+            pool=opts.connection_timeout,
+        )
+
+    def start(self) -> None:
+        """The call starts: its total_timeout counts from now."""
+        total = self.call.options.total_timeout
+        if total and self.deadline is None:
+            self.deadline = loop_time() + total
+
+    async def open(self, *, stream: bool = True) -> tuple[Codec, httpx.Response, str]:
+        """Send the request (again), retrying what may be retried before any response.
+        Returns the attempt's codec, the response, and the white space to drop from
+        the start of a resumed answer."""
+        call = self.call
+        budget = turns()
+        while True:
+            wait = budget.step()  # a fair share of the loop for the request's preparation
+            if wait is not None:
+                await wait
+            self.count += 1
+            codec = call.codec_factory(record=call.record) if stream else call.codec_factory()
+            request = call.request
+            strip_lead = ""
+            if not stream:
+                request = replace(request, stream=False)
+            elif self.delivered:  # resuming: continue from the text already delivered
+                so_far = "".join(self.delivered)
+                prefix = so_far.rstrip()
+                strip_lead = so_far[len(prefix) :]
+                request = replace(request, prefix=prefix)
+            http = codec.encode(request, call.api_key)
+            try:
+                response = await call.transport.open(
+                    call.base_url,
+                    http.method,
+                    http.path,
+                    http.headers,
+                    orjson.dumps(http.json),
+                    timeout=self.timeout,
+                    parse_error=codec.parse_error,
+                    deadline=self.deadline,
+                    context=call.context,
+                    options=call.options,
+                )
+            except SteerError as exc:
+                if self.may_retry(exc):
+                    await self.backoff(exc)
+                    continue
+                if self.delivered:
+                    raise self.interrupted(exc) from None
+                raise
+            if not self.started:
+                self.started = True
+                if self.on_open is not None:
+                    await self.on_open()
+            self.state = codec.state
+            self.last_start = len(self.delivered)
+            self.ledger.counted = False
+            return codec, response, strip_lead
+
+    def may_retry(self, exc: SteerError) -> bool:
+        opts = self.call.options
+        return (
+            opts.retry_on_connection_error
+            and self.retries < opts.max_reconnect_attempts
+            and is_retryable(exc)
+        )
+
+    async def recover(self, exc: SteerError, codec: Codec) -> None:
+        """An attempt failed mid-way: return to try again, else raise the right error."""
+        delivered = self.delivered
+        if not delivered and self.may_retry(exc):
+            await self.backoff(exc)
+            return
+        if delivered and self.call.can_resume and not self.rich and self.may_retry(exc):
+            if "".join(delivered).strip():
+                self.resumptions += 1
+                self.ledger.attempt_broke(codec.state, "".join(delivered[self.last_start :]))
+                logger.info(
+                    "stream broke after %d chars (%s); resuming from the text so far",
+                    sum(map(len, delivered)),
+                    type(exc).__name__,
+                )
+                await self.backoff(exc)
+                return
+        if delivered:
+            raise self.interrupted(exc) from None
+        raise exc
+
+    def incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
+        """The error for a body that ended before the protocol said it was complete."""
+        context = self.call.context
+        if not got_text and state.model is None and state.usage is None:
+            return InvalidResponseError(
+                "the response is not a valid event stream "
+                f"({sse.pending_bytes} bytes of undecodable data)",
+                **context,
+            )
+        return ConnectionError(
+            "the stream ended before the provider said it was complete "
+            "(the connection closed early or the body was truncated)",
+            **context,
+        )
+
+    async def backoff(self, exc: SteerError) -> None:
+        self.retries += 1
+        opts = self.call.options
+        delay = backoff_delay(
+            self.retries,
+            opts.reconnect_delay,
+            getattr(exc, "retry_after", None),
+            opts.max_retry_after,
+        )
+        deadline = self.deadline
+        if deadline is not None:
+            remaining = deadline - loop_time()
+            if delay >= remaining:
+                raise TotalTimeoutError(
+                    f"total_timeout would pass before the next retry ({exc.message})",
+                    **self.call.context,
+                ) from exc
+        logger.info("retry %d in %.2fs after %s", self.retries, delay, type(exc).__name__)
+        if delay > 0:
+            import asyncio
+
+            await asyncio.sleep(delay)
+
+    def interrupted(self, exc: SteerError) -> SteerError:
+        """The error for a call that broke after text reached the caller: always a
+        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
+        every timeout, before or after text), carrying the partial text and usage
+        when preserve_partial_response is on."""
+        text = "".join(self.delivered)
+        preserve = self.call.options.preserve_partial_response
+        how = (
+            "the partial text is in .partial_text"
+            if preserve
+            else "the partial text was dropped (set preserve_partial_response=True to keep it)"
+        )
+        kind: type[StreamInterruptedError] = StreamInterruptedError
+        if isinstance(exc, TotalTimeoutError):
+            kind = InterruptedTotalTimeoutError
+        elif isinstance(exc, TimeoutError):
+            kind = InterruptedReadTimeoutError
+        partial = (
+            self.ledger.partial(self.state, "".join(self.delivered[self.last_start :]))
+            if preserve
+            else None
+        )
+        error = kind(
+            f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
+            partial_text=text if preserve else None,
+            partial_usage=partial,
+            cause=exc,
+            **self.call.context,
+        )
+        error.attempts = self.count
+        error.__cause__ = exc  # an SDK error (redacted): safe to chain
+        return error

@@ -1,0 +1,39 @@
+"""What one call needs, resolved by the client before the pipeline runs it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..catalog import ProviderSpec
+from ..models.streaming import StreamingOptions
+from ..providers.base import ChatRequest
+from ..providers.codec import Codec
+from ..transport.http import Transport
+
+if TYPE_CHECKING:
+    from .observe import CallObserver
+
+__all__ = ["Call"]
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything one call needs, resolved by the client."""
+
+    provider: ProviderSpec
+    base_url: str  # "" until resolve_base_url() gives it (a local server may start)
+    api_key: str | None
+    model: str  # the provider's name for the model
+    request: ChatRequest
+    options: StreamingOptions
+    codec_factory: Callable[..., Codec]
+    transport: Transport
+    price_overrides: dict[str, Any] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    resolve_base_url: Callable[[], Awaitable[str]] | None = None  # when base_url is ""
+    can_resume: bool = False  # the server continues a final assistant message
+    record: bool = False  # stream_events(): the codec records typed parts
+    output: Any = None  # an output.OutputSpec when output= was given
+    observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once

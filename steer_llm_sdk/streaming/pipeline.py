@@ -81,7 +81,6 @@ class Call:
     can_resume: bool = False  # the server continues a final assistant message
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
-    tools: list[Any] = field(default_factory=list)  # the Tool objects offered
     observer: CallObserver | None = None  # telemetry: start(run) at the call, end() once
 
 

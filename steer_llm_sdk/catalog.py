@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
     "LOCAL_DEFAULT",
     "PROVIDERS",
     "ProviderSpec",
@@ -26,7 +27,12 @@ __all__ = [
     "responses_only",
     "save_default_model",
     "saved_default_model",
+    "select_api",
 ]
+
+
+# The protocol of a provider registered without one (OpenAI's Chat Completions).
+DEFAULT_PROTOCOL = "openai-chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +227,23 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
         "claude-* (Anthropic), grok-* (xAI), gemini-* (Google). Register your own "
         "OpenAI-compatible server with SteerLLMClient(providers={'name': "
         "{'base_url': ...}}) or by setting NAME_BASE_URL (and NAME_API_KEY) in the environment."
+    )
+
+
+def select_api(route: Route, api: object) -> Route:
+    """``api="responses"`` / ``api="chat"``: the OpenAI API a route speaks (OpenAI
+    models; another provider only when it already speaks the one asked for)."""
+    if api not in ("chat", "responses"):
+        raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
+    spec = route.provider
+    if spec is PROVIDERS["openai"] or spec is PROVIDERS["openai-responses"]:
+        return Route(PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model)
+    wanted = "openai-responses" if api == "responses" else "openai-chat"
+    if spec.protocol == wanted:
+        return route
+    raise ConfigurationError(
+        f"api={api!r} applies to OpenAI models; {spec.name!r} speaks {spec.protocol}: "
+        f"register it with protocol={wanted!r} instead"
     )
 
 

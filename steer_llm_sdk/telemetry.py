@@ -342,12 +342,28 @@ def _parts(content: Any) -> list[dict[str, Any]]:
         return []
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
+    from .content import FilePart, TextPart
+
     parts: list[dict[str, Any]] = []
     for part in content:
-        if isinstance(part, str):
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "content": part.text})
+        elif isinstance(part, FilePart):  # images and files: the kind only
+            media = part.media_type
+            kind = (
+                "file"
+                if part.file_id is not None
+                else "image_url"
+                if part.url is not None or media.startswith("image/")
+                else "input_audio"
+                if media.startswith("audio/")
+                else "file"
+            )
+            parts.append({"type": kind})
+        elif isinstance(part, str):
             parts.append({"type": "text", "content": part})
         elif part.get("type") == "text":
             parts.append({"type": "text", "content": part.get("text", "")})
         else:
-            parts.append({"type": str(part.get("type"))})  # images and files: the kind only
+            parts.append({"type": str(part.get("type"))})
     return parts

@@ -2,7 +2,7 @@
 
 Request mapping: system messages become the top-level ``system`` blocks (their
 ``cache_control`` kept), a message-level ``cache_control`` moves onto its last content
-block, OpenAI-style ``image_url`` parts become image blocks, ``stop`` becomes
+block, images become image blocks and PDFs document blocks, ``stop`` becomes
 ``stop_sequences``, and ``max_tokens`` gets a default because the API requires it.
 
 Stream: usage starts from ``message_start`` and every non-null field of a later
@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from ..content import FilePart, TextPart, as_part
 from ..errors import ConfigurationError, InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
@@ -156,29 +157,35 @@ def _text_block(text: str, cache_control: Any = None) -> dict[str, Any]:
     return block
 
 
-def _convert_part(part: Any) -> dict[str, Any]:
-    """One content part, OpenAI-style or Anthropic-style, as an Anthropic block."""
-    if isinstance(part, str):
-        return _text_block(part)
-    if part.get("type") == "image_url":
-        url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
-        if url.startswith("data:"):
-            header, _, data = url.partition(",")
-            media_type = header[5:].split(";")[0]
-            source = {"type": "base64", "media_type": media_type, "data": data}
-        else:
-            source = {"type": "url", "url": url}
-        block: dict[str, Any] = {"type": "image", "source": source}
-        if part.get("cache_control"):
-            block["cache_control"] = part["cache_control"]
-        return block
-    return dict(part)
-
-
 def _blocks(content: Any, cache_control: Any = None) -> list[dict[str, Any]]:
-    blocks = (
-        [_text_block(content)] if isinstance(content, str) else [_convert_part(p) for p in content]
-    )
+    """Message content → Anthropic blocks: neutral text, images (base64 or URL) and
+    PDFs (``document``) mapped, each part's ``cache_control`` kept; Anthropic's own
+    blocks as they are. A message-level ``cache_control`` goes on the last block."""
+    if isinstance(content, str):
+        blocks = [_text_block(content)]
+    else:
+        blocks = []
+        for raw in content:
+            part = as_part(raw, AnthropicCodec)
+            if isinstance(part, TextPart):
+                blocks.append(_text_block(part.text, part.cache_control))
+            elif isinstance(part, FilePart):
+                source: dict[str, Any]
+                if part.url is not None:
+                    source = {"type": "url", "url": part.url}
+                else:
+                    source = {
+                        "type": "base64",
+                        "media_type": part.media_type,
+                        "data": part.base64(),
+                    }
+                kind = "document" if part.media_type == "application/pdf" else "image"
+                block: dict[str, Any] = {"type": kind, "source": source}
+                if part.cache_control:
+                    block["cache_control"] = part.cache_control
+                blocks.append(block)
+            else:
+                blocks.append(dict(part))
     if cache_control and blocks:
         blocks[-1] = {**blocks[-1], "cache_control": cache_control}
     return blocks
@@ -259,6 +266,11 @@ class AnthropicCodec:
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "anthropic-messages"
+    # Files it can send: images and PDFs, as data or by URL (no file ids: Anthropic's
+    # Files API is in beta).
+    accepts = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf"})
+    accepts_urls = True
+    accepts_file_ids = False
 
     @classmethod
     def factory(cls, spec: Any, model: str) -> Any:

@@ -49,7 +49,13 @@ __all__ = [
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A provider-neutral request. ``messages`` are already validated dicts."""
+    """A provider-neutral request, built and checked by :mod:`steer_llm_sdk.request`.
+
+    ``messages`` are validated OpenAI-shaped dicts whose list contents hold neutral
+    :class:`~steer_llm_sdk.content.TextPart` / :class:`~steer_llm_sdk.content.FilePart`
+    (and providers' own part dicts, passed through); codecs also take OpenAI-style
+    parts, converting them the same way.
+    """
 
     model: str  # the provider's own model name (no "provider/" prefix)
     messages: list[dict[str, Any]]

@@ -4,8 +4,8 @@ Request mapping: system messages become ``systemInstruction``; roles become ``us
 and ``model``; an assistant turn's tool calls become ``functionCall`` parts (with the
 ``thoughtSignature`` Gemini gave them echoed back, as Gemini 3 requires) and each run
 of ``tool`` messages becomes one user turn of ``functionResponse`` parts, named after
-the call they answer; ``image_url`` parts become ``inlineData`` (data URLs) or
-``fileData``; tools become ``functionDeclarations`` with the schema as
+the call they answer; files become ``inlineData`` (data) or ``fileData`` (URLs);
+tools become ``functionDeclarations`` with the schema as
 ``parametersJsonSchema``; ``output=`` becomes ``responseMimeType`` +
 ``responseJsonSchema``; ``max_tokens``, ``temperature``, ``top_p``, ``stop`` and
 ``seed`` go into ``generationConfig`` under Gemini's names, and so does any other
@@ -31,6 +31,7 @@ from urllib.parse import quote
 import msgspec
 import orjson
 
+from ..content import FilePart, TextPart, as_part
 from ..errors import (
     APIStatusError,
     AuthenticationError,
@@ -240,44 +241,32 @@ def encode_tool_choice(choice: str | dict[str, str]) -> dict[str, Any]:
 
 
 def _text_parts(content: Any) -> list[dict[str, Any]]:
-    """Message content (a string or a list of parts) as Gemini parts."""
+    """Message content (a string or a list of parts) as Gemini parts: files as
+    ``inlineData`` (data) or ``fileData`` (URLs); Gemini's own part dicts (no
+    ``type``) as they are, without ``cache_control``."""
     if content is None:
         return []
     if isinstance(content, str):
         return [{"text": content}] if content else []
-    parts = []
-    for part in content:
-        if isinstance(part, str):
-            parts.append({"text": part})
-            continue
-        if not isinstance(part, dict):
-            raise ConfigurationError(f"a content part is not a dict or a string: {part!r:.80}")
-        kind = part.get("type")
-        if kind == "text":
-            parts.append({"text": part.get("text") or ""})
-        elif kind == "image_url":
-            parts.append(_image_part(part["image_url"]))
-        elif kind is None:
+    parts: list[dict[str, Any]] = []
+    for raw in content:
+        part = as_part(raw, GeminiCodec)
+        if isinstance(part, TextPart):
+            parts.append({"text": part.text})
+        elif isinstance(part, FilePart):
+            if part.url is not None:
+                parts.append({"fileData": {"mimeType": part.media_type, "fileUri": part.url}})
+            else:
+                parts.append({"inlineData": {"mimeType": part.media_type, "data": part.base64()}})
+        elif part.get("type") is None:
             parts.append({k: v for k, v in part.items() if k != "cache_control"})  # native
         else:
             raise ConfigurationError(
-                f"content parts of type {kind!r} cannot be sent to Gemini: use text, "
-                "image_url, or Gemini's own part dicts (inlineData, fileData ...)"
+                f"content parts of type {part.get('type')!r} cannot be sent to Gemini: use "
+                "text, image_url, input_audio, file, or Gemini's own part dicts "
+                "(inlineData, fileData ...)"
             )
     return parts
-
-
-def _image_part(image: Any) -> dict[str, Any]:
-    url = image["url"] if isinstance(image, dict) else image
-    if not isinstance(url, str):
-        raise ConfigurationError(f"image_url is not a string: {url!r:.80}")
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        return {"inlineData": {"mimeType": header[5:].split(";")[0], "data": data}}
-    import mimetypes  # here: its tables load on first use
-
-    mime = mimetypes.guess_type(url.split("?")[0])[0] or "image/jpeg"
-    return {"fileData": {"mimeType": mime, "fileUri": url}}
 
 
 def _gemini_data(holder: Any) -> dict[str, Any]:
@@ -289,9 +278,13 @@ def _gemini_data(holder: Any) -> dict[str, Any]:
 def _tool_response(message: dict[str, Any]) -> dict[str, Any]:
     content = message.get("content")
     if isinstance(content, list):
-        content = "".join(
-            p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
+        texts = []
+        for part in content:
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                texts.append(part.get("text") or "")
+        content = "".join(texts)
     if message.get("is_error"):
         return {"error": content}
     if isinstance(content, str):
@@ -421,6 +414,27 @@ class GeminiCodec:
 
     protocol = "gemini"
     lead_text = ""  # Gemini cannot continue a prefix: nothing is put in its mouth
+    # Files it can send as inlineData: images, audio, video, PDFs and text documents
+    # (Gemini's documented input types); URLs as fileData; no file ids (Gemini's own
+    # files are URIs: give them as URLs).
+    accepts = frozenset(
+        {
+            "image/*",
+            "audio/*",
+            "video/*",
+            "text/*",
+            "application/pdf",
+            "application/json",
+            "application/rtf",
+            "application/xml",
+            "application/x-javascript",
+            "application/x-python",
+            "application/x-python-code",
+            "application/x-typescript",
+        }
+    )
+    accepts_urls = True
+    accepts_file_ids = False
 
     @classmethod
     def factory(cls, spec: Any, model: str) -> Any:

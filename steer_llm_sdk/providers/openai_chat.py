@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from ..content import FilePart, TextPart, as_part, audio_format
 from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
@@ -116,14 +117,42 @@ def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in message.items() if k in _MESSAGE_KEYS}
     if out.get("tool_calls"):
         out["tool_calls"] = [_clean_tool_call(c) for c in out["tool_calls"]]
-    content = out.get("content")
-    if isinstance(content, list):
-        out["content"] = [
-            {k: v for k, v in part.items() if k != "cache_control"}
-            if isinstance(part, dict)
-            else part
-            for part in content
-        ]
+    if type(out.get("content")) is list:
+        out["content"] = _content(out["content"])
+    return out
+
+
+def _content(content: list[Any]) -> list[Any]:
+    """Neutral content parts → Chat Completions parts: images (data or URL) as
+    ``image_url``, audio data as ``input_audio``, other files and file ids as
+    ``file``; a provider's own part dicts as they are (without ``cache_control``)."""
+    out: list[Any] = []
+    for raw in content:
+        part = as_part(raw, OpenAIChatCodec)
+        if isinstance(part, TextPart):
+            out.append({"type": "text", "text": part.text})
+        elif isinstance(part, FilePart):
+            media = part.media_type
+            if part.file_id is not None:
+                file = {"file_id": part.file_id}
+                if part.filename:
+                    file["filename"] = part.filename
+                out.append({"type": "file", "file": file})
+            elif part.url is not None or media.startswith("image/"):
+                image = {"url": part.url if part.url is not None else part.data_url()}
+                if part.detail:
+                    image["detail"] = part.detail
+                out.append({"type": "image_url", "image_url": image})
+            elif media.startswith("audio/"):
+                audio = {"data": part.base64(), "format": audio_format(media)}
+                out.append({"type": "input_audio", "input_audio": audio})
+            else:
+                file = {"file_data": part.data_url()}
+                if part.filename:
+                    file["filename"] = part.filename
+                out.append({"type": "file", "file": file})
+        else:
+            out.append({k: v for k, v in part.items() if k != "cache_control"})
     return out
 
 
@@ -132,6 +161,11 @@ class OpenAIChatCodec:
 
     protocol = "openai-chat"
     lead_text = ""  # this protocol never puts words in the assistant's mouth
+    # Files it can send: any media type (OpenAI and the many compatible servers each
+    # take their own; the server decides), by URL, and by file id.
+    accepts = frozenset({"*/*"})
+    accepts_urls = True
+    accepts_file_ids = True
 
     @classmethod
     def factory(cls, spec: Any, model: str) -> Any:

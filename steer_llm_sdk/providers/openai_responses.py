@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from ..content import FilePart, TextPart, as_part, audio_format
 from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
@@ -78,34 +79,60 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _content(content: Any, role: str) -> Any:
-    """OpenAI chat content → Responses input content."""
+    """Message content → Responses input content: text as ``input_text`` (or
+    ``output_text``), images as ``input_image``, audio data as ``input_audio``, PDFs
+    by URL and other files as ``input_file``; a provider's own part dicts as they are
+    (without ``cache_control``)."""
     if isinstance(content, str) or content is None:
         return content or ""
     kind = "output_text" if role == "assistant" else "input_text"
     out = []
-    for part in content:
-        if isinstance(part, str):
-            out.append({"type": kind, "text": part})
-        elif part.get("type") == "text":
-            out.append({"type": kind, "text": part.get("text", "")})
-        elif part.get("type") == "image_url":
-            image = part["image_url"]
-            url = image["url"] if isinstance(image, dict) else image
-            entry: dict[str, Any] = {"type": "input_image", "image_url": url}
-            if isinstance(image, dict) and image.get("detail"):
-                entry["detail"] = image["detail"]
-            out.append(entry)
+    for raw in content:
+        part = as_part(raw, OpenAIResponsesCodec)
+        entry: dict[str, Any]
+        if isinstance(part, TextPart):
+            entry = {"type": kind, "text": part.text}
+        elif isinstance(part, FilePart):
+            media = part.media_type
+            if part.file_id is not None:
+                entry = {"type": "input_file", "file_id": part.file_id}
+            elif part.url is not None and media == "application/pdf":
+                entry = {"type": "input_file", "file_url": part.url}
+            elif part.url is not None or media.startswith("image/"):
+                url = part.url if part.url is not None else part.data_url()
+                entry = {"type": "input_image", "image_url": url}
+                if part.detail:
+                    entry["detail"] = part.detail
+            elif media.startswith("audio/"):
+                audio = {"data": part.base64(), "format": audio_format(media)}
+                entry = {"type": "input_audio", "input_audio": audio}
+            else:
+                entry = {"type": "input_file", "file_data": part.data_url()}
+            if part.filename and entry["type"] == "input_file":
+                entry["filename"] = part.filename
         else:
-            out.append({k: v for k, v in part.items() if k != "cache_control"})
+            entry = {k: v for k, v in part.items() if k != "cache_control"}
+        out.append(entry)
     return out
 
 
 def _text_of(content: Any) -> str:
+    """The text of message content (files count as empty lines), for instructions and
+    tool outputs, which are strings."""
     if isinstance(content, str):
         return content
-    return "\n".join(
-        p if isinstance(p, str) else str(p.get("text", "")) for p in content or () if p
-    )
+    texts = []
+    for part in content or ():
+        if isinstance(part, TextPart):
+            texts.append(part.text)
+        elif isinstance(part, FilePart):
+            texts.append("")
+        elif isinstance(part, str):
+            if part:
+                texts.append(part)
+        elif part:
+            texts.append(str(part.get("text", "")))
+    return "\n".join(texts)
 
 
 def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -246,6 +273,11 @@ class OpenAIResponsesCodec:
 
     protocol = "openai-responses"
     lead_text = ""
+    # Files it can send: any media type (images, audio and input_file documents; the
+    # server decides which), by URL, and by file id.
+    accepts = frozenset({"*/*"})
+    accepts_urls = True
+    accepts_file_ids = True
 
     @classmethod
     def factory(cls, spec: Any, model: str) -> Any:

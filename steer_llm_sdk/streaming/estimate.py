@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..content import TextPart
 from ..errors import ConfigurationError
 
 __all__ = ["count_tokens", "estimate_usage"]
@@ -84,8 +85,10 @@ def _message_text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     parts: list[str] = []
-    for part in content or ():
-        if isinstance(part, str):
+    for part in content or ():  # files are not counted
+        if isinstance(part, TextPart):
+            parts.append(part.text)
+        elif isinstance(part, str):
             parts.append(part)
         elif isinstance(part, dict) and isinstance(part.get("text"), str):
             parts.append(part["text"])

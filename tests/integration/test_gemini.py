@@ -169,7 +169,10 @@ async def test_request_mapping() -> None:
                     "role": "user",
                     "content": [
                         {"type": "text", "text": "What is this?"},
-                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                        },
                         {"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}},
                     ],
                 },
@@ -194,7 +197,7 @@ async def test_request_mapping() -> None:
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
     assert body["contents"][2]["parts"] == [
         {"text": "What is this?"},
-        {"inlineData": {"mimeType": "image/png", "data": "iVBOR"}},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
         {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/cat.jpg"}},
     ]
     assert body["generationConfig"] == {

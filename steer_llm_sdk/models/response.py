@@ -70,6 +70,9 @@ class StreamingResponse:
     duration: float = 0.0  # seconds for the whole call
     attempts: int = 1  # HTTP requests made, retries included
     resumptions: int = 0  # times a broken stream was continued from its text so far
+    # What the protocol could not send (a parameter it has no field for ...): said
+    # for this call, and logged once per call.
+    warnings: list[str] = field(default_factory=list)
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
 
@@ -144,6 +147,7 @@ class StreamingResponse:
             "attempts": self.attempts,
             "resumptions": self.resumptions,
             "steps": self.steps,
+            "warnings": list(self.warnings),
         }
 
 

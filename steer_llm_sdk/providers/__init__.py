@@ -1,35 +1,40 @@
-"""The wire protocols, one sans-I/O codec module each, behind one registry.
+"""The wire protocols, one sans-I/O codec module each, behind one typed registry.
 
-Adding a protocol is a module here plus an entry in :data:`PROTOCOLS`: each codec
-class declares its own facts (how to build it for a provider, how its base URL is
-written, whether a model can continue a prefix), so the client names no protocol.
+Adding a protocol is a module here plus a line in :data:`PROTOCOLS`: each codec
+class (a :class:`~steer_llm_sdk.providers.codec.CodecBase`) declares its own facts,
+so the client names no protocol. A protocol's module is imported on first use, not
+by ``import steer_llm_sdk``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .anthropic import AnthropicCodec
-from .gemini import GeminiCodec
-from .openai_chat import OpenAIChatCodec
-from .openai_responses import OpenAIResponsesCodec
+
+if TYPE_CHECKING:
+    from .codec import CodecBase
 
 __all__ = ["PROTOCOLS", "codec_class"]
 
-PROTOCOLS: dict[str, Any] = {
-    OpenAIChatCodec.protocol: OpenAIChatCodec,
-    AnthropicCodec.protocol: AnthropicCodec,
-    OpenAIResponsesCodec.protocol: OpenAIResponsesCodec,
-    GeminiCodec.protocol: GeminiCodec,
+# protocol name → (module in this package, codec class name)
+PROTOCOLS: dict[str, tuple[str, str]] = {
+    "openai-chat": ("openai_chat", "OpenAIChatCodec"),
+    "anthropic-messages": ("anthropic", "AnthropicCodec"),
+    "openai-responses": ("openai_responses", "OpenAIResponsesCodec"),
+    "gemini": ("gemini", "GeminiCodec"),
 }
 
 
-def codec_class(protocol: str) -> Any:
-    """The codec class of a protocol name, or a ConfigurationError listing them."""
+def codec_class(protocol: str) -> type[CodecBase]:
+    """The codec class of a protocol name (its module imported on first use), or a
+    ConfigurationError listing the protocols."""
     try:
-        return PROTOCOLS[protocol]
+        module, name = PROTOCOLS[protocol]
     except KeyError:
         raise ConfigurationError(
             f"protocol {protocol!r} is not known; use one of {', '.join(sorted(PROTOCOLS))}"
         ) from None
+    cls: type[CodecBase] = getattr(import_module(f"{__name__}.{module}"), name)
+    return cls

@@ -19,8 +19,8 @@ two answers spliced into one stream: an InvalidResponseError.
 
 from __future__ import annotations
 
-import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -31,7 +31,6 @@ from ..errors import ConfigurationError, InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
     HTTPRequest,
-    StreamState,
     error_for,
     event_json,
     function_calls_only,
@@ -40,6 +39,7 @@ from .base import (
     token_count,
     unify_finish,
 )
+from .codec import CodecBase, load_json_body
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -49,7 +49,6 @@ __all__ = [
     "supports_structured_output",
 ]
 
-logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
 
 
@@ -82,7 +81,6 @@ _USAGE_FIELDS = (
     "cache_creation_input_tokens",
 )
 _UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
-_warned_params: set[str] = set()
 
 
 _VERSION_RE = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?:\D|$)")
@@ -262,7 +260,112 @@ def _message_id(message: Any) -> str:
     return repr(found)[:80] if found else "without an id"
 
 
-class AnthropicCodec:
+def _request_body(
+    request: ChatRequest, default_max_tokens: int, warn: Callable[[str], None]
+) -> tuple[dict[str, Any], str, str | None]:
+    """The Messages API body; the JSON prefill; the forced output tool's name."""
+    system, messages = _convert_messages(request.messages)
+    params = dict(request.params)
+    body: dict[str, Any] = {"model": request.model}
+    response_format = params.pop("response_format", None)
+    prefill = ""
+    if response_format:
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            schema = response_format.get("json_schema", {}).get("schema") or response_format.get(
+                "schema"
+            )
+            if not isinstance(schema, dict):
+                raise ConfigurationError(
+                    "response_format json_schema needs a 'json_schema': {'schema': {...}} "
+                    "object for Anthropic models"
+                )
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        elif kind == "json_object":
+            # Anthropic has no schema-less JSON mode: ask for it and, where the
+            # model allows a prefill, start the answer with "{" so that it
+            # continues one JSON object.
+            system.append(_text_block(JSON_SYSTEM_HINT))
+            if supports_prefill(request.model):
+                prefill = JSON_PREFILL
+    # Resume: the text so far (which already starts with any JSON prefill) becomes
+    # the assistant's prefix. The API refuses one that ends in white space, so the
+    # pipeline strips it before asking.
+    prefix = request.prefix or prefill
+    if prefix:
+        messages.append({"role": "assistant", "content": prefix})
+    tools = encode_tools(request.tools) if request.tools else []
+    tool_choice = request.tool_choice
+    output_tool = None
+    if request.output_schema is not None:
+        if supports_structured_output(request.model):
+            body["output_config"] = {
+                "format": {"type": "json_schema", "schema": request.output_schema}
+            }
+        else:
+            # Older models: the schema as a tool the model must call; its
+            # arguments stream back as the answer's text.
+            output_tool = request.output_name
+            tools.append(
+                {
+                    "name": request.output_name,
+                    "description": "Give the answer in this structure.",
+                    "input_schema": request.output_schema,
+                }
+            )
+            if not request.tools:
+                tool_choice = {"name": request.output_name}
+    if tools:
+        body["tools"] = tools
+    if tools and (tool_choice is not None or request.parallel_tool_calls is False):
+        body["tool_choice"] = encode_tool_choice(tool_choice, request.parallel_tool_calls)
+    if system:
+        if len(system) == 1 and set(system[0]) == {"type", "text"}:
+            body["system"] = system[0]["text"]
+        else:
+            body["system"] = system
+    body["messages"] = messages
+    max_tokens = params.pop("max_tokens", None)
+    body["max_tokens"] = max_tokens if max_tokens is not None else default_max_tokens
+    stop = params.pop("stop", None)
+    if stop is not None:
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key in _UNSUPPORTED_PARAMS:
+            warn(f"Anthropic does not support {key!r}; it was not sent")
+            continue
+        body[key] = value
+    if request.stream:
+        body["stream"] = True
+    body.update(request.extra_body)
+    return body, prefill, output_tool
+
+
+def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
+    message = f"HTTP {status}"
+    error_type = None
+    try:
+        obj = _loads(body)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            error_type = err.get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        if body:
+            message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+    return error_for(
+        status,
+        message,
+        error_type=error_type if isinstance(error_type, str) else None,
+        retry_after=parse_retry_after(headers),
+        request_id=headers.get("request-id") if headers is not None else None,
+        body=body[:500].decode("utf-8", "replace"),
+    )
+
+
+class AnthropicCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "anthropic-messages"
@@ -272,21 +375,10 @@ class AnthropicCodec:
     accepts_urls = True
     accepts_file_ids = False
 
-    @classmethod
-    def factory(cls, spec: Any, model: str) -> Any:
-        def make(*, record: bool = False) -> AnthropicCodec:
-            return cls(record=record)
-
-        return make
-
     @staticmethod
     def normalize_base_url(url: str) -> str:
         # ANTHROPIC_BASE_URL is without /v1, like the official SDK; tolerate it.
         return url[:-3] if url.endswith("/v1") else url
-
-    @staticmethod
-    def local_base_url(server: str) -> str:
-        return server
 
     @staticmethod
     def can_continue(model: str) -> bool:
@@ -295,7 +387,7 @@ class AnthropicCodec:
     def __init__(
         self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS, record: bool = False
     ) -> None:
-        self.state = StreamState(record=record)
+        super().__init__(record=record)
         self._default_max_tokens = default_max_tokens
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, str] = {}  # content block index → type
@@ -313,85 +405,11 @@ class AnthropicCodec:
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
-        system, messages = _convert_messages(request.messages)
-        params = dict(request.params)
-        body: dict[str, Any] = {"model": request.model}
-        response_format = params.pop("response_format", None)
-        prefill = ""
-        if response_format:
-            kind = response_format.get("type")
-            if kind == "json_schema":
-                schema = response_format.get("json_schema", {}).get(
-                    "schema"
-                ) or response_format.get("schema")
-                if not isinstance(schema, dict):
-                    raise ConfigurationError(
-                        "response_format json_schema needs a 'json_schema': {'schema': {...}} "
-                        "object for Anthropic models"
-                    )
-                body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-            elif kind == "json_object":
-                # Anthropic has no schema-less JSON mode: ask for it and, where the
-                # model allows a prefill, start the answer with "{" so that it
-                # continues one JSON object.
-                system.append(_text_block(JSON_SYSTEM_HINT))
-                if supports_prefill(request.model):
-                    prefill = JSON_PREFILL
-        # Resume: the text so far (which already starts with any JSON prefill) becomes
-        # the assistant's prefix. The API refuses one that ends in white space, so the
-        # pipeline strips it before asking.
-        prefix = request.prefix or prefill
-        if prefix:
-            messages.append({"role": "assistant", "content": prefix})
+        body, prefill, self._output_tool = _request_body(
+            request, self._default_max_tokens, self.warn
+        )
         self.lead_text = "" if request.prefix else prefill
         self._lead_pending = bool(self.lead_text)
-        tools = encode_tools(request.tools) if request.tools else []
-        tool_choice = request.tool_choice
-        if request.output_schema is not None:
-            if supports_structured_output(request.model):
-                body["output_config"] = {
-                    "format": {"type": "json_schema", "schema": request.output_schema}
-                }
-            else:
-                # Older models: the schema as a tool the model must call; its
-                # arguments stream back as the answer's text.
-                self._output_tool = request.output_name
-                tools.append(
-                    {
-                        "name": request.output_name,
-                        "description": "Give the answer in this structure.",
-                        "input_schema": request.output_schema,
-                    }
-                )
-                if not request.tools:
-                    tool_choice = {"name": request.output_name}
-        if tools:
-            body["tools"] = tools
-        if tools and (tool_choice is not None or request.parallel_tool_calls is False):
-            body["tool_choice"] = encode_tool_choice(tool_choice, request.parallel_tool_calls)
-        if system:
-            if len(system) == 1 and set(system[0]) == {"type", "text"}:
-                body["system"] = system[0]["text"]
-            else:
-                body["system"] = system
-        body["messages"] = messages
-        max_tokens = params.pop("max_tokens", None)
-        body["max_tokens"] = max_tokens if max_tokens is not None else self._default_max_tokens
-        stop = params.pop("stop", None)
-        if stop is not None:
-            body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-        for key, value in params.items():
-            if value is None:
-                continue
-            if key in _UNSUPPORTED_PARAMS:
-                if key not in _warned_params:
-                    _warned_params.add(key)
-                    logger.warning("Anthropic does not support %r; it was not sent", key)
-                continue
-            body[key] = value
-        if request.stream:
-            body["stream"] = True
-        body.update(request.extra_body)
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if request.stream else "application/json",
@@ -648,12 +666,7 @@ class AnthropicCodec:
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
-        if not isinstance(obj, dict):
-            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        obj = load_json_body(body)
         if obj.get("type") == "error":
             raise self._stream_error(obj)
         state = self.state
@@ -704,24 +717,4 @@ class AnthropicCodec:
         text = "".join(parts)
         return self._dedupe_lead(text) if self._lead_pending else text
 
-    @staticmethod
-    def parse_error(status: int, headers: Any, body: bytes) -> SteerError:
-        message = f"HTTP {status}"
-        error_type = None
-        try:
-            obj = _loads(body)
-            err = obj.get("error") if isinstance(obj, dict) else None
-            if isinstance(err, dict):
-                message = str(err.get("message") or message)
-                error_type = err.get("type")
-        except (orjson.JSONDecodeError, AttributeError):
-            if body:
-                message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
-        return error_for(
-            status,
-            message,
-            error_type=error_type if isinstance(error_type, str) else None,
-            retry_after=parse_retry_after(headers),
-            request_id=headers.get("request-id") if headers is not None else None,
-            body=body[:500].decode("utf-8", "replace"),
-        )
+    parse_error = staticmethod(_parse_error)

@@ -48,7 +48,6 @@ from ..errors import (
 from .base import (
     ChatRequest,
     HTTPRequest,
-    StreamState,
     error_for,
     event_json,
     function_calls_only,
@@ -56,6 +55,7 @@ from .base import (
     parse_retry_after,
     token_count,
 )
+from .codec import CodecBase, load_json_body
 
 __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_gemini_finish"]
 
@@ -165,7 +165,6 @@ _BY_STATUS_NAME: dict[str, type[APIStatusError]] = {
     "DEADLINE_EXCEEDED": ServerError,
 }
 _SNAKE = re.compile(r"_([a-z])")
-_warned: set[str] = set()
 
 
 def _camel(name: str) -> str:
@@ -409,11 +408,12 @@ def _typed_error(
     return cls(message, status_code=status, body=body, request_id=request_id)
 
 
-class GeminiCodec:
-    """Encodes a request and decodes its stream for one call. Not reusable."""
+class GeminiCodec(CodecBase):
+    """Encodes a request and decodes its stream for one call. Not reusable.
+    Gemini cannot continue a prefix: nothing is put in its mouth, and a broken
+    stream cannot resume (``can_continue``: False)."""
 
     protocol = "gemini"
-    lead_text = ""  # Gemini cannot continue a prefix: nothing is put in its mouth
     # Files it can send as inlineData: images, audio, video, PDFs and text documents
     # (Gemini's documented input types); URLs as fileData; no file ids (Gemini's own
     # files are URIs: give them as URLs).
@@ -436,28 +436,13 @@ class GeminiCodec:
     accepts_urls = True
     accepts_file_ids = False
 
-    @classmethod
-    def factory(cls, spec: Any, model: str) -> Any:
-        def make(*, record: bool = False) -> GeminiCodec:
-            return cls(record=record)
-
-        return make
-
     @staticmethod
     def normalize_base_url(url: str) -> str:
         # GEMINI_BASE_URL is without /v1beta (like google-genai's base_url); tolerate it.
         return url[: -len("/v1beta")] if url.endswith("/v1beta") else url
 
-    @staticmethod
-    def local_base_url(server: str) -> str:
-        return server
-
-    @staticmethod
-    def can_continue(model: str) -> bool:
-        return False  # the API has no assistant prefill: a broken stream cannot resume
-
     def __init__(self, *, record: bool = False) -> None:
-        self.state = StreamState(record=record)
+        super().__init__(record=record)
         # The last complete usageMetadata: raw, or the bytes of the event that held
         # it (the fast path does not build it; it is parsed once, when needed).
         self._usage: Any = None
@@ -498,9 +483,8 @@ class GeminiCodec:
             body["tools"] = encode_tools(request.tools)
             if request.tool_choice is not None:
                 body["toolConfig"] = encode_tool_choice(request.tool_choice)
-        if request.parallel_tool_calls is False and "parallel_tool_calls" not in _warned:
-            _warned.add("parallel_tool_calls")
-            logger.warning("Gemini has no parallel_tool_calls switch; it was not sent")
+        if request.parallel_tool_calls is False:
+            self.warn("Gemini has no parallel_tool_calls switch; it was not sent")
         extra = dict(request.extra_body)
         merged = extra.pop("generationConfig", None) or extra.pop("generation_config", None)
         for key in list(extra):
@@ -731,10 +715,7 @@ class GeminiCodec:
     def decode_response(self, body: bytes) -> str:
         """A whole GenerateContentResponse (or, from a server that ignored alt=sse,
         the JSON array of them): fill the state, return the text."""
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
+        obj = load_json_body(body, arrays=True)
         chunks = obj if type(obj) is list else [obj]
         texts = []
         for chunk in chunks:

@@ -15,6 +15,7 @@ seen in recorded streams:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -25,7 +26,6 @@ from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
     HTTPRequest,
-    StreamState,
     error_for,
     event_json,
     function_tools,
@@ -34,6 +34,7 @@ from .base import (
     parse_retry_after,
     unify_finish,
 )
+from .codec import Codec, CodecBase, load_json_body
 
 __all__ = ["OpenAIChatCodec", "encode_tool_choice", "encode_tools", "normalize_usage"]
 
@@ -156,11 +157,10 @@ def _content(content: list[Any]) -> list[Any]:
     return out
 
 
-class OpenAIChatCodec:
+class OpenAIChatCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "openai-chat"
-    lead_text = ""  # this protocol never puts words in the assistant's mouth
     # Files it can send: any media type (OpenAI and the many compatible servers each
     # take their own; the server decides), by URL, and by file id.
     accepts = frozenset({"*/*"})
@@ -168,18 +168,14 @@ class OpenAIChatCodec:
     accepts_file_ids = True
 
     @classmethod
-    def factory(cls, spec: Any, model: str) -> Any:
+    def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
         """What the pipeline calls to get a fresh codec for each attempt."""
         field = spec.max_tokens_field
 
-        def make(*, record: bool = False) -> OpenAIChatCodec:
+        def make(*, record: bool = False) -> Codec:
             return cls(max_tokens_field=field, record=record)
 
         return make
-
-    @staticmethod
-    def normalize_base_url(url: str) -> str:
-        return url  # OpenAI-protocol base URLs include /v1
 
     @staticmethod
     def local_base_url(server: str) -> str:
@@ -190,7 +186,7 @@ class OpenAIChatCodec:
         return True  # where the server does (ProviderSpec.continues_prefix)
 
     def __init__(self, *, max_tokens_field: str = "max_tokens", record: bool = False) -> None:
-        self.state = StreamState(record=record)
+        super().__init__(record=record)
         self._max_tokens_field = max_tokens_field
         self._logprobs = False  # the request asked for logprobs
         self._first = True  # no chunk has named the model and id yet
@@ -403,12 +399,7 @@ class OpenAIChatCodec:
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
         """A whole ``chat.completion`` JSON body: fill the state, return the text."""
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
-        if not isinstance(obj, dict):
-            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        obj = load_json_body(body)
         if "error" in obj and not obj.get("choices"):
             raise self._stream_error(obj)
         state = self.state

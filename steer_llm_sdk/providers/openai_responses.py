@@ -35,13 +35,13 @@ from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
     HTTPRequest,
-    StreamState,
     error_for,
     event_json,
     mark_not_retryable,
     openai_code_status,
     openai_usage,
 )
+from .codec import CodecBase, load_json_body
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
@@ -49,7 +49,6 @@ __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
 logger = logging.getLogger("steer_llm_sdk")
 _loads = orjson.loads
 _DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
-_warned: set[str] = set()
 
 
 # The fast path: a text delta (nearly every event of a stream) read by msgspec into
@@ -268,38 +267,22 @@ def error_event(obj: dict[str, Any]) -> SteerError:
     return mark_not_retryable(error, code)
 
 
-class OpenAIResponsesCodec:
+class OpenAIResponsesCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "openai-responses"
-    lead_text = ""
     # Files it can send: any media type (images, audio and input_file documents; the
     # server decides which), by URL, and by file id.
     accepts = frozenset({"*/*"})
     accepts_urls = True
     accepts_file_ids = True
 
-    @classmethod
-    def factory(cls, spec: Any, model: str) -> Any:
-        def make(*, record: bool = False) -> OpenAIResponsesCodec:
-            return cls(record=record)
-
-        return make
-
-    @staticmethod
-    def normalize_base_url(url: str) -> str:
-        return url  # like Chat Completions: the base URL includes /v1
-
-    @staticmethod
-    def local_base_url(server: str) -> str:
-        return server + "/v1"
-
-    @staticmethod
-    def can_continue(model: str) -> bool:
-        return False  # the API has no assistant prefill: a broken stream cannot resume
+    # Like Chat Completions, the base URL includes /v1. The API has no assistant
+    # prefill, so a broken stream cannot resume (can_continue: False).
+    local_base_url = staticmethod(OpenAIChatCodec.local_base_url)
 
     def __init__(self, *, record: bool = False) -> None:
-        self.state = StreamState(record=record)
+        super().__init__(record=record)
         self._by_item: dict[Any, int] = {}  # item id / output index → tool ordinal
         self._items: dict[int, dict[str, Any]] = {}  # output index → finished item
         self._logprobs = False
@@ -334,9 +317,7 @@ class OpenAIResponsesCodec:
             if value is None:
                 continue
             if key in _DROPPED:
-                if key not in _warned:
-                    _warned.add(key)
-                    logger.warning("the Responses API does not take %r; it was not sent", key)
+                self.warn(f"the Responses API does not take {key!r}; it was not sent")
                 continue
             body[key] = value
         if request.tools:
@@ -559,12 +540,7 @@ class OpenAIResponsesCodec:
 
     # -- non-streaming and errors --------------------------------------------------
     def decode_response(self, body: bytes) -> str:
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            raise InvalidResponseError(f"the response is not JSON: {body[:120]!r}") from None
-        if not isinstance(obj, dict):
-            raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
+        obj = load_json_body(body)
         if obj.get("error") and not obj.get("output"):
             raise error_event(obj)
         parts: list[str] = []

@@ -71,6 +71,7 @@ class Attempts:
         "started",
         "state",
         "timeout",
+        "warnings",
     )
 
     def __init__(self, call: Call, delivered: list[str], ledger: Ledger) -> None:
@@ -86,6 +87,7 @@ class Attempts:
         self.state: StreamState | None = None  # the last attempt's codec state
         self.deadline: float | None = None  # set when the call starts (total_timeout)
         self.on_open: Callable[[], Awaitable[None]] | None = None  # on_start, bound
+        self.warnings: list[str] = []  # what the protocol could not send (first attempt's)
         opts = call.options
         self.timeout = httpx.Timeout(
             connect=opts.connection_timeout,
@@ -122,6 +124,10 @@ class Attempts:
                 strip_lead = so_far[len(prefix) :]
                 request = replace(request, prefix=prefix)
             http = codec.encode(request, call.api_key)
+            if self.count == 1 and codec.warnings:
+                self.warnings = list(codec.warnings)
+                for warning in self.warnings:  # once per call, not per attempt
+                    logger.warning("%s (%s)", warning, call.model)
             try:
                 response = await call.transport.open(
                     call.base_url,

@@ -116,6 +116,7 @@ def build_response(
     finished_at: float | None,
     attempts: int,
     resumptions: int,
+    warnings: list[str] | None = None,
 ) -> StreamingResponse:
     """The :class:`StreamingResponse` of a call that ended: text, usage, cost (once,
     from genai-prices), the unified finish reason, timings."""
@@ -151,6 +152,7 @@ def build_response(
         duration=end - started_at,
         attempts=attempts,
         resumptions=resumptions,
+        warnings=list(warnings or ()),
     )
     if call.options.enable_json_stream_handler:
         try:

@@ -320,6 +320,7 @@ class StreamRun:
                 finished_at=self.finished_at,
                 attempts=attempts.count,
                 resumptions=attempts.resumptions,
+                warnings=attempts.warnings,
             )
             if self._output is not _MISSING:
                 response.output = self._output

@@ -61,7 +61,7 @@ class _Spec:
                 ],
             },
             "parallel_tool_calls",
-        ),  # noqa: E501
+        ),
     ],
 )
 async def test_a_warning_belongs_to_its_call(

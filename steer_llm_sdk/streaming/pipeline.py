@@ -823,8 +823,9 @@ async def _once(texts: list[str]) -> AsyncGenerator[list[str], None]:
         yield [t for t in texts if t]
 
 
-# A stream that sends nothing but keep-alive comments for read_timeout is stalled:
-# reads that complete no event and carry less than this in total count as idle.
+# A stream that sends nothing but keep-alives for read_timeout is stalled: reads that
+# deliver nothing (comments, events such as Anthropic's ping that change nothing) and
+# carry less than this in total count as idle.
 _IDLE_BYTES = 64 * 1024
 # After the terminal event, what is left of the body is read (so that the connection
 # can be reused) for at most this long and this many bytes, then the connection is
@@ -833,15 +834,50 @@ _DRAIN_SECONDS = 0.25
 _DRAIN_BYTES = 64 * 1024
 
 
+def _progress(state: StreamState) -> tuple[Any, ...]:
+    """What a stream has said besides text, as far as the caller can see it: an event
+    that leaves this unchanged (and carries no text or part) was only a keep-alive."""
+    calls = state.tool_calls
+    return (
+        state.done,
+        state.finish_reason,
+        state.model,
+        state.response_id,
+        state.usage,
+        len(calls),
+        sum([len(call.arguments) for call in calls]) if calls else 0,
+        len(state.reasoning_parts),
+        len(state.refusal_parts),
+        len(state.provider_data),
+    )
+
+
 class _Idle:
-    """Counts reads that complete no SSE event; too long without one is a timeout."""
+    """Counts reads that deliver nothing (keep-alive comments, events that change
+    nothing, such as Anthropic's ``ping``); too long with only those is a timeout.
 
-    __slots__ = ("bytes", "limit", "since")
+    The read loops reset ``since`` on a read that yields text or parts; only reads
+    that yield none compare the state (:func:`_progress`): the text path pays nothing.
+    """
 
-    def __init__(self, limit: float | None) -> None:
+    __slots__ = ("bytes", "limit", "mark", "since")
+
+    def __init__(self, limit: float | None, state: StreamState) -> None:
         self.limit = limit
         self.since: float | None = None
         self.bytes = 0
+        self.mark = _progress(state) if limit is not None else None
+
+    def quiet(self, state: StreamState, size: int) -> None:
+        """A read whose events yielded nothing: idle, unless they changed the state."""
+        if self.limit is None:
+            return
+        mark = _progress(state)
+        if mark != self.mark:
+            self.mark = mark
+            self.since = None
+            return
+        self.check(size)
 
     def check(self, size: int) -> None:
         if self.limit is None:
@@ -855,8 +891,8 @@ class _Idle:
             from ..errors import ReadTimeoutError
 
             raise ReadTimeoutError(
-                f"no event for {self.limit:g} s (read_timeout): the server sent only "
-                "keep-alive comments"
+                f"nothing for {self.limit:g} s (read_timeout): the server sent only "
+                "keep-alives (comments or events that carry nothing)"
             )
 
 
@@ -908,7 +944,7 @@ async def _texts(
     feed = sse.feed
     decode = codec.decode
     state = codec.state
-    idle = _Idle(read_timeout)
+    idle = _Idle(read_timeout, state)
     step = budget.step
     try:
         async for data in raw:
@@ -919,7 +955,6 @@ async def _texts(
             if not events:
                 idle.check(len(data))
                 continue
-            idle.since = None
             texts = []
             try:
                 for event, payload in events:
@@ -933,7 +968,10 @@ async def _texts(
                     yield texts
                 raise
             if texts:
+                idle.since = None
                 yield texts
+            elif not state.done:
+                idle.quiet(state, len(data))
             if state.done:
                 break
         if state.done:
@@ -965,7 +1003,7 @@ async def _parts(
     state = codec.state
     out = state.out
     assert out is not None
-    idle = _Idle(read_timeout)
+    idle = _Idle(read_timeout, state)
     step = budget.step
     try:
         async for data in raw:
@@ -976,7 +1014,6 @@ async def _parts(
             if not events:
                 idle.check(len(data))
                 continue
-            idle.since = None
             batch: list[Any] = []
             try:
                 for event, payload in events:
@@ -996,7 +1033,10 @@ async def _parts(
                     yield batch
                 raise
             if batch:
+                idle.since = None
                 yield batch
+            elif not state.done:
+                idle.quiet(state, len(data))
             if state.done:
                 break
         if state.done:

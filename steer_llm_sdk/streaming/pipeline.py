@@ -34,6 +34,7 @@ from ..errors import (
     SteerError,
     StreamInterruptedError,
     TotalTimeoutError,
+    scrub_chain,
 )
 from ..models.response import StreamingResponse, parse_json_text
 from ..models.streaming import StreamingOptions
@@ -169,7 +170,7 @@ class StreamRun:
                         try:
                             texts = _once([codec.decode_response(body)])
                         except _SHAPE_ERRORS as exc:
-                            raise _shape_error(exc) from exc
+                            raise _shape_error(exc) from None
                     else:
                         texts = self._decoded(response, sse, codec)
                     async for batch_texts in texts:
@@ -222,6 +223,8 @@ class StreamRun:
                 self.output()
             await self._complete()
         except BaseException as exc:
+            if isinstance(exc, SteerError):
+                scrub_chain(exc)  # no raw library exception (server bytes) in its chain
             if observation is not None:
                 observation.end(self, exc)  # a failure, or abandoned by the caller
             if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
@@ -274,7 +277,7 @@ class StreamRun:
                         try:
                             text = codec.decode_response(body)
                         except _SHAPE_ERRORS as exc:
-                            raise _shape_error(exc) from exc
+                            raise _shape_error(exc) from None
                         batch = [*out, TextDelta(text)] if text else list(out)
                         out.clear()
                         reads = _once_parts(batch)
@@ -350,6 +353,8 @@ class StreamRun:
                 result,
             )
         except BaseException as exc:
+            if isinstance(exc, SteerError):
+                scrub_chain(exc)  # no raw library exception (server bytes) in its chain
             if observation is not None:
                 observation.end(self, exc)  # a failure, or abandoned by the caller
             if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
@@ -779,7 +784,7 @@ class StreamRun:
                     try:
                         text = codec.lead_text + codec.decode_response(body)
                     except _SHAPE_ERRORS as exc:
-                        raise _shape_error(exc) from exc
+                        raise _shape_error(exc) from None
                 except SteerError as exc:
                     _fill_context(exc, call.context)
                     if self._may_retry(exc):
@@ -795,6 +800,8 @@ class StreamRun:
             await self._complete()
             result = self.response()
         except BaseException as exc:
+            if isinstance(exc, SteerError):
+                scrub_chain(exc)
             if observation is not None:
                 observation.end(self, exc)
             if isinstance(exc, Exception):
@@ -979,7 +986,7 @@ async def _texts(
             return
         texts = [text for _, text in _tail(sse, decode, state) if text]
     except _SHAPE_ERRORS as exc:  # valid JSON of the wrong shape (try is free in 3.11)
-        raise _shape_error(exc) from exc
+        raise _shape_error(exc) from None
     if texts:
         yield texts
 
@@ -1050,7 +1057,7 @@ async def _parts(
             if text:
                 batch.append(TextDelta(text))
     except _SHAPE_ERRORS as exc:
-        raise _shape_error(exc) from exc
+        raise _shape_error(exc) from None
     if batch:
         yield batch
 

@@ -27,6 +27,7 @@ import orjson
 from ..catalog import ProviderSpec
 from ..errors import (
     ConnectionError,
+    InterruptedInvalidResponseError,
     InterruptedReadTimeoutError,
     InterruptedTotalTimeoutError,
     InvalidResponseError,
@@ -419,8 +420,8 @@ class StreamRun:
                 if self._may_retry(exc):
                     await self._backoff(exc)
                     continue
-                if self.parts:
-                    raise self._interrupted(exc) from None
+                if self.parts or self._rich:
+                    raise self._interrupted(exc)  # noqa: B904 - chained to exc on purpose
                 raise
             if not self._started:
                 self._started = True
@@ -440,9 +441,14 @@ class StreamRun:
         )
 
     async def _recover(self, exc: SteerError, codec: Codec) -> None:
-        """A stream failed mid-way: return to try again, else raise the right error."""
+        """A stream failed mid-way: return to try again, else raise the right error.
+
+        Before anything reached the caller, the call starts again; once a part did
+        (text, a tool call, reasoning), it never does: it resumes from the text where
+        the server can continue it, else raises StreamInterruptedError."""
         parts = self.parts
-        if not parts and self._may_retry(exc):
+        delivered = bool(parts) or self._rich
+        if not delivered and self._may_retry(exc):
             await self._backoff(exc)
             return
         if parts and self.call.can_resume and not self._rich and self._may_retry(exc):
@@ -458,13 +464,19 @@ class StreamRun:
                 )
                 await self._backoff(exc)
                 return
-        if parts:
-            raise self._interrupted(exc) from None
+        if delivered:
+            raise self._interrupted(exc)  # chained to exc, an SDK error (redacted)
         raise exc
 
     def _incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
         context = self.call.context
-        if not got_text and state.model is None and state.usage is None:
+        if (
+            not got_text
+            and state.model is None
+            and state.usage is None
+            and not state.tool_calls
+            and not state.reasoning_parts
+        ):
             return InvalidResponseError(
                 "the response is not a valid event stream "
                 f"({sse.pending_bytes} bytes of undecodable data)",
@@ -565,12 +577,22 @@ class StreamRun:
             await asyncio.sleep(delay)
 
     def _interrupted(self, exc: SteerError) -> SteerError:
-        """The error for a stream that broke after text reached the caller: always a
-        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
-        every timeout, before or after text), carrying the partial text and usage
-        when preserve_partial_response is on."""
+        """The error for a stream that broke after a part reached the caller: always a
+        StreamInterruptedError, and also the kind of what broke it where the caller
+        would catch that kind before any part came (a TimeoutError for every timeout,
+        an InvalidResponseError for what the provider sent wrong), carrying the
+        partial text and usage when preserve_partial_response is on."""
         text = "".join(self.parts)
         preserve = self.call.options.preserve_partial_response
+        received = f"{len(text)} characters"
+        if self._rich:  # parts besides text reached the caller
+            state = self.state or StreamState()
+            calls = len(state.tool_calls)
+            others = [f"{calls} tool call{'s' if calls != 1 else ''}"] if calls else []
+            if state.reasoning_parts:
+                others.append("reasoning")
+            if others:
+                received += " of text and " + " and ".join(others)
         how = (
             "the partial text is in .partial_text"
             if preserve
@@ -581,8 +603,10 @@ class StreamRun:
             kind = InterruptedTotalTimeoutError
         elif isinstance(exc, TimeoutError):
             kind = InterruptedReadTimeoutError
+        elif isinstance(exc, InvalidResponseError):
+            kind = InterruptedInvalidResponseError
         error = kind(
-            f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
+            f"the stream was interrupted after {received}: {exc.message}; {how}",
             partial_text=text if preserve else None,
             partial_usage=self._partial_usage() if preserve else None,
             cause=exc,

@@ -434,11 +434,23 @@ class StreamRun:
 
     def _may_retry(self, exc: SteerError) -> bool:
         opts = self.call.options
-        return (
+        if not (
             opts.retry_on_connection_error
             and self._retries < opts.max_reconnect_attempts
             and is_retryable(exc)
-        )
+        ):
+            return False
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None and wait > opts.max_retry_after:
+            # Not worth a wait: the server would refuse again at max_retry_after. The
+            # caller (or a fallback route) gets the server's own figure at once.
+            if "max_retry_after" not in exc.message:
+                exc.message += (
+                    f" (Retry-After {wait:g} s is longer than max_retry_after="
+                    f"{opts.max_retry_after:g} s: not retried)"
+                )
+            return False
+        return True
 
     async def _recover(self, exc: SteerError, codec: Codec) -> None:
         """A stream failed mid-way: return to try again, else raise the right error.

@@ -532,10 +532,8 @@ class Transport:
             error.url = str(request.url.copy_with(query=None))
             error.provider = error.provider or context.get("provider")
             error.model = error.model or context.get("model")
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                limit = getattr(options, "max_retry_after", MAX_RETRY_AFTER)
-                error.retry_after = min(retry_after, limit)
+            # error.retry_after stays the server's figure: the pipeline waits it when
+            # it is within max_retry_after, else gives up at once (backoff_delay caps).
             raise error
         if status >= 300:
             location = redact(response.headers.get("location", ""))

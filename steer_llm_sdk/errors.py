@@ -18,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "InterruptedInvalidResponseError",
     "InterruptedReadTimeoutError",
     "InterruptedTotalTimeoutError",
     "InvalidResponseError",
@@ -57,7 +58,7 @@ def register_secret(secret: str | None) -> None:
 
 
 # A key-shaped start cut off at the end of a truncated text ("... sk-pro").
-_CUT_KEY_RE = re.compile(r"(?:sk-|xai-|gsk_|(?i:bearer)\s+)[A-Za-z0-9_\-\.]*(?=[\W_]{0,4}$)")
+_CUT_KEY_RE = re.compile(r"(?:sk-|xai-|gsk_|AIza|(?i:bearer)\s+)[A-Za-z0-9_\-\.]*(?=[\W_]{0,4}$)")
 _TAIL_RE = re.compile(r"[A-Za-z0-9_\-\.]{4,}(?=[^A-Za-z0-9_\-\.]{0,4}$)")
 
 
@@ -298,6 +299,42 @@ class InterruptedReadTimeoutError(ReadTimeoutError, StreamInterruptedError):
 class InterruptedTotalTimeoutError(TotalTimeoutError, StreamInterruptedError):
     """``total_timeout`` passed after text was delivered: a :class:`TotalTimeoutError`
     and a :class:`StreamInterruptedError`, carrying the partial text and usage."""
+
+
+class InterruptedInvalidResponseError(InvalidResponseError, StreamInterruptedError):
+    """The provider sent something invalid (a field of the wrong type, bad JSON) after
+    text was delivered: an :class:`InvalidResponseError` *and* a
+    :class:`StreamInterruptedError`, carrying the partial text and usage when
+    ``preserve_partial_response=True``."""
+
+
+def scrub_chain(error: BaseException) -> None:
+    """Cut every link of ``error``'s chain (``__cause__``, ``__context__``, and
+    ``cause`` of an interruption) that leads to an exception which is not a
+    :class:`SteerError`: a library's exception (h11, httpx, orjson ...) can hold raw
+    server bytes, an echoed key among them, that no traceback walker may reach. SDK
+    errors in the chain stay (their strings are redacted) and are scrubbed in turn."""
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        cause, context = node.__cause__, node.__context__
+        if cause is not None and not isinstance(cause, SteerError):
+            node.__cause__ = None
+        elif cause is not None:
+            stack.append(cause)
+        if context is not None and not isinstance(context, SteerError):
+            node.__context__ = None
+        elif context is not None:
+            stack.append(context)
+        link = getattr(node, "cause", None)
+        if isinstance(link, SteerError):
+            stack.append(link)
+        elif isinstance(link, BaseException):
+            node.cause = None  # type: ignore[attr-defined]
 
 
 class ClientClosedError(ConfigurationError, RuntimeError):

@@ -9,7 +9,7 @@ module costs nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
@@ -43,6 +43,16 @@ FINISH_REASONS: tuple[str, ...] = (
 )
 
 
+def redacted_repr(self: Any) -> str:
+    """A dataclass's repr with API keys redacted: a key a server echoed into the text,
+    a tool call or an id must not reach a log through ``repr()`` (the values
+    themselves are the model's and stay as they are)."""
+    from .errors import redact
+
+    shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+    return redact(f"{type(self).__qualname__}({shown})")
+
+
 @dataclass(slots=True, eq=False)
 class ToolCall:
     """One tool call the model asked for.
@@ -68,6 +78,7 @@ class ToolCall:
     provider_data: dict[str, Any] | None = None
     kind: str = "function"
     _args: Any = field(default=None, init=False, repr=False, compare=False)
+    __repr__ = redacted_repr
 
     @property
     def args(self) -> dict[str, Any]:
@@ -82,16 +93,19 @@ class ToolCall:
             if not text:
                 self._args = {}
             else:
+                reason = None
                 try:
                     value = orjson.loads(text)
                 except orjson.JSONDecodeError as exc:
+                    reason = str(exc)  # the exception itself holds the whole text
+                if reason is not None:  # raised outside the handler: no __context__
                     from .errors import ToolArgumentsError
 
                     raise ToolArgumentsError(
                         f"the arguments of tool call {self.name!r} ({self.id}) are not valid "
-                        f"JSON ({exc}): {self.arguments[:200]!r}",
+                        f"JSON ({reason}): {self.arguments[:200]!r}",
                         call=self,
-                    ) from None
+                    )
                 if not isinstance(value, dict):
                     from .errors import ToolArgumentsError
 
@@ -149,6 +163,7 @@ class TextDelta:
     text: str
     logprobs: list[dict[str, Any]] | None = None
     type: ClassVar[str] = "text-delta"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -157,6 +172,7 @@ class ReasoningDelta:
 
     text: str
     type: ClassVar[str] = "reasoning-delta"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -167,6 +183,7 @@ class ToolCallStart:
     id: str
     name: str
     type: ClassVar[str] = "tool-call-start"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -176,6 +193,7 @@ class ToolCallDelta:
     index: int
     arguments: str
     type: ClassVar[str] = "tool-call-delta"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -185,6 +203,7 @@ class ToolCallEnd:
     index: int
     call: ToolCall
     type: ClassVar[str] = "tool-call-end"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -196,6 +215,7 @@ class PartialOutput:
 
     value: Any
     type: ClassVar[str] = "partial-output"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -206,6 +226,7 @@ class ToolResult:
     content: str
     is_error: bool = False
     type: ClassVar[str] = "tool-result"
+    __repr__ = redacted_repr
 
 
 @dataclass(slots=True)
@@ -218,6 +239,7 @@ class Finish:
     usage: dict[str, Any]
     response: StreamingResponse
     type: ClassVar[str] = "finish"
+    __repr__ = redacted_repr
 
 
 StreamPart = (

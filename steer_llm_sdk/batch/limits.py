@@ -27,6 +27,8 @@ from typing import Any
 
 __all__ = ["HEADROOM", "Budget", "ProviderGate", "WindowLimiter"]
 
+_MAX_PAUSE = 60.0  # seconds: StreamingOptions.max_retry_after's default
+
 # The runner aims this fraction of each limit: a request is charged when it leaves,
 # the provider counts it when it arrives, and network (or event loop) jitter between
 # the two can put a few more into one of the provider's windows than were sent in it.
@@ -179,7 +181,10 @@ class ProviderGate:
 
     # -- feedback ----------------------------------------------------------------------
     def on_rate_limited(self, retry_after: float) -> None:
-        """A 429/529: pause the provider and halve concurrency (once per pause)."""
+        """A 429/529: pause the provider and halve concurrency (once per pause). A
+        RateLimitError carries the server's own Retry-After, which may be hours or a
+        date in 2099: the pause is at most the default max_retry_after (60 s)."""
+        retry_after = min(retry_after, _MAX_PAUSE)
         self.rate_limited += 1
         now = self._clock()
         already_paused = self.paused_until > now

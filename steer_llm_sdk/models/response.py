@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..errors import JSONParseError, redact
-from ..parts import ToolCall
+from ..parts import ToolCall, redacted_repr
 
 __all__ = ["StreamingResponse", "parse_json_text"]
 
@@ -27,12 +27,14 @@ def parse_json_text(text: str, **context: Any) -> Any:
     try:
         return orjson.loads(candidate)
     except orjson.JSONDecodeError as exc:
-        excerpt = text if len(text) <= 200 else text[:200] + "..."
-        raise JSONParseError(
-            f"the response is not valid JSON ({exc}); the raw text is in .raw_text: {excerpt!r}",
-            raw_text=text,
-            **context,
-        ) from None
+        reason = str(exc)  # orjson's message; the exception itself holds the whole text
+    excerpt = text if len(text) <= 200 else text[:200] + "..."
+    # Raised outside the handler: not even __context__ keeps the decoder's exception.
+    raise JSONParseError(
+        f"the response is not valid JSON ({reason}); the raw text is in .raw_text: {excerpt!r}",
+        raw_text=text,
+        **context,
+    )
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +77,9 @@ class StreamingResponse:
     warnings: list[str] = field(default_factory=list)
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
+    # Keys a server echoed into the text or a tool call are redacted in repr() (the
+    # README promises it), not in the fields: the text is the model's answer.
+    __repr__ = redacted_repr
 
     def __post_init__(self) -> None:
         # Server-sent identifiers reach repr() and to_dict(): a key a server echoed

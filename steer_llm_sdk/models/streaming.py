@@ -60,7 +60,8 @@ class StreamingOptions:
 
     Limits (what a server may make the SDK hold or wait for):
         max_retry_after: the longest ``Retry-After`` honoured, in seconds (default 60);
-            a longer one is cut to this, and never waits past ``total_timeout``.
+            past it the call is not retried: the ``RateLimitError`` is raised at once,
+            its ``retry_after`` the server's figure. A wait never passes ``total_timeout``.
         max_event_bytes: the largest SSE line or event accepted (default 16 MiB; None
             for no cap); past it the call fails with ``InvalidResponseError``.
         max_error_body_bytes: how much of an error response's body is read (default

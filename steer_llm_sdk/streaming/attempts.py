@@ -24,6 +24,7 @@ import orjson
 
 from ..errors import (
     ConnectionError,
+    InterruptedInvalidResponseError,
     InterruptedReadTimeoutError,
     InterruptedTotalTimeoutError,
     InvalidResponseError,
@@ -145,8 +146,8 @@ class Attempts:
                 if self.may_retry(exc):
                     await self.backoff(exc)
                     continue
-                if self.delivered:
-                    raise self.interrupted(exc) from None
+                if self.delivered or self.rich:
+                    raise self.interrupted(exc)  # noqa: B904 - chained to exc on purpose
                 raise
             if not self.started:
                 self.started = True
@@ -159,16 +160,32 @@ class Attempts:
 
     def may_retry(self, exc: SteerError) -> bool:
         opts = self.call.options
-        return (
+        if not (
             opts.retry_on_connection_error
             and self.retries < opts.max_reconnect_attempts
             and is_retryable(exc)
-        )
+        ):
+            return False
+        wait = getattr(exc, "retry_after", None)
+        if wait is not None and wait > opts.max_retry_after:
+            # Not worth a wait: the server would refuse again at max_retry_after. The
+            # caller (or a fallback route) gets the server's own figure at once.
+            if "max_retry_after" not in exc.message:
+                exc.message += (
+                    f" (Retry-After {wait:g} s is longer than max_retry_after="
+                    f"{opts.max_retry_after:g} s: not retried)"
+                )
+            return False
+        return True
 
     async def recover(self, exc: SteerError, codec: Codec) -> None:
-        """An attempt failed mid-way: return to try again, else raise the right error."""
+        """An attempt failed mid-way: return to try again, else raise the right error.
+
+        Before anything reached the caller, the call starts again; once a part did
+        (text, a tool call, reasoning), it never does: it resumes from the text where
+        the server can continue it, else raises StreamInterruptedError."""
         delivered = self.delivered
-        if not delivered and self.may_retry(exc):
+        if not delivered and not self.rich and self.may_retry(exc):
             await self.backoff(exc)
             return
         if delivered and self.call.can_resume and not self.rich and self.may_retry(exc):
@@ -182,14 +199,20 @@ class Attempts:
                 )
                 await self.backoff(exc)
                 return
-        if delivered:
-            raise self.interrupted(exc) from None
+        if delivered or self.rich:
+            raise self.interrupted(exc)  # chained to exc, an SDK error (redacted)
         raise exc
 
     def incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
         """The error for a body that ended before the protocol said it was complete."""
         context = self.call.context
-        if not got_text and state.model is None and state.usage is None:
+        if (
+            not got_text
+            and state.model is None
+            and state.usage is None
+            and not state.tool_calls
+            and not state.reasoning_parts
+        ):
             return InvalidResponseError(
                 "the response is not a valid event stream "
                 f"({sse.pending_bytes} bytes of undecodable data)",
@@ -225,12 +248,22 @@ class Attempts:
             await asyncio.sleep(delay)
 
     def interrupted(self, exc: SteerError) -> SteerError:
-        """The error for a call that broke after text reached the caller: always a
-        StreamInterruptedError, and for a timeout also a TimeoutError (one rule for
-        every timeout, before or after text), carrying the partial text and usage
-        when preserve_partial_response is on."""
+        """The error for a call that broke after a part reached the caller: always a
+        StreamInterruptedError, and also the kind of what broke it where the caller
+        would catch that kind before any part came (a TimeoutError for every timeout,
+        an InvalidResponseError for what the provider sent wrong), carrying the
+        partial text and usage when preserve_partial_response is on."""
         text = "".join(self.delivered)
         preserve = self.call.options.preserve_partial_response
+        received = f"{len(text)} characters"
+        if self.rich:  # parts besides text reached the caller
+            state = self.state or StreamState()
+            calls = len(state.tool_calls)
+            others = [f"{calls} tool call{'s' if calls != 1 else ''}"] if calls else []
+            if state.reasoning_parts:
+                others.append("reasoning")
+            if others:
+                received += " of text and " + " and ".join(others)
         how = (
             "the partial text is in .partial_text"
             if preserve
@@ -241,13 +274,15 @@ class Attempts:
             kind = InterruptedTotalTimeoutError
         elif isinstance(exc, TimeoutError):
             kind = InterruptedReadTimeoutError
+        elif isinstance(exc, InvalidResponseError):
+            kind = InterruptedInvalidResponseError
         partial = (
             self.ledger.partial(self.state, "".join(self.delivered[self.last_start :]))
             if preserve
             else None
         )
         error = kind(
-            f"the stream was interrupted after {len(text)} characters: {exc.message}; {how}",
+            f"the stream was interrupted after {received}: {exc.message}; {how}",
             partial_text=text if preserve else None,
             partial_usage=partial,
             cause=exc,

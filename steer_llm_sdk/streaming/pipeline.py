@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import SteerError, TotalTimeoutError
+from ..errors import SteerError, TotalTimeoutError, scrub_chain
 from ..models.response import StreamingResponse
 from ..parts import Finish, PartialOutput, TextDelta
 from ..transport.http import map_httpx_error
@@ -189,7 +189,7 @@ class StreamRun:
                     try:
                         text = codec.lead_text + codec.decode_response(body)
                     except SHAPE_ERRORS as exc:
-                        raise shape_error(exc) from exc
+                        raise shape_error(exc) from None
                 except SteerError as exc:
                     fill_context(exc, call.context)
                     if attempts.may_retry(exc):
@@ -239,6 +239,8 @@ class StreamRun:
             await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.delivered))
 
     async def _failed(self, observation: Observation | None, exc: BaseException) -> None:
+        if isinstance(exc, SteerError):
+            scrub_chain(exc)  # no raw library exception (server bytes) in its chain
         self._observed(observation, exc)  # a failure, or abandoned by the caller
         if isinstance(exc, Exception):  # not GeneratorExit / CancelledError: no failure
             await self._report_error(exc)

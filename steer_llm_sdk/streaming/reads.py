@@ -33,8 +33,9 @@ __all__ = ["SHAPE_ERRORS", "fill_context", "read_body", "reads", "shape_error"]
 
 # Valid JSON of the wrong shape, met by a codec: an InvalidResponseError.
 SHAPE_ERRORS = (KeyError, TypeError, AttributeError, IndexError)
-# A stream that sends nothing but keep-alive comments for read_timeout is stalled:
-# reads that complete no event and carry less than this in total count as idle.
+# A stream that sends nothing but keep-alives for read_timeout is stalled: reads that
+# deliver nothing (comments, events such as Anthropic's ping that change nothing) and
+# carry less than this in total count as idle.
 _IDLE_BYTES = 64 * 1024
 # After the terminal event, what is left of the body is read (so that the connection
 # can be reused) for at most this long and this many bytes, then the connection is
@@ -59,7 +60,7 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
         decode = codec.decode
         sse = SSEDecoder(opts.max_event_bytes)
         feed = sse.feed
-        idle = _Idle(opts.read_timeout)
+        idle = _Idle(opts.read_timeout, state)
         got_text = False
         try:
             lead = codec.lead_text
@@ -95,7 +96,6 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                     if not events:
                         idle.check(len(data))
                         continue
-                    idle.since = None
                     batch = []
                     try:
                         if out is None:
@@ -123,7 +123,11 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                         if batch:  # what came before the error in this read comes first
                             yield batch
                         raise
-                    if batch:
+                    if not batch:
+                        if not state.done:  # a keep-alive event (ping) changes nothing
+                            idle.quiet(state, len(data))
+                    else:
+                        idle.since = None
                         if strip_lead:
                             batch, strip_lead = _strip(batch, strip_lead, record)
                         if coalesce and len(batch) > 1:
@@ -217,15 +221,50 @@ def _strip(batch: list[Any], strip_lead: str, record: bool) -> tuple[list[Any], 
     return kept, strip_lead
 
 
+def _progress(state: StreamState) -> tuple[Any, ...]:
+    """What a stream has said besides text, as far as the caller can see it: an event
+    that leaves this unchanged (and carries no text or part) was only a keep-alive."""
+    calls = state.tool_calls
+    return (
+        state.done,
+        state.finish_reason,
+        state.model,
+        state.response_id,
+        state.usage,
+        len(calls),
+        sum([len(call.arguments) for call in calls]) if calls else 0,
+        len(state.reasoning_parts),
+        len(state.refusal_parts),
+        len(state.provider_data),
+    )
+
+
 class _Idle:
-    """Counts reads that complete no SSE event; too long without one is a timeout."""
+    """Counts reads that deliver nothing (keep-alive comments, events that change
+    nothing, such as Anthropic's ``ping``); too long with only those is a timeout.
 
-    __slots__ = ("bytes", "limit", "since")
+    The read loop resets ``since`` on a read that yields text or parts; only reads
+    that yield none compare the state (:func:`_progress`): the text path pays nothing.
+    """
 
-    def __init__(self, limit: float | None) -> None:
+    __slots__ = ("bytes", "limit", "mark", "since")
+
+    def __init__(self, limit: float | None, state: StreamState) -> None:
         self.limit = limit
         self.since: float | None = None
         self.bytes = 0
+        self.mark = _progress(state) if limit is not None else None
+
+    def quiet(self, state: StreamState, size: int) -> None:
+        """A read whose events yielded nothing: idle, unless they changed the state."""
+        if self.limit is None:
+            return
+        mark = _progress(state)
+        if mark != self.mark:
+            self.mark = mark
+            self.since = None
+            return
+        self.check(size)
 
     def check(self, size: int) -> None:
         if self.limit is None:
@@ -237,8 +276,8 @@ class _Idle:
         self.bytes += size
         if now - self.since >= self.limit and self.bytes < _IDLE_BYTES:
             raise ReadTimeoutError(
-                f"no event for {self.limit:g} s (read_timeout): the server sent only "
-                "keep-alive comments"
+                f"nothing for {self.limit:g} s (read_timeout): the server sent only "
+                "keep-alives (comments or events that carry nothing)"
             )
 
 

@@ -496,6 +496,7 @@ class Transport:
             content=body,
             extensions={"timeout": timeout.as_dict()},
         )
+        failure: SteerError | None = None
         try:
             if deadline is None:
                 response = await client.send(request, stream=True)
@@ -514,8 +515,12 @@ class Transport:
                     ) from None
         except httpx.HTTPError as exc:
             # Not chained: an httpx/h11 exception can hold raw response bytes (a
-            # malformed status line with an echoed key); its useful part is copied.
-            raise map_httpx_error(exc, **context) from None
+            # malformed status line with an echoed key); its useful part is copied,
+            # and the error is raised outside the handler so that not even
+            # __context__ holds it.
+            failure = map_httpx_error(exc, **context)
+        if failure is not None:
+            raise failure
         status = response.status_code
         if status >= 400:
             cap = getattr(options, "max_error_body_bytes", MAX_ERROR_BODY_BYTES)
@@ -527,10 +532,8 @@ class Transport:
             error.url = str(request.url.copy_with(query=None))
             error.provider = error.provider or context.get("provider")
             error.model = error.model or context.get("model")
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                limit = getattr(options, "max_retry_after", MAX_RETRY_AFTER)
-                error.retry_after = min(retry_after, limit)
+            # error.retry_after stays the server's figure: the pipeline waits it when
+            # it is within max_retry_after, else gives up at once (backoff_delay caps).
             raise error
         if status >= 300:
             location = redact(response.headers.get("location", ""))

@@ -117,6 +117,14 @@ def test_retry_after_is_capped_by_default_and_by_option() -> None:
     assert backoff_delay(1, 0.0, 1.5) == 1.5
 
 
+def test_a_batch_pause_is_capped_although_errors_carry_the_servers_retry_after() -> None:
+    from steer_llm_sdk.batch.limits import ProviderGate
+
+    gate = ProviderGate("p", concurrency=4, clock=lambda: 100.0)
+    gate.on_rate_limited(4_000_000_000.0)  # Retry-After: Fri, 31 Dec 2099
+    assert gate.paused_until == 160.0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [

@@ -25,8 +25,7 @@ from .tools import Tool, normalize_tool_choice, normalize_tools, tool_result_mes
 from .transport.http import Transport
 
 if TYPE_CHECKING:
-    from .batch.ray_engine import RayBatchJob
-    from .batch.runner import BatchJob
+    from .batch import BatchJob, RayBatchJob
 
 __all__ = ["SteerLLMClient"]
 
@@ -434,7 +433,7 @@ class SteerLLMClient:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
         ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
         Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
-        from .batch.runner import make_job
+        from .batch import make_job
 
         return make_job(self, items, model, **options)
 

@@ -1,6 +1,7 @@
 """Batch jobs on a Ray cluster: ``client.batch(..., engine="ray")`` and
-``steer-llm batch --engine ray``. Needs ``pip install 'steer-llm-sdk[ray]'``; nothing of
-Ray is imported until a job with ``engine="ray"`` runs.
+``steer-llm batch --engine ray`` (:mod:`steer_llm_sdk.batch.cli`). Needs
+``pip install 'steer-llm-sdk[ray]'``; nothing of Ray is imported until a job with
+``engine="ray"`` runs.
 
 How it runs:
 
@@ -34,13 +35,13 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigurationError, SteerError
+from ..errors import ConfigurationError
 from .attempt import BatchClient, Calls, run_item
 from .items import BatchResult, BatchSummary, Item, check_options, fingerprint, jsonable, normalize
 from .journal import DONE, FAILED, RETRY, Journal
 from .limits import Budget, ProviderGate
 
-__all__ = ["Coordinator", "RayBatchJob", "SteerUDF", "export", "run_cli"]
+__all__ = ["Coordinator", "RayBatchJob", "Rows", "SteerUDF", "export"]
 
 _NAMESPACE = "steer-llm-sdk"
 _BUDGET_WAIT = 300.0  # seconds a request may wait for budget freed by requests in flight
@@ -539,38 +540,3 @@ def export(journal_path: str, output_path: str) -> int:
     finally:
         journal.close()
     return rows
-
-
-async def run_cli(args: Any, model: str, options: dict[str, Any], journal: str) -> int:
-    """``steer-llm batch --engine ray``."""
-    import sys
-
-    from .. import SteerLLMClient
-
-    if args.input == "-":
-        print("steer-llm batch: --engine ray reads a file, not standard input", file=sys.stderr)
-        return 2
-    async with SteerLLMClient() as client:
-        try:
-            job = RayBatchJob(
-                client,
-                args.input,
-                model,
-                output_path=args.output,
-                ray_address=args.address,
-                concurrency=args.concurrency,
-                requests_per_minute=args.rpm,
-                tokens_per_minute=args.tpm,
-                budget_usd=args.budget_usd,
-                max_attempts=args.max_attempts,
-                journal=journal,
-                **options,
-            )
-            summary = await job.run()
-        except SteerError as exc:
-            print(f"steer-llm batch: {exc}", file=sys.stderr)
-            return 2
-    print(f"steer-llm batch: {summary}", file=sys.stderr)
-    if summary.stopped == "budget":
-        return 3
-    return 1 if summary.failed or summary.retryable_failed else 0

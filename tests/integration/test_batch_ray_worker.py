@@ -112,3 +112,35 @@ async def test_a_broken_attempt_counts_its_partial_usage(tmp_path: Path) -> None
     assert figures["cost_usd"] > 0  # the text received before each cut was paid for
     assert coordinator.budget is not None and coordinator.budget.spent == figures["cost_usd"]
     await coordinator.close()
+
+
+@pytest.mark.timeout(30)
+async def test_rows_the_journal_has_need_no_request(tmp_path: Path) -> None:
+    """Done or failed for good in an earlier run, or recorded by this run: the row is
+    "done_before"; failed with a retryable error in an earlier run: it runs again."""
+    from steer_llm_sdk.batch.journal import DONE, FAILED, RETRY, Journal
+
+    journal = Journal(tmp_path / "job.journal")
+    journal.record_many(
+        [
+            ("done", DONE, 1, 1, 0.0, 1, 1, b"{}"),
+            ("failed", FAILED, 1, 1, 0.0, 0, 0, b"{}"),
+            ("retry-earlier", RETRY, 1, 5, 0.0, 0, 0, b"{}"),
+            ("retry-now", RETRY, 2, 5, 0.0, 0, 0, b"{}"),
+        ]
+    )
+    journal.close()
+    async with Emulator() as emu:
+        client = _client(emu)
+        coordinator = Coordinator(str(tmp_path / "job.journal"), 2, None, None, None)
+        rows = Rows(
+            Handle(coordinator), client, MODEL, None, {}, None,
+            budget=False, concurrency=4, max_attempts=2,
+        )  # fmt: skip
+        ids = ["done", "failed", "retry-earlier", "retry-now", "new"]
+        out = await rows.run([{"custom_id": i, "prompt": f"{i}: go"} for i in ids])
+        await client.aclose()
+        asked = sorted(r.json["messages"][-1]["content"] for r in emu.requests)
+    assert [row["status"] for row in out] == ["done_before"] * 2 + ["ok", "done_before", "ok"]
+    assert asked == ["new: go", "retry-earlier: go"]
+    await coordinator.close()

@@ -28,6 +28,9 @@ __all__ = [
     "jsonable",
     "normalize",
     "prompt_tokens",
+    "result_line",
+    "result_state",
+    "result_tokens",
 ]
 
 _ITEM_KEYS = ("custom_id", "messages", "prompt")
@@ -204,23 +207,24 @@ class BatchResult:
             "error": self.error,
         }
 
-    def to_json(self) -> bytes:
-        """The result's line in the journal and the output file."""
-        return orjson.dumps(self.to_dict(), default=jsonable)
 
-    @property
-    def state(self) -> int:
-        """Its journal state: DONE, FAILED (for good) or RETRY (worth another run)."""
-        error = self.error
-        if error is None:
-            return DONE
-        return RETRY if error.get("retryable") else FAILED
+def result_line(result: BatchResult) -> bytes:
+    """A result's JSON line in the journal and the output file."""
+    return orjson.dumps(result.to_dict(), default=jsonable)
 
-    @property
-    def tokens(self) -> tuple[int, int]:
-        """``(prompt_tokens, completion_tokens)`` of its usage."""
-        usage = self.usage or {}
-        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+def result_state(result: BatchResult) -> int:
+    """Its journal state: DONE, FAILED (for good) or RETRY (worth another run)."""
+    error = result.error
+    if error is None:
+        return DONE
+    return RETRY if error.get("retryable") else FAILED
+
+
+def result_tokens(result: BatchResult) -> tuple[int, int]:
+    """``(prompt_tokens, completion_tokens)`` of its usage."""
+    usage = result.usage or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 def error_result(item: Item, exc: BaseException, *, retryable: bool = False) -> BatchResult:

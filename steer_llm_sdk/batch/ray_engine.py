@@ -37,7 +37,18 @@ import orjson
 
 from ..errors import ConfigurationError
 from .attempt import BatchClient, Calls, run_item
-from .items import BatchResult, BatchSummary, Item, check_options, fingerprint, jsonable, normalize
+from .items import (
+    BatchResult,
+    BatchSummary,
+    Item,
+    check_options,
+    fingerprint,
+    jsonable,
+    normalize,
+    result_line,
+    result_state,
+    result_tokens,
+)
 from .journal import DONE, FAILED, RETRY, Journal
 from .limits import Budget, ProviderGate
 
@@ -263,15 +274,15 @@ class Rows:
     async def _record(
         self, result: BatchResult, cost: float, worst: float | None
     ) -> dict[str, Any]:
-        prompt, completion = result.tokens
+        prompt, completion = result_tokens(result)
         await self.coordinator.complete.remote(
             result.custom_id,
-            result.state,
+            result_state(result),
             result.attempts,
             cost,
             prompt,
             completion,
-            result.to_json(),
+            result_line(result),
             worst,
         )
         return {"custom_id": result.custom_id, "status": "failed" if result.error else "ok"}

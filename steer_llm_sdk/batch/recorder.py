@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigurationError
-from .items import BatchResult
+from .items import BatchResult, result_line, result_state, result_tokens
 from .journal import RETRY, Journal
 
 __all__ = ["Recorder"]
@@ -66,9 +66,9 @@ class Recorder:
 
     def record(self, item_id: str, result: BatchResult, cost: float) -> None:
         """A result into the journal (and the output buffer unless worth a retry)."""
-        state = result.state
-        prompt, completion = result.tokens
-        line = result.to_json()
+        state = result_state(result)
+        prompt, completion = result_tokens(result)
+        line = result_line(result)
         journal = self.journal
         journal.record(item_id, state, self.run_id, result.attempts, cost, prompt, completion, line)
         if self._out is not None and state != RETRY:

@@ -32,6 +32,8 @@ from .items import (
     content_id,
     fingerprint,
     normalize,
+    result_state,
+    result_tokens,
 )
 from .journal import DONE, FAILED, RETRY, Journal
 from .limits import Budget, ProviderGate
@@ -316,14 +318,14 @@ class BatchJob:
 
     def _count(self, result: BatchResult, cost: float) -> None:
         summary = self.summary
-        state = result.state
+        state = result_state(result)
         if state == DONE:
             summary.succeeded += 1
         elif state == RETRY:
             summary.retryable_failed += 1
         else:
             summary.failed += 1
-        prompt, completion = result.tokens
+        prompt, completion = result_tokens(result)
         summary.prompt_tokens += prompt
         summary.completion_tokens += completion
         summary.requests += result.attempts

@@ -161,13 +161,12 @@ def prefill_journal(path: str, done: int) -> float:
     """A journal of this job with ``done`` finished items (m0 ... m{done-1})."""
     import orjson
 
-    from steer_llm_sdk import SteerLLMClient
     from steer_llm_sdk.batch import Journal
+    from steer_llm_sdk.batch.items import fingerprint
 
     began = time.perf_counter()
-    fingerprint = SteerLLMClient().batch([], model=MODEL, max_tokens=8)._fingerprint()
     journal = Journal(path)
-    journal.check_fingerprint(fingerprint)
+    journal.check_fingerprint(fingerprint(MODEL, None, {"max_tokens": 8}))
     journal.new_run()
     usage = {"prompt_tokens": 11, "completion_tokens": 8, "total_tokens": 19}
     for start in range(0, done, 50_000):

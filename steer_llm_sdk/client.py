@@ -248,9 +248,36 @@ class SteerLLMClient:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
         ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
         Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
-        from .batch.runner import make_job
+        from .batch import make_job
 
         return make_job(self, items, model, **options)
+
+    # -- what batch jobs ask of a client (steer_llm_sdk.batch.attempt.BatchClient) --
+    @property
+    def default_options(self) -> StreamingOptions:
+        """The options of a call without ``streaming_options=``."""
+        return self._default_options
+
+    def resolve(self, model: str) -> Route:
+        """The provider (this client's own included) and provider-side name of ``model``."""
+        return resolve_model(model, self._providers)
+
+    def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
+        """The cost of ``usage`` on ``route`` with this client's ``prices=``; None when
+        the price is not known."""
+        from .pricing import compute_cost
+
+        return compute_cost(route.provider.name, route.model, usage, self._prices)
+
+    def worker_config(self) -> dict[str, Any]:
+        """Keyword arguments that build an equivalent client in another process (a Ray
+        worker): keys, base URLs, providers and prices. It holds the keys: never log it."""
+        return {
+            "api_keys": dict(self._keys),
+            "base_urls": dict(self._base_urls),
+            "providers": dict(self._providers),
+            "prices": self._prices,
+        }
 
     def stream_events(
         self, messages: Any = None, model: str | None = None, **params: Any

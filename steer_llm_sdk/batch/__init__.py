@@ -6,14 +6,53 @@
         ...
 
 Loaded only when used (``client.batch`` imports it); Ray only with ``engine="ray"``
-(:mod:`steer_llm_sdk.batch.ray_engine`).
+(:mod:`steer_llm_sdk.batch.ray_engine`). The modules: ``items`` (options, items,
+results), ``attempt`` (one item's requests, both engines), ``runner`` (the local
+engine), ``recorder`` (its journal and output file), ``ray_engine``, ``journal``,
+``limits``, ``cli``. None of them imports the client: what they need of it is
+:class:`~steer_llm_sdk.batch.attempt.BatchClient`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "Journal", "content_id"]
+if TYPE_CHECKING:
+    from .attempt import BatchClient
+    from .ray_engine import RayBatchJob
+    from .runner import BatchJob
+
+__all__ = [
+    "BatchJob",
+    "BatchResult",
+    "BatchSummary",
+    "InvalidItem",
+    "Journal",
+    "RayBatchJob",
+    "content_id",
+    "make_job",
+]
+
+
+def make_job(
+    client: BatchClient, items: Any, model: str | None, **options: Any
+) -> BatchJob | RayBatchJob:
+    """``client.batch(...)``: the local engine, or Ray with ``engine="ray"``."""
+    from ..errors import ConfigurationError
+
+    engine = options.pop("engine", "local")
+    if engine == "ray":
+        from .ray_engine import RayBatchJob
+
+        return RayBatchJob(client, items, model, **options)
+    if engine != "local":
+        raise ConfigurationError(f"engine={engine!r} is not known: use 'local' or 'ray'")
+    for name in ("ray_address", "num_actors", "batch_size", "num_blocks"):
+        if name in options:
+            raise ConfigurationError(f"{name}= is an option of engine='ray'")
+    from .runner import BatchJob
+
+    return BatchJob(client, items, model, **options)
 
 
 def __getattr__(name: str) -> Any:  # lazy: `steer-llm stream` does not load the runner
@@ -21,8 +60,16 @@ def __getattr__(name: str) -> Any:  # lazy: `steer-llm stream` does not load the
         from .journal import Journal
 
         return Journal
-    if name in __all__:
-        from . import runner
+    if name == "BatchJob":
+        from .runner import BatchJob
 
-        return getattr(runner, name)
+        return BatchJob
+    if name == "RayBatchJob":  # Ray itself only when a job runs
+        from .ray_engine import RayBatchJob
+
+        return RayBatchJob
+    if name in ("BatchResult", "BatchSummary", "InvalidItem", "content_id"):
+        from . import items
+
+        return getattr(items, name)
     raise AttributeError(name)

@@ -147,10 +147,8 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
     output = args.output
     journal = _journal_path(args)
     if args.engine == "ray":
-        from .ray_engine import run_cli as ray_run
-
-        return await ray_run(args, model, options, journal)
-    from .. import SteerLLMClient
+        return await _run_ray(args, model, options, journal)
+    from ..client import SteerLLMClient
     from .runner import BatchJob
 
     total = _count_lines(args.input) if args.input != "-" else None
@@ -333,3 +331,38 @@ def _figures_start(job: Any) -> float:
         start = time.perf_counter()
         job._progress_start = start
     return float(start)
+
+
+async def _run_ray(
+    args: argparse.Namespace, model: str, options: dict[str, Any], journal: str
+) -> int:
+    """``steer-llm batch --engine ray``."""
+    from ..client import SteerLLMClient
+    from ..errors import SteerError
+    from .ray_engine import RayBatchJob
+
+    if args.input == "-":
+        return _fail("--engine ray reads a file, not standard input")
+    async with SteerLLMClient() as client:
+        try:
+            job = RayBatchJob(
+                client,
+                args.input,
+                model,
+                output_path=args.output,
+                ray_address=args.address,
+                concurrency=args.concurrency,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+                budget_usd=args.budget_usd,
+                max_attempts=args.max_attempts,
+                journal=journal,
+                **options,
+            )
+            summary = await job.run()
+        except SteerError as exc:
+            return _fail(str(exc))
+    print(f"steer-llm batch: {summary}", file=sys.stderr)
+    if summary.stopped == "budget":
+        return EXIT_BUDGET
+    return EXIT_FAILED_ITEMS if summary.failed or summary.retryable_failed else 0

@@ -120,6 +120,21 @@ class Journal:
                 found[row[0]] = (row[1], row[2])
         return found
 
+    def lookup_results(self, ids: Sequence[str], *, run: int) -> dict[str, bytes]:
+        """``{id: result}`` for the ids that need no new request: finished (done, or
+        failed for good) or recorded by ``run`` (this run, before a retry)."""
+        found: dict[str, bytes] = {}
+        execute = self._db.execute
+        for start in range(0, len(ids), _LOOKUP_CHUNK):
+            part = ids[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(part))
+            query = (
+                f"SELECT id, result FROM items WHERE id IN ({marks}) AND (state != ? OR run = ?)"
+            )
+            for item_id, result in execute(query, (*part, RETRY, run)):
+                found[item_id] = bytes(result)
+        return found
+
     def record(
         self,
         item_id: str,

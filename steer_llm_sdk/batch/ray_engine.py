@@ -1,6 +1,7 @@
 """Batch jobs on a Ray cluster: ``client.batch(..., engine="ray")`` and
-``steer-llm batch --engine ray``. Needs ``pip install 'steer-llm-sdk[ray]'``; nothing of
-Ray is imported until a job with ``engine="ray"`` runs.
+``steer-llm batch --engine ray`` (:mod:`steer_llm_sdk.batch.cli`). Needs
+``pip install 'steer-llm-sdk[ray]'``; nothing of Ray is imported until a job with
+``engine="ray"`` runs.
 
 How it runs:
 
@@ -29,22 +30,31 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from ..errors import ConfigurationError, OverloadedError, RateLimitError, SteerError
+from ..errors import ConfigurationError
+from .attempt import BatchClient, Calls, run_item
+from .items import (
+    BatchResult,
+    BatchSummary,
+    Item,
+    check_options,
+    fingerprint,
+    jsonable,
+    normalize,
+    result_line,
+    result_state,
+    result_tokens,
+)
 from .journal import DONE, FAILED, RETRY, Journal
 from .limits import Budget, ProviderGate
-from .runner import BatchSummary, _error_dict, _jsonable, _prompt_tokens, _retryable
 
-if TYPE_CHECKING:
-    from ..client import SteerLLMClient
-
-__all__ = ["Coordinator", "RayBatchJob", "SteerUDF", "run_cli"]
+__all__ = ["Coordinator", "RayBatchJob", "Rows", "SteerUDF", "export"]
 
 _NAMESPACE = "steer-llm-sdk"
-_RATE_LIMIT_RETRIES = 20
 _BUDGET_WAIT = 300.0  # seconds a request may wait for budget freed by requests in flight
 
 
@@ -107,15 +117,7 @@ class Coordinator:
 
     async def lookup(self, ids: list[str]) -> dict[str, bytes]:
         """Results already recorded (earlier runs, or this run before a retry)."""
-        found = self.journal.lookup(ids)
-        done = [i for i, (state, run) in found.items() if state != RETRY or run == self.run_id]
-        out: dict[str, bytes] = {}
-        for item_id in done:
-            row = self.journal._db.execute(
-                "SELECT result FROM items WHERE id = ?", (item_id,)
-            ).fetchone()
-            out[item_id] = bytes(row[0])
-        return out
+        return self.journal.lookup_results(ids, run=self.run_id)
 
     async def reserve(self, worst: float) -> bool:
         if self.budget is None:
@@ -156,9 +158,11 @@ class Coordinator:
         prompt: int,
         completion: int,
         result: bytes,
-        worst: float,
+        worst: float | None,
     ) -> None:
-        if self.budget is not None:
+        """Record an item's result; ``worst``: what it reserved from the budget (None:
+        it failed before reserving any)."""
+        if self.budget is not None and worst is not None:
             self.budget.settle(worst, cost)
         existing = self.journal.lookup([item_id]).get(item_id)
         self.counts["requests"] += attempts
@@ -190,178 +194,123 @@ class Coordinator:
         self.journal.close()
 
 
+class SharedWindows:
+    """An attempt's rate windows on a Ray worker: the coordinator's, shared by every
+    worker, so the cluster together keeps to the provider's limits and pauses."""
+
+    __slots__ = ("coordinator", "provider")
+
+    def __init__(self, coordinator: Any, provider: str) -> None:
+        self.coordinator = coordinator
+        self.provider = provider
+
+    async def charge(self, tokens: float) -> Any:
+        return await self.coordinator.acquire.remote(self.provider, tokens)
+
+    async def settle(self, ticket: Any, tokens: float) -> None:
+        await self.coordinator.settle.remote(ticket, tokens)
+
+    async def paused(self, seconds: float) -> None:
+        await self.coordinator.rate_limited.remote(self.provider, seconds)
+
+
+class Rows:
+    """A worker's rows: each normalised and run like the local engine's items (same
+    plan, same attempt loop), with the coordinator's journal, windows and budget."""
+
+    def __init__(
+        self,
+        coordinator: Any,
+        client: BatchClient,
+        model: str | None,
+        system: str | None,
+        params: dict[str, Any],
+        options: Any,
+        *,
+        budget: bool,
+        concurrency: int,
+        max_attempts: int,
+    ) -> None:
+        self.coordinator = coordinator
+        self.model = model
+        self.system = system
+        self.calls = Calls(client, params, options, budget=budget)
+        self.gates: dict[str, ProviderGate] = {}  # this worker's slots, per provider
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+
+    async def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = [normalize(_row_item(row), 0, self.model, self.system) for row in rows]
+        known = await self.coordinator.lookup.remote([item.custom_id for item in items])
+        return list(await asyncio.gather(*(self._row(item, known) for item in items)))
+
+    async def _row(self, item: Item, known: dict[str, bytes]) -> dict[str, Any]:
+        if item.custom_id in known:
+            return {"custom_id": item.custom_id, "status": "done_before"}
+        plan = self.calls.plan(item)
+        if isinstance(plan, BatchResult):
+            return await self._record(plan, 0.0, None)
+        gate = self.gates.get(plan.provider)
+        if gate is None:
+            gate = self.gates[plan.provider] = ProviderGate(
+                plan.provider, concurrency=self.concurrency
+            )
+        await gate.slot()
+        try:
+            reserved = await self.coordinator.reserve.remote(plan.worst)
+        except BaseException:
+            gate.release()
+            raise
+        if not reserved:
+            gate.release()
+            return {"custom_id": item.custom_id, "status": "not_started"}
+        windows = SharedWindows(self.coordinator, plan.provider)
+        result, cost = await run_item(self.calls, item, plan, gate, windows, self.max_attempts)
+        try:
+            return await self._record(result, cost, plan.worst)
+        finally:
+            gate.release()
+
+    async def _record(
+        self, result: BatchResult, cost: float, worst: float | None
+    ) -> dict[str, Any]:
+        prompt, completion = result_tokens(result)
+        await self.coordinator.complete.remote(
+            result.custom_id,
+            result_state(result),
+            result.attempts,
+            cost,
+            prompt,
+            completion,
+            result_line(result),
+            worst,
+        )
+        return {"custom_id": result.custom_id, "status": "failed" if result.error else "ok"}
+
+
 class SteerUDF:
-    """The ``map_batches`` actor class: one SteerLLMClient per actor; a batch's rows
-    run concurrently; limits and the budget are asked of the coordinator."""
+    """The ``map_batches`` actor class: one client per actor (``client_class`` built
+    from ``client_config``); a batch's rows run concurrently on its own event loop."""
 
     def __init__(
         self,
         coordinator: str,
+        client_class: Callable[..., BatchClient],
         client_config: dict[str, Any],
-        model: str | None,
-        params: dict[str, Any],
-        concurrency: int,
-        max_attempts: int,
+        **rows: Any,
     ) -> None:
         import ray
 
-        from ..client import SteerLLMClient
-        from .runner import BatchJob
-
-        self.coordinator = ray.get_actor(coordinator, namespace=_NAMESPACE)
+        handle = ray.get_actor(coordinator, namespace=_NAMESPACE)
         self.loop = asyncio.new_event_loop()
-        self.client = SteerLLMClient(**client_config)
-        self.job = BatchJob(
-            self.client, [], model, concurrency=concurrency, max_attempts=max_attempts, **params
-        )
-        self.gates: dict[str, ProviderGate] = {}
-        self.concurrency = concurrency
-        self.max_attempts = max_attempts
-        self.budget = "budget_usd" in params
-        ray.get(self.coordinator.register.remote(os.getpid()))
+        self.rows = Rows(handle, client_class(**client_config), **rows)
+        ray.get(handle.register.remote(os.getpid()))
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow
 
-        rows = batch.to_pylist()
-        out = self.loop.run_until_complete(self._batch(rows))
+        out = self.loop.run_until_complete(self.rows.run(batch.to_pylist()))
         return pyarrow.Table.from_pylist(out, schema=_OUT_SCHEMA())
-
-    async def _batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items = [self.job._normalize(_row_item(row), 0) for row in rows]
-        known = await self.coordinator.lookup.remote([item.custom_id for item in items])
-        return list(await asyncio.gather(*(self._row(item, known) for item in items)))
-
-    async def _row(self, item: Any, known: dict[str, bytes]) -> dict[str, Any]:
-        if item.custom_id in known:
-            return {"custom_id": item.custom_id, "status": "done_before"}
-        if item.invalid is not None:
-            await self._record(
-                item,
-                None,
-                _error_dict(ConfigurationError(item.invalid), retryable=False),
-                0,
-                0.0,
-                0.0,
-            )
-            return {"custom_id": item.custom_id, "status": "failed"}
-        job = self.job
-        try:
-            provider, _ = job._route(item.model)
-        except SteerError as exc:
-            await self._record(item, None, _error_dict(exc, retryable=False), 0, 0.0, 0.0)
-            return {"custom_id": item.custom_id, "status": "failed"}
-        gate = self.gates.get(provider)
-        if gate is None:
-            gate = self.gates[provider] = ProviderGate(provider, concurrency=self.concurrency)
-        max_tokens = item.params.get("max_tokens", job._params.get("max_tokens"))
-        estimate = _prompt_tokens(item.messages)
-        tokens = estimate + (max_tokens if isinstance(max_tokens, int) else 256)
-        worst = 0.0
-        if self.budget:
-            price = job._price(item.model)
-            if price is None or not isinstance(max_tokens, int):
-                error = (
-                    job._no_price_error(item.model)
-                    if price is None
-                    else ConfigurationError(
-                        "budget_usd needs max_tokens to bound the worst case of each request"
-                    )
-                )
-                await self._record(item, None, _error_dict(error, retryable=False), 0, 0.0, 0.0)
-                return {"custom_id": item.custom_id, "status": "failed"}
-            worst = estimate * price.input + max_tokens * price.output
-        await gate.slot()
-        try:
-            if not await self.coordinator.reserve.remote(worst):
-                return {"custom_id": item.custom_id, "status": "not_started"}
-            return await self._attempts(item, gate, provider, tokens, worst)
-        finally:
-            gate.release()
-
-    async def _attempts(
-        self, item: Any, gate: ProviderGate, provider: str, tokens: int, worst: float
-    ) -> dict[str, Any]:
-        from .runner import BatchResult, _read_output
-
-        params, output = self.job._call_params(item)
-        attempts = failures = rate_limited = 0
-        cost = 0.0
-        while True:
-            ticket = await self.coordinator.acquire.remote(provider, tokens)
-            attempts += 1
-            try:
-                response = await self.client.stream_with_usage(item.messages, item.model, **params)
-            except (RateLimitError, OverloadedError) as exc:
-                await self.coordinator.settle.remote(ticket, 0)
-                rate_limited += 1
-                retry_after = getattr(exc, "retry_after", None) or min(8.0, 2.0**rate_limited / 2)
-                gate.on_rate_limited(retry_after)
-                await self.coordinator.rate_limited.remote(provider, retry_after)
-                if rate_limited > _RATE_LIMIT_RETRIES:
-                    await self._record(
-                        item, None, _error_dict(exc, retryable=True), attempts, cost, worst
-                    )
-                    return {"custom_id": item.custom_id, "status": "failed"}
-                continue
-            except SteerError as exc:
-                await self.coordinator.settle.remote(ticket, 0)
-                failures += 1
-                retryable = _retryable(exc)
-                if not retryable or failures >= self.max_attempts:
-                    await self._record(
-                        item, None, _error_dict(exc, retryable=retryable), attempts, cost, worst
-                    )
-                    return {"custom_id": item.custom_id, "status": "failed"}
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** (failures - 1)))
-                continue
-            usage = response.usage
-            await self.coordinator.settle.remote(ticket, usage.get("total_tokens") or 0)
-            gate.on_success()
-            cost += response.cost_usd or 0.0
-            result = BatchResult(
-                custom_id=item.custom_id,
-                text=response.text,
-                usage=usage,
-                cost_usd=response.cost_usd,
-                finish_reason=response.finish_reason,
-                attempts=attempts,
-                model=item.model,
-            )
-            if output is not None:
-                try:
-                    result.output = _read_output(response, output, self.job._supports_output)
-                except Exception as exc:
-                    result.error = _error_dict(exc, retryable=False)
-            await self._record(item, result, result.error, attempts, cost, worst)
-            return {"custom_id": item.custom_id, "status": "failed" if result.error else "ok"}
-
-    async def _record(
-        self,
-        item: Any,
-        result: Any,
-        error: dict[str, Any] | None,
-        attempts: int,
-        cost: float,
-        worst: float,
-    ) -> None:
-        from .runner import BatchResult
-
-        if result is None:
-            result = BatchResult(custom_id=item.custom_id, model=item.model or None, error=error)
-        result.attempts = attempts
-        usage = result.usage or {}
-        state = DONE if error is None else (RETRY if error.get("retryable") else FAILED)
-        await self.coordinator.complete.remote(
-            item.custom_id,
-            state,
-            attempts,
-            cost,
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-            orjson.dumps(result.to_dict(), default=_jsonable),
-            worst,
-        )
 
 
 def _OUT_SCHEMA() -> Any:
@@ -390,7 +339,7 @@ class RayBatchJob:
 
     def __init__(
         self,
-        client: SteerLLMClient,
+        client: BatchClient,
         items: Any,
         model: str | None = None,
         *,
@@ -405,10 +354,9 @@ class RayBatchJob:
         budget_usd: float | None = None,
         max_attempts: int = 5,
         journal: str | os.PathLike[str] | None = None,
+        system: str | None = None,
         **params: Any,
     ) -> None:
-        from .runner import BatchJob
-
         if output_path is None:
             raise ConfigurationError(
                 "engine='ray' writes its results to a file: give output_path='results.jsonl' "
@@ -416,23 +364,16 @@ class RayBatchJob:
             )
         if "on_result" in params:
             raise ConfigurationError("engine='ray' does not call on_result: read output_path")
+        check_options(concurrency, max_attempts, requests_per_minute, tokens_per_minute, budget_usd)
         self.output_path = os.fspath(output_path)
         self.journal_path = os.fspath(journal) if journal else self.output_path + ".journal"
-        # Validates the options the same way as the local engine, and fingerprints.
-        self._local = BatchJob(
-            client,
-            [],
-            model,
-            concurrency=concurrency,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
-            budget_usd=budget_usd,
-            max_attempts=max_attempts,
-            **params,
-        )
+        options = params.pop("streaming_options", None)
+        self._calls = Calls(client, params, options, budget=budget_usd is not None)
         self._client = client
         self._items = items
         self._model = model
+        self._system = system
+        self._options = options
         self._params = params
         self._address = ray_address
         self._num_actors = num_actors
@@ -475,7 +416,7 @@ class RayBatchJob:
         if hasattr(items, "map_batches"):
             return items  # already a Dataset
         return ray.data.from_items(
-            [{"item": orjson.dumps(x, default=_jsonable).decode()} for x in items],
+            [{"item": orjson.dumps(x, default=jsonable).decode()} for x in items],
             override_num_blocks=blocks,
         )
 
@@ -484,11 +425,10 @@ class RayBatchJob:
         began = time.perf_counter()
         if not ray.is_initialized():
             ray.init(address=self._address, namespace=_NAMESPACE, log_to_driver=False)
-        local = self._local
-        local._check_job_prices()
+        self._calls.check_job_price(self._model)
         journal = Journal(self.journal_path)
         try:
-            journal.check_fingerprint(local._fingerprint())
+            journal.check_fingerprint(fingerprint(self._model, self._system, self._params))
             run_id = journal.new_run()
         finally:
             journal.close()
@@ -515,24 +455,18 @@ class RayBatchJob:
                 self._budget,
             )
         )
-        client = self._client
-        config = {
-            "api_keys": dict(client._keys),
-            "base_urls": dict(client._base_urls),
-            "providers": dict(client._providers),
-            "prices": client._prices,
-        }
-        params = dict(self._params)
-        if self._budget is not None:
-            params["budget_usd"] = self._budget
         try:
             ds = self._dataset(ray).map_batches(
                 SteerUDF,
                 fn_constructor_kwargs={
                     "coordinator": self.coordinator_name,
-                    "client_config": config,
+                    "client_class": type(self._client),
+                    "client_config": self._client.worker_config(),
                     "model": self._model,
-                    "params": params,
+                    "system": self._system,
+                    "params": self._params,
+                    "options": self._options,
+                    "budget": self._budget is not None,
                     "concurrency": self._concurrency,
                     "max_attempts": self._max_attempts,
                 },
@@ -617,38 +551,3 @@ def export(journal_path: str, output_path: str) -> int:
     finally:
         journal.close()
     return rows
-
-
-async def run_cli(args: Any, model: str, options: dict[str, Any], journal: str) -> int:
-    """``steer-llm batch --engine ray``."""
-    import sys
-
-    from .. import SteerLLMClient
-
-    if args.input == "-":
-        print("steer-llm batch: --engine ray reads a file, not standard input", file=sys.stderr)
-        return 2
-    async with SteerLLMClient() as client:
-        try:
-            job = RayBatchJob(
-                client,
-                args.input,
-                model,
-                output_path=args.output,
-                ray_address=args.address,
-                concurrency=args.concurrency,
-                requests_per_minute=args.rpm,
-                tokens_per_minute=args.tpm,
-                budget_usd=args.budget_usd,
-                max_attempts=args.max_attempts,
-                journal=journal,
-                **options,
-            )
-            summary = await job.run()
-        except SteerError as exc:
-            print(f"steer-llm batch: {exc}", file=sys.stderr)
-            return 2
-    print(f"steer-llm batch: {summary}", file=sys.stderr)
-    if summary.stopped == "budget":
-        return 3
-    return 1 if summary.failed or summary.retryable_failed else 0

@@ -129,3 +129,70 @@ async def test_faults_on_the_wire(emulator: Emulator) -> None:
                 async for _ in r.aiter_raw():
                     pass
     assert emulator.requests[-1].json["stream"] is True
+
+
+# -- the server -----------------------------------------------------------------------
+async def test_rules_answer_every_protocol(emulator: Emulator) -> None:
+    """``add_rule`` answers every request whose body holds the match, on every protocol
+    (Responses and Gemini requests used to pass it by)."""
+    emulator.add_rule("poisoned", Reply(status=400, error_message="refused by rule"))
+    async with httpx.AsyncClient(base_url=emulator.url) as http:
+        answers = [
+            await http.post(
+                "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "poisoned"}]},
+            ),
+            await http.post(
+                "/v1/messages",
+                json={
+                    "model": "m",
+                    "max_tokens": 5,
+                    "messages": [{"role": "user", "content": "poisoned"}],
+                },
+            ),
+            await http.post("/v1/responses", json={"model": "m", "input": "poisoned"}),
+            await http.post(
+                "/v1beta/models/gemini-2.5-flash:generateContent",
+                json={"contents": [{"role": "user", "parts": [{"text": "poisoned"}]}]},
+                headers={"x-goog-api-key": "k"},
+            ),
+        ]
+        clean = await http.post("/v1/responses", json={"model": "m", "input": "fine"})
+    assert [a.status_code for a in answers] == [400] * 4
+    assert all("refused by rule" in a.text for a in answers)
+    assert clean.status_code == 200
+
+
+def test_the_emulator_stands_alone_without_cycles() -> None:
+    """Every module of steer_llm_sdk.testing imports only the standard library and its
+    siblings (never the SDK it checks), with no import cycle among them, counting
+    imports inside functions and under TYPE_CHECKING."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    import steer_llm_sdk.testing as package
+
+    folder = Path(package.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1, f"{path.name} imports from outside testing/"
+                deps.add(node.module or "__init__")
+            elif isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for name in names:
+                    top = name.split(".")[0]
+                    assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
+        graph[path.stem] = deps
+
+    def visit(module: str, trail: list[str]) -> None:
+        for dep in graph.get(module, ()):
+            assert dep not in trail, f"import cycle: {' -> '.join([*trail, dep])}"
+            visit(dep, [*trail, dep])
+
+    for module in graph:
+        visit(module, [module])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._schema import fit_schema
 from ._turn import Turn, compose
 from ._wire import (
     JSON_REPLY,
@@ -85,15 +86,22 @@ def error_plan(status: int, error_type: str, message: str, headers: dict[str, st
 
 def _calls(body: dict[str, Any], reply: Reply) -> list[dict[str, Any]] | None:
     """The reply's tool calls; or, for a forced tool (structured output on older
-    models), a call to it with the reply's JSON."""
+    models), a call to it with the reply's JSON (unscripted: an object that fits the
+    tool's input schema)."""
     calls = reply.tool_calls
     if calls is None:
         choice = body.get("tool_choice")
         if not (isinstance(choice, dict) and choice.get("type") == "tool"):
             return None
-        payload = reply.text if reply.text is not None else json.dumps(JSON_REPLY)
         if reply.chunks is not None:
             payload = "".join(reply.chunks)
+        elif reply.text is not None:
+            payload = reply.text
+        else:
+            tools = [t for t in body.get("tools") or () if t.get("name") == choice.get("name")]
+            schema = tools[0].get("input_schema") if tools else None
+            known = fit_schema(schema, JSON_REPLY) if isinstance(schema, dict) else JSON_REPLY
+            payload = json.dumps(known)
         try:
             json.loads(payload)
         except ValueError:

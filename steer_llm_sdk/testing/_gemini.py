@@ -97,6 +97,9 @@ _IN_BAND = {
     "api_error": (500, "An internal error has occurred."),
 }
 _CRLF = b"\r\n\r\n"
+# Where a request carries the schema its JSON answer must fit (JSON Schema, or the
+# API's own OpenAPI Schema).
+_SCHEMA_FIELDS = ("responseJsonSchema", "_responseJsonSchema", "responseSchema")
 
 
 def _camel(name: str) -> str:
@@ -378,7 +381,9 @@ def _chunks(
     if reply.chunks is not None:
         return list(reply.chunks)
     wants_json = config.get("responseMimeType") == "application/json" or _asks_json(body)
-    full = answer_text(settings, reply, "\n".join(_texts(body)), wants_json=wants_json)
+    schema = next((config[k] for k in _SCHEMA_FIELDS if isinstance(config.get(k), dict)), None)
+    prompt = "\n".join(_texts(body))
+    full = answer_text(settings, reply, prompt, wants_json=wants_json, schema=schema)
     full = cut_at_stops(full, config.get("stopSequences"))
     return split_words(full, settings.chunk_words)
 

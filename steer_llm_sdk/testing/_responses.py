@@ -147,6 +147,8 @@ def as_chat(body: dict[str, Any]) -> dict[str, Any]:
     fmt = (body.get("text") or {}).get("format") or {}
     if fmt.get("type") in ("json_schema", "json_object"):
         chat["response_format"] = {"type": fmt["type"]}
+        if isinstance(fmt.get("schema"), dict):
+            chat["response_format"]["json_schema"] = {"schema": fmt["schema"]}
     tools = [
         {"type": "function", "function": {"name": t["name"], "parameters": t.get("parameters")}}
         for t in body.get("tools") or ()

@@ -28,7 +28,7 @@ from ._wire import (
     text_of,
 )
 
-__all__ = ["Turn", "compose", "json_format"]
+__all__ = ["Turn", "compose", "json_format", "json_schema"]
 
 
 @dataclass(slots=True)
@@ -105,6 +105,16 @@ def json_format(body: dict[str, Any]) -> dict[str, Any]:
     return fmt if isinstance(fmt, dict) else {}
 
 
+def json_schema(body: dict[str, Any]) -> Any:
+    """The JSON schema the answer must fit, or None: OpenAI's
+    ``response_format.json_schema.schema``, Anthropic's ``output_config.format.schema``."""
+    fmt = json_format(body)
+    if fmt.get("type") != "json_schema":
+        return None
+    inner = fmt.get("json_schema")
+    return inner.get("schema") if isinstance(inner, dict) else fmt.get("schema")
+
+
 def _chunks(settings: Settings, body: dict[str, Any], reply: Reply, prefill: bool) -> list[str]:
     if reply.chunks is not None:
         return list(reply.chunks)
@@ -114,7 +124,9 @@ def _chunks(settings: Settings, body: dict[str, Any], reply: Reply, prefill: boo
         prefix = text_of(messages[-1].get("content"))
         messages = messages[:-1]
     prompt = "\n".join(text_of(m.get("content")) for m in messages)
-    full = answer_text(settings, reply, prompt, wants_json=_wants_json(body, prefix))
+    full = answer_text(
+        settings, reply, prompt, wants_json=_wants_json(body, prefix), schema=json_schema(body)
+    )
     text = full
     if prefix and full.startswith(prefix):
         text = full[len(prefix) :]

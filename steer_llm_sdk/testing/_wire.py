@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ._schema import fit_schema
+
 __all__ = [
     "JSON_REPLY",
     "Fault",
@@ -43,7 +45,8 @@ WORDS = (
     "wrote down every ship that passed her rock until one winter a silent boat "
     "arrived without lights and she rowed out alone to meet it"
 ).split()
-# The unscripted answer when JSON is asked for.
+# The unscripted answer when JSON is asked for without a schema; with one, its values
+# fill the fields of the same name and type (see ``fit_schema``).
 JSON_REPLY = {
     "name": "Aurora Desk Lamp",
     "price": 49.99,
@@ -328,11 +331,16 @@ def story(prompt: str, words: int) -> str:
     return " ".join(chosen) + "."
 
 
-def answer_text(settings: Settings, reply: Reply, prompt: str, *, wants_json: bool) -> str:
-    """The whole text of an answer: the reply's text; else :data:`JSON_REPLY` when
-    JSON is asked for; else the story of the prompt."""
+def answer_text(
+    settings: Settings, reply: Reply, prompt: str, *, wants_json: bool, schema: Any = None
+) -> str:
+    """The whole text of an answer: the reply's text; else, when the request carries a
+    JSON schema, an object that fits it; else :data:`JSON_REPLY` when JSON is asked
+    for; else the story of the prompt."""
     if reply.text is not None:
         return reply.text
+    if isinstance(schema, dict):
+        return json.dumps(fit_schema(schema, JSON_REPLY))
     if wants_json:
         return json.dumps(JSON_REPLY)
     return story(prompt, settings.reply_words)

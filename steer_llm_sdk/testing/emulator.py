@@ -14,8 +14,9 @@ so the emulator costs a client benchmark next to nothing.
         emu.enqueue(Reply(fault=Fault.drop_after(3)))
 
 Replies are consumed first in, first out; with the queue empty each request gets the
-default reply: a deterministic story derived from the prompt (or a JSON object when
-JSON is asked for). Usage is deterministic too: see :func:`count_tokens`.
+default reply: a deterministic story derived from the prompt, or a JSON object when
+JSON is asked for (one that fits the request's JSON schema when it carries one, so
+``output=Model`` works unscripted). Usage is deterministic too: see :func:`count_tokens`.
 
 This module is the server: the connection loop, routing to the protocol handlers
 (each a :class:`~._wire.Wire`), the reply queue, rules and per-key rate limits, and

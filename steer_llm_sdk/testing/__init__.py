@@ -5,15 +5,8 @@
 It stands alone (stdlib only) and imports nothing else from the SDK.
 """
 
-from .emulator import (
-    Emulator,
-    EmulatorThread,
-    Fault,
-    RateLimitStats,
-    RecordedRequest,
-    Reply,
-    count_tokens,
-)
+from ._wire import Fault, RecordedRequest, Reply, count_tokens
+from .emulator import Emulator, EmulatorThread, RateLimitStats
 
 __all__ = [
     "Emulator",

@@ -17,13 +17,24 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
-if TYPE_CHECKING:
-    from .emulator import Emulator, RecordedRequest, Reply, _Plan
+from ._wire import (
+    Plan,
+    RecordedRequest,
+    Reply,
+    Settings,
+    Wire,
+    answer_text,
+    count_tokens,
+    cut_at_stops,
+    pause_of,
+    small_pieces,
+    split_words,
+)
 
-__all__ = ["GEMINI_SIGNATURE", "gemini_plan"]
+__all__ = ["GEMINI_SIGNATURE", "Gemini", "check_request", "error_plan"]
 
 GEMINI_SIGNATURE = "ZW11bGF0b3ItZ2VtaW5pLXNpZ25hdHVyZQ=="  # what the emulator signs calls with
 _ROUTE = re.compile(r"^/v1(?:beta)?/models/([^/:]+):(streamGenerateContent|generateContent)$")
@@ -86,6 +97,9 @@ _IN_BAND = {
     "api_error": (500, "An internal error has occurred."),
 }
 _CRLF = b"\r\n\r\n"
+# Where a request carries the schema its JSON answer must fit (JSON Schema, or the
+# API's own OpenAPI Schema).
+_SCHEMA_FIELDS = ("responseJsonSchema", "_responseJsonSchema", "responseSchema")
 
 
 def _camel(name: str) -> str:
@@ -93,48 +107,54 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-def gemini_plan(emu: Emulator, request: RecordedRequest) -> _Plan:
-    from .emulator import Reply
+class Gemini(Wire):
+    """``/v1beta/models/{model}:streamGenerateContent`` and ``:generateContent``."""
 
-    path, _, query = request.path.partition("?")
-    match = _ROUTE.match(path)
-    if request.method != "POST" or match is None:
-        return error_plan(404, "NOT_FOUND", f"Requested entity was not found: {path}", {})
-    if not request.headers.get("x-goog-api-key") and "key=" not in query:
-        return error_plan(
-            403,
-            "PERMISSION_DENIED",
-            "Method doesn't allow unregistered callers (callers without established "
-            "identity). Please use API Key or other form of API consumer identity to call "
-            "this API.",
-            {},
-        )
-    try:
-        body = json.loads(request.body)
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        return error_plan(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", {})
-    model = unquote(match.group(1))
-    method = match.group(2)
-    kind = "json" if method == "generateContent" else "sse" if "alt=sse" in query else "array"
-    if emu._queue:
-        return _plan_for(emu, model, kind, body, emu._queue.popleft())
-    key = (request.path, request.body)
-    cached = emu._plan_cache.get(key)
-    if cached is None:
-        cached = _plan_for(emu, model, kind, body, Reply())
-        if len(emu._plan_cache) < 256:
-            emu._plan_cache[key] = cached
-    return cached
+    not_json = ("INVALID_ARGUMENT", "Invalid JSON payload received.")
+
+    def matches(self, method: str, path: str) -> bool:
+        # the Gemini API (v1beta, and v1, google-genai's default)
+        return path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path)
+
+    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
+        return error_plan(status, error_type, message, headers)
+
+    def read(self, request: RecordedRequest) -> dict[str, Any] | Plan:
+        path, _, query = request.path.partition("?")
+        if request.method != "POST" or _ROUTE.match(path) is None:
+            return error_plan(404, "NOT_FOUND", f"Requested entity was not found: {path}", {})
+        if not request.headers.get("x-goog-api-key") and "key=" not in query:
+            return error_plan(
+                403,
+                "PERMISSION_DENIED",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+                {},
+            )
+        return super().read(request)
+
+    def answer(
+        self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
+    ) -> Plan:
+        path, _, query = request.path.partition("?")
+        match = _ROUTE.match(path)
+        assert match is not None  # read() answered 404 otherwise
+        model = unquote(match.group(1))
+        problem = check_request(model, body)
+        if problem is not None:
+            return error_plan(400, "INVALID_ARGUMENT", problem, {})
+        if match.group(2) == "generateContent":
+            kind = "json"
+        else:
+            kind = "sse" if "alt=sse" in query else "array"
+        return _answer(settings, model, kind, body, reply)
 
 
-def error_plan(status: int, name: str | None, message: str, headers: dict[str, str]) -> _Plan:
+def error_plan(status: int, name: str | None, message: str, headers: dict[str, str]) -> Plan:
     """Gemini's error body: ``{"error": {"code", "message", "status", "details"}}``. A
     429 says when to retry in a RetryInfo detail (a ``retry-after`` header given to
     the Reply moves there, as Gemini sends no such header)."""
-    from .emulator import _Plan
-
     name = name if name and name.isupper() else _STATUS_NAMES.get(status, "UNKNOWN")
     error: dict[str, Any] = {"code": status, "message": message, "status": name}
     headers = dict(headers)
@@ -151,7 +171,7 @@ def error_plan(status: int, name: str | None, message: str, headers: dict[str, s
             },
         ]
     body = json.dumps({"error": error}, indent=2).encode()
-    return _Plan(status, "application/json; charset=UTF-8", [body], extra_headers=headers)
+    return Plan(status, "application/json; charset=UTF-8", [body], extra_headers=headers)
 
 
 def _dumps(obj: Any) -> bytes:
@@ -301,44 +321,18 @@ def _check_tools(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _plan_for(emu: Emulator, model: str, kind: str, body: dict[str, Any], reply: Reply) -> _Plan:
-    from .emulator import JSON_REPLY, _Plan, _split, count_tokens
-
-    if reply.status >= 400:
-        return error_plan(
-            reply.status,
-            reply.error_type,
-            reply.error_message or f"emulated error {reply.status}",
-            reply.headers,
-        )
-    problem = check_request(model, body)
-    if problem is not None:
-        return error_plan(400, "INVALID_ARGUMENT", problem, {})
+def _answer(settings: Settings, model: str, kind: str, body: dict[str, Any], reply: Reply) -> Plan:
+    """The answer as one ``GenerateContentResponse`` (``json``), a JSON array of them
+    (``array``) or an SSE stream of them (``sse``)."""
     config = body.get("generationConfig") or {}
     calls = _calls(reply)
-    chunks: list[str]
-    if calls and reply.text is None and reply.chunks is None:
-        chunks = []
-    elif reply.chunks is not None:
-        chunks = list(reply.chunks)
-    else:
-        if reply.text is not None:
-            full = reply.text
-        elif config.get("responseMimeType") == "application/json" or _asks_json(body):
-            full = json.dumps(JSON_REPLY)
-        else:
-            full = emu._story([{"content": "\n".join(_texts(body))}])
-        stops = config.get("stopSequences") or []
-        for stop in [stops] if isinstance(stops, str) else stops:
-            if stop and stop in full:
-                full = full[: full.index(stop)]
-        chunks = _split(full, emu.chunk_words)
+    chunks = _chunks(settings, body, config, reply, bool(calls))
     limit = config.get("maxOutputTokens")
     truncated = isinstance(limit, int) and len(chunks) > limit
     if truncated:
         chunks = chunks[:limit]
     finish = reply.finish_reason or ("MAX_TOKENS" if truncated else "STOP")
-    usage = _usage(body, reply, chunks, calls, count_tokens)
+    usage = _usage(body, reply, chunks, calls)
     signed = model.startswith("gemini-3") or bool(reply.reasoning)
     function_parts = []
     for i, call in enumerate(calls):
@@ -354,40 +348,44 @@ def _plan_for(emu: Emulator, model: str, kind: str, body: dict[str, Any], reply:
         if chunks or not calls:
             parts.append({"text": "".join(chunks)})
         parts.extend(function_parts)
-        payload = {
-            "candidates": [
-                {
-                    "content": {"parts": parts, "role": "model"},
-                    "finishReason": finish,
-                    "index": 0,
-                }
-            ],
-            "usageMetadata": usage,
-            **head,
-        }
-        return _Plan(
+        candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": finish}
+        payload = {"candidates": [{**candidate, "index": 0}], "usageMetadata": usage, **head}
+        return Plan(
             200, "application/json; charset=UTF-8", [_dumps(payload)], extra_headers=reply.headers
         )
     events = _events(reply, chunks, function_parts, finish, usage, head)
     if kind == "array":  # streamGenerateContent without alt=sse: one JSON array
         body_bytes = b"[" + b",\r\n".join(_dumps(e) for e in events if "error" not in e) + b"]"
-        return _Plan(
+        return Plan(
             200, "application/json; charset=UTF-8", [body_bytes], extra_headers=reply.headers
         )
-    pieces = [b"data: " + _dumps(e) + _CRLF for e in events]
-    pause = (
-        reply.delay_between_chunks
-        if reply.delay_between_chunks is not None
-        else emu.delay_between_chunks
-    )
-    return _Plan(
+    return Plan(
         200,
         "text/event-stream",
-        pieces,
+        [b"data: " + _dumps(e) + _CRLF for e in events],
         extra_headers=reply.headers,
         fault=reply.fault,
-        pause=pause,
+        pause=pause_of(settings, reply),
     )
+
+
+def _chunks(
+    settings: Settings,
+    body: dict[str, Any],
+    config: dict[str, Any],
+    reply: Reply,
+    has_calls: bool,
+) -> list[str]:
+    if has_calls and reply.text is None and reply.chunks is None:
+        return []
+    if reply.chunks is not None:
+        return list(reply.chunks)
+    wants_json = config.get("responseMimeType") == "application/json" or _asks_json(body)
+    schema = next((config[k] for k in _SCHEMA_FIELDS if isinstance(config.get(k), dict)), None)
+    prompt = "\n".join(_texts(body))
+    full = answer_text(settings, reply, prompt, wants_json=wants_json, schema=schema)
+    full = cut_at_stops(full, config.get("stopSequences"))
+    return split_words(full, settings.chunk_words)
 
 
 def _events(
@@ -400,8 +398,6 @@ def _events(
 ) -> list[dict[str, Any]]:
     """The stream's GenerateContentResponses. The first carries no text (the
     emulator's faults count text events after an opening one)."""
-    from .emulator import _pieces
-
     prompt = usage["promptTokenCount"]
     candidates = usage.get("candidatesTokenCount", 0)
     thoughts = usage.get("thoughtsTokenCount", 0)
@@ -421,7 +417,7 @@ def _events(
 
     events = [event([{"text": ""}], 0)]
     if reply.reasoning:
-        events += [event([{"text": p, "thought": True}], 0) for p in _pieces(reply.reasoning)]
+        events += [event([{"text": p, "thought": True}], 0) for p in small_pieces(reply.reasoning)]
     fault = reply.fault
     for i, chunk in enumerate(chunks):
         if fault is not None and fault.kind == "error_event" and i == fault.after:
@@ -467,7 +463,6 @@ def _usage(
     reply: Reply,
     chunks: list[str],
     calls: list[dict[str, Any]],
-    count_tokens: Any,
 ) -> dict[str, Any]:
     """usageMetadata: prompt counts every input token (cached included), thoughts
     are apart from the candidates. A Reply's ``completion_tokens`` is all output

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -227,6 +229,32 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
         "claude-* (Anthropic), grok-* (xAI), gemini-* (Google). Register your own "
         "OpenAI-compatible server with SteerLLMClient(providers={'name': "
         "{'base_url': ...}}) or by setting NAME_BASE_URL (and NAME_API_KEY) in the environment."
+    )
+
+
+def provider_spec(name: str, spec: Mapping[str, Any] | ProviderSpec) -> ProviderSpec:
+    """A provider a caller registers: a ProviderSpec, or a dict with ``base_url`` and
+    optionally ``api_key_env``, ``protocol`` (OpenAI's Chat Completions when not given)
+    and ``continues_prefix``."""
+    if isinstance(spec, ProviderSpec):
+        return spec
+    if "base_url" not in spec:
+        raise ConfigurationError(f"provider {name!r} needs a 'base_url'")
+    protocol = spec.get("protocol", DEFAULT_PROTOCOL)
+    from .providers import PROTOCOLS  # the names only: no protocol module is loaded
+
+    if protocol not in PROTOCOLS:
+        raise ConfigurationError(
+            f"provider {name!r}: protocol {protocol!r} is not known; use one of "
+            f"{', '.join(sorted(PROTOCOLS))}"
+        )
+    return ProviderSpec(
+        name,
+        protocol,
+        str(spec["base_url"]),
+        spec.get("api_key_env"),
+        key_required=False,
+        continues_prefix=bool(spec.get("continues_prefix", False)),
     )
 
 

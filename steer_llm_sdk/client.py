@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from . import tool_loop
-from .catalog import DEFAULT_PROTOCOL, ProviderSpec, Route, resolve_model, select_api
+from .catalog import ProviderSpec, Route, provider_spec, resolve_model, select_api
 from .errors import ClientClosedError, ConfigurationError, register_secret
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
@@ -111,27 +111,11 @@ class SteerLLMClient:
         given) and ``continues_prefix``. Then use ``"name/model"``.
         """
         name = name.lower()
-        if isinstance(spec, ProviderSpec):
-            self._providers[name] = spec
-            return
-        if "base_url" not in spec:
-            raise ConfigurationError(f"provider {name!r} needs a 'base_url'")
-        protocol = spec.get("protocol", DEFAULT_PROTOCOL)
-        try:
-            codec_class(protocol)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"provider {name!r}: {exc.message}") from None
-        self._providers[name] = ProviderSpec(
-            name,
-            protocol,
-            str(spec["base_url"]),
-            spec.get("api_key_env"),
-            key_required=False,
-            continues_prefix=bool(spec.get("continues_prefix", False)),
-        )
-        if spec.get("api_key"):
-            self._keys[name] = spec["api_key"]
-            register_secret(spec["api_key"])
+        self._providers[name] = provider_spec(name, spec)
+        key = None if isinstance(spec, ProviderSpec) else spec.get("api_key")
+        if key:
+            self._keys[name] = key
+            register_secret(key)
 
     def _api_key(self, spec: ProviderSpec) -> str | None:
         key = self._keys.get(spec.name)

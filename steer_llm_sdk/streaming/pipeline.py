@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
-from ..errors import SteerError, TotalTimeoutError, scrub_chain
+from ..errors import SteerError, scrub_chain
 from ..models.response import StreamingResponse
 from ..parts import Finish, PartialOutput, TextDelta
 from ..transport.http import map_httpx_error
-from .attempts import Attempts, loop_time
+from .attempts import Attempts
 from .call import Call
+from .callbacks import Deltas, bound, invoke
 from .ledger import Ledger, build_response
 from .observe import CallRecord, CallStart, Observation
 from .reads import SHAPE_ERRORS, fill_context, read_body, reads, shape_error
@@ -30,19 +31,6 @@ __all__ = ["Call", "StreamRun"]
 
 logger = logging.getLogger("steer_llm_sdk")
 _MISSING: Any = object()
-
-
-def _is_async(fn: Callable[..., Any] | None) -> bool:
-    """An ``async def`` function (checked by its code flags: no inspect import)."""
-    code = getattr(fn, "__code__", None)
-    return code is not None and bool(code.co_flags & 0x80)  # CO_COROUTINE
-
-
-async def _invoke(fn: Callable[..., Any], *args: Any) -> None:
-    """Call a sync or async callback (or one that returns an awaitable)."""
-    result = fn(*args)
-    if hasattr(result, "__await__"):
-        await result
 
 
 class StreamRun:
@@ -63,13 +51,10 @@ class StreamRun:
     # -- the two loops -------------------------------------------------------------
     async def chunks(self) -> AsyncGenerator[str, None]:
         """Yield text chunks as they arrive; raise typed errors; run the callbacks."""
-        opts = self.call.options
         delivered = self.delivered
         observation = await self._begin()
-        on_delta = self._bound(opts.on_delta, "on_delta")
-        delta_async = _is_async(on_delta)
-        size = opts.delta_batch_size
-        pending: list[str] = []
+        deltas = self._deltas()
+        sink = deltas.sink
         batches = reads(self.attempts, False)
         try:
             try:
@@ -78,26 +63,15 @@ class StreamRun:
                         delivered.append(text)
                         if self.first_token_at is None:
                             self.first_token_at = time.perf_counter()
-                        if on_delta is not None:
+                        if sink is not None:
                             try:  # free in 3.11 unless it raises
-                                if size == 1:
-                                    if delta_async:
-                                        await on_delta(text)
-                                    else:
-                                        await _invoke(on_delta, text)
-                                else:
-                                    pending.append(text)
-                                    if len(pending) >= size:
-                                        joined = "".join(pending)
-                                        pending.clear()
-                                        await _invoke(on_delta, joined)
+                                await sink(text)
                             except SteerError as exc:
                                 raise self._callback_error(exc) from None
                         yield text
             finally:
                 await batches.aclose()
-            if pending:
-                await _invoke(on_delta, "".join(pending))
+            await deltas.flush()
             await self._end()
         except BaseException as exc:
             await self._failed(observation, exc)
@@ -112,15 +86,12 @@ class StreamRun:
         far is parsed incrementally, at most once per network read.
         """
         call = self.call
-        opts = call.options
         delivered = self.delivered
         spec = call.output
         partial = spec.partial() if spec is not None else None
         observation = await self._begin()
-        on_delta = self._bound(opts.on_delta, "on_delta")
-        delta_async = _is_async(on_delta)
-        size = opts.delta_batch_size
-        pending: list[str] = []
+        deltas = self._deltas()
+        sink = deltas.sink
         batches = reads(self.attempts, True)
         try:
             try:
@@ -129,25 +100,15 @@ class StreamRun:
                     for part in batch:
                         if type(part) is TextDelta:
                             text = part.text
-                            new_text = True
                             delivered.append(text)
                             if self.first_token_at is None:
                                 self.first_token_at = time.perf_counter()
+                            new_text = True
                             if partial is not None:
                                 partial.feed(text)
-                            if on_delta is not None:
-                                try:  # free in 3.11 unless it raises
-                                    if size == 1:
-                                        if delta_async:
-                                            await on_delta(text)
-                                        else:
-                                            await _invoke(on_delta, text)
-                                    else:
-                                        pending.append(text)
-                                        if len(pending) >= size:
-                                            joined = "".join(pending)
-                                            pending.clear()
-                                            await _invoke(on_delta, joined)
+                            if sink is not None:
+                                try:
+                                    await sink(text)
                                 except SteerError as exc:
                                     raise self._callback_error(exc) from None
                         else:
@@ -157,8 +118,7 @@ class StreamRun:
                         yield PartialOutput(_unwrap(partial.value, spec))
             finally:
                 await batches.aclose()
-            if pending:
-                await _invoke(on_delta, "".join(pending))
+            await deltas.flush()
             await self._end()
             result = self.response()
             self._observed(observation, None)  # ended before Finish: a caller may stop there
@@ -218,7 +178,7 @@ class StreamRun:
         self.attempts.start()
         if call.options.on_start is not None:
             on_start = self._bound(call.options.on_start, "on_start")
-            self.attempts.on_open = lambda: _invoke(on_start)
+            self.attempts.on_open = lambda: invoke(on_start)
         if not call.base_url and call.resolve_base_url is not None:
             try:
                 call.base_url = await call.resolve_base_url()
@@ -234,9 +194,9 @@ class StreamRun:
         if self.call.output is not None:
             self.output()
         if opts.on_usage is not None:
-            await _invoke(self._bound(opts.on_usage, "on_usage"), self.usage())
+            await invoke(self._bound(opts.on_usage, "on_usage"), self.usage())
         if opts.on_complete is not None:
-            await _invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.delivered))
+            await invoke(self._bound(opts.on_complete, "on_complete"), "".join(self.delivered))
 
     async def _failed(self, observation: Observation | None, exc: BaseException) -> None:
         if isinstance(exc, SteerError):
@@ -248,7 +208,7 @@ class StreamRun:
     def _observed(self, observation: Observation | None, error: BaseException | None) -> None:
         if observation is not None:
             try:
-                observation.end(self.record(error), error)
+                observation.end(_record(self, error), error)
             except Exception as exc:  # an observer never breaks a call
                 logger.warning("observer: %s: %s", type(exc).__name__, exc)
 
@@ -266,37 +226,17 @@ class StreamRun:
             return
         self._error_reported = True
         try:
-            await _invoke(on_error, exc)
+            await invoke(on_error, exc)
         except Exception as callback_error:
             logger.warning("on_error raised %s: %s", type(callback_error).__name__, callback_error)
             exc.add_note(f"on_error raised {type(callback_error).__name__}: {callback_error}")
 
     def _bound(self, fn: Any, name: str) -> Any:
-        """With total_timeout, an async callback is bounded by the time left (a sync
-        one cannot be interrupted: it runs to its end)."""
-        deadline = self.attempts.deadline
-        if fn is None or deadline is None:
-            return fn
-        context = self.call.context
+        return bound(fn, name, self.attempts.deadline, self.call.context)
 
-        async def bounded(*args: Any) -> None:
-            result = fn(*args)
-            if hasattr(result, "__await__"):
-                import asyncio
-
-                timeout = asyncio.timeout(max(deadline - loop_time(), 0.0))
-                try:
-                    async with timeout:
-                        await result
-                except TimeoutError:
-                    if timeout.expired():
-                        raise TotalTimeoutError(
-                            f"total_timeout passed while the {name} callback was running",
-                            **context,
-                        ) from None
-                    raise
-
-        return bounded
+    def _deltas(self) -> Deltas:
+        opts = self.call.options
+        return Deltas(self._bound(opts.on_delta, "on_delta"), opts.delta_batch_size)
 
     # -- results ---------------------------------------------------------------------
     @property
@@ -344,52 +284,53 @@ class StreamRun:
                 self._output = spec.validate(text, **self.call.context)
         return self._output
 
-    def record(self, error: BaseException | None) -> CallRecord:
-        """What an observer sees of the call (usage and cost only on success)."""
-        call = self.call
-        attempts = self.attempts
-        end = self.finished_at or time.perf_counter()
-        ttft = self.first_token_at - self.started_at if self.first_token_at else None
-        common: dict[str, Any] = {
-            "provider": call.provider.name,
-            "model": call.model,
-            "base_url": call.base_url,
-            "streamed": call.request.stream,
-            "attempts": attempts.count,
-            "resumptions": attempts.resumptions,
-            "duration": end - self.started_at,
-            "time_to_first_token": ttft,
-        }
-        if error is None:
-            r = self.response()
-            return CallRecord(
-                **common,
-                text=r.text,
-                usage=r.usage,
-                cost_usd=r.cost_usd,
-                finish_reason=r.finish_reason,
-                raw_finish_reason=r.raw_finish_reason,
-                response_model=r.response_model,
-                response_id=r.request_id,
-                tool_calls=tuple(r.tool_calls),
-            )
-        state = attempts.state
-        if state is None:
-            return CallRecord(**common, text="".join(self.delivered))
-        from ..providers.base import unify_finish
-
-        raw = state.finish_reason
-        return CallRecord(
-            **common,
-            text="".join(self.delivered),
-            finish_reason=state.reason or (unify_finish(raw) if raw is not None else None),
-            raw_finish_reason=raw,
-            response_model=state.model,
-            response_id=state.response_id,
-        )
-
 
 def _unwrap(value: Any, spec: Any) -> Any:
     if spec.wrapped and isinstance(value, dict):
         return value.get("value")
     return value
+
+
+def _record(run: StreamRun, error: BaseException | None) -> CallRecord:
+    """What an observer sees of the call (usage and cost only on success)."""
+    call = run.call
+    attempts = run.attempts
+    end = run.finished_at or time.perf_counter()
+    ttft = run.first_token_at - run.started_at if run.first_token_at else None
+    common: dict[str, Any] = {
+        "provider": call.provider.name,
+        "model": call.model,
+        "base_url": call.base_url,
+        "streamed": call.request.stream,
+        "attempts": attempts.count,
+        "resumptions": attempts.resumptions,
+        "duration": end - run.started_at,
+        "time_to_first_token": ttft,
+    }
+    if error is None:
+        r = run.response()
+        return CallRecord(
+            **common,
+            text=r.text,
+            usage=r.usage,
+            cost_usd=r.cost_usd,
+            finish_reason=r.finish_reason,
+            raw_finish_reason=r.raw_finish_reason,
+            response_model=r.response_model,
+            response_id=r.request_id,
+            tool_calls=tuple(r.tool_calls),
+        )
+    state = attempts.state
+    if state is None:
+        return CallRecord(**common, text="".join(run.delivered))
+    from ..providers.base import unify_finish
+
+    raw = state.finish_reason
+    return CallRecord(
+        **common,
+        text="".join(run.delivered),
+        finish_reason=state.reason or (unify_finish(raw) if raw is not None else None),
+        raw_finish_reason=raw,
+        response_model=state.model,
+        response_id=state.response_id,
+    )

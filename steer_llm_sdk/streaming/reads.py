@@ -150,17 +150,9 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                 batch = list(out)
                 out.clear()
                 yield batch
-        except SHAPE_ERRORS as exc:  # valid JSON of the wrong shape
+        except (SteerError, httpx.HTTPError, *SHAPE_ERRORS) as exc:
             await response.aclose()
-            await attempts.recover(fill_context(shape_error(exc), context), codec)
-            continue
-        except httpx.HTTPError as exc:
-            await response.aclose()
-            await attempts.recover(map_httpx_error(exc, **context), codec)
-            continue
-        except SteerError as exc:
-            await response.aclose()
-            await attempts.recover(fill_context(exc, context), codec)
+            await attempts.recover(as_steer_error(exc, context), codec)
             continue
         finally:
             await response.aclose()
@@ -386,6 +378,16 @@ def shape_error(exc: Exception) -> InvalidResponseError:
     return InvalidResponseError(
         f"the provider sent an event of an unexpected shape ({type(exc).__name__}: {exc})"
     )
+
+
+def as_steer_error(exc: BaseException, context: dict[str, Any]) -> SteerError:
+    """What broke an attempt, as the SDK's error: an HTTP library error mapped, valid
+    JSON of the wrong shape an InvalidResponseError, the call's context filled in."""
+    if isinstance(exc, httpx.HTTPError):
+        return map_httpx_error(exc, **context)
+    if not isinstance(exc, SteerError):
+        exc = shape_error(exc if isinstance(exc, Exception) else Exception(exc))
+    return fill_context(exc, context)
 
 
 def fill_context(exc: SteerError, context: dict[str, Any]) -> SteerError:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import tool_loop
-from .catalog import ProviderSpec, Route, provider_spec, resolve_model, select_api
 from .errors import ClientClosedError, ConfigurationError, register_secret
 from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
 from .parts import StreamPart
 from .providers import codec_class
-from .request import build_request, check_call, take_options
 from .streaming.handle import AsyncStream
-from .streaming.pipeline import Call, StreamRun
 from .transport.http import Transport
+
+# The request layer, the catalog, the pipeline and the tool loop are imported when
+# the first call is made, not by `import steer_llm_sdk` (README, "Performance").
+if TYPE_CHECKING:
+    from .catalog import ProviderSpec, Route
+    from .streaming.pipeline import Call
 
 __all__ = ["SteerLLMClient"]
 
@@ -111,8 +113,10 @@ class SteerLLMClient:
         given) and ``continues_prefix``. Then use ``"name/model"``.
         """
         name = name.lower()
+        from .catalog import provider_spec
+
         self._providers[name] = provider_spec(name, spec)
-        key = None if isinstance(spec, ProviderSpec) else spec.get("api_key")
+        key = None if not isinstance(spec, Mapping) else spec.get("api_key")
         if key:
             self._keys[name] = key
             register_secret(key)
@@ -166,6 +170,10 @@ class SteerLLMClient:
                 f"{method}() on a closed SteerLLMClient (aclose() was called or its "
                 "`async with` block ended): create a new client"
             )
+        from .catalog import resolve_model, select_api
+        from .request import build_request, check_call, take_options
+        from .streaming.pipeline import Call
+
         name = check_call(method, model, params)
         options = take_options(params, self._default_options)
         route = resolve_model(name, self._providers)
@@ -205,6 +213,8 @@ class SteerLLMClient:
         provider as is.
         """
         call = self._prepare(messages, model, params, stream=True, method="stream")
+        from .streaming.pipeline import StreamRun
+
         return AsyncStream(StreamRun(call).chunks())
 
     async def stream_with_usage(
@@ -212,6 +222,8 @@ class SteerLLMClient:
     ) -> StreamingResponse:
         """Stream the answer and return it whole: text, usage, cost, JSON, timings."""
         call = self._prepare(messages, model, params, stream=True, method="stream_with_usage")
+        from .streaming.pipeline import StreamRun
+
         run = StreamRun(call)
         generator = run.chunks()
         try:
@@ -226,6 +238,8 @@ class SteerLLMClient:
     ) -> StreamingResponse:
         """One request without streaming; the same response shape as stream_with_usage."""
         call = self._prepare(messages, model, params, stream=False, method="generate")
+        from .streaming.pipeline import StreamRun
+
         return await StreamRun(call).generate()
 
     def batch(self, items: Any, model: str | None = None, **options: Any) -> Any:
@@ -244,6 +258,8 @@ class SteerLLMClient:
 
     def resolve(self, model: str) -> Route:
         """The provider (this client's own included) and provider-side name of ``model``."""
+        from .catalog import resolve_model
+
         return resolve_model(model, self._providers)
 
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
@@ -275,6 +291,8 @@ class SteerLLMClient:
         call = self._prepare(
             messages, model, params, stream=True, method="stream_events", record=True
         )
+        from .streaming.pipeline import StreamRun
+
         return AsyncStream(StreamRun(call).events())
 
     async def run_tools(
@@ -296,6 +314,8 @@ class SteerLLMClient:
         conversation. Raises :class:`MaxStepsError` (carrying the conversation) when
         the model still calls tools after ``max_steps``.
         """
+        from . import tool_loop
+
         return await tool_loop.run_tools(
             self.stream_events, messages, model, tools=tools, max_steps=max_steps, params=params
         )
@@ -312,6 +332,8 @@ class SteerLLMClient:
         """:meth:`run_tools`, streamed: the parts of every step as they arrive, a
         :class:`ToolResult` for each tool that ran, and a :class:`Finish` per step
         (the last one's response carries the totals and the conversation)."""
+        from . import tool_loop
+
         return tool_loop.stream_tools(
             self.stream_events, messages, model, tools=tools, max_steps=max_steps, params=params
         )

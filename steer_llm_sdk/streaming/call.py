@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..catalog import ProviderSpec
 from ..models.streaming import StreamingOptions
-from ..providers.base import ChatRequest
-from ..providers.codec import Codec
-from ..transport.http import Transport
 
 if TYPE_CHECKING:
+    from ..catalog import ProviderSpec
+    from ..providers.base import ChatRequest
+    from ..providers.codec import Codec
+    from ..transport.http import Transport
     from .observe import CallObserver
 
 __all__ = ["Call"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,8 +24,10 @@ from .attempts import Attempts
 from .call import Call
 from .callbacks import Deltas, bound, invoke
 from .ledger import Ledger, build_response
-from .observe import CallRecord, CallStart, Observation
 from .reads import SHAPE_ERRORS, fill_context, read_body, reads, shape_error
+
+if TYPE_CHECKING:
+    from .observe import CallRecord, Observation
 
 __all__ = ["Call", "StreamRun"]
 
@@ -174,6 +176,8 @@ class StreamRun:
         observer = call.observer
         observation = None
         if observer is not None:
+            from .observe import CallStart  # only with an observer
+
             observation = observer.start(CallStart(call.provider.name, call.model, call.request))
         self.attempts.start()
         if call.options.on_start is not None:
@@ -293,6 +297,8 @@ def _unwrap(value: Any, spec: Any) -> Any:
 
 def _record(run: StreamRun, error: BaseException | None) -> CallRecord:
     """What an observer sees of the call (usage and cost only on success)."""
+    from .observe import CallRecord
+
     call = run.call
     attempts = run.attempts
     end = run.finished_at or time.perf_counter()

@@ -12,9 +12,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 from .errors import ConfigurationError, MaxStepsError, ToolArgumentsError
-from .models.response import StreamingResponse
-from .parts import Finish, StreamPart, ToolCall, ToolResult
 from .request import normalize_messages
+from .results import Finish, StreamingResponse, StreamPart, ToolCall, ToolResult
 from .streaming.ledger import add_usage
 from .tools import Tool, normalize_tools, tool_result_message
 

@@ -33,8 +33,8 @@ from .limits import ProviderGate
 
 if TYPE_CHECKING:
     from ..catalog import Route
-    from ..models.response import StreamingResponse
     from ..models.streaming import StreamingOptions
+    from ..results import StreamingResponse
 
 __all__ = ["BatchClient", "Calls", "GateWindows", "Plan", "RateWindows", "run_item"]
 

@@ -6,43 +6,21 @@ async for chunk in client.stream("Tell me a story", model="gpt-4o-mini"):
     print(chunk, end="", flush=True)
 """
 
+from . import errors
 from ._version import __version__
 from .client import SteerLLMClient
-from .errors import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    ClientClosedError,
-    ConfigurationError,
-    ConnectionError,
-    ConnectTimeoutError,
-    InvalidResponseError,
-    JSONParseError,
-    MaxStepsError,
-    NotFoundError,
-    OutputValidationError,
-    OverloadedError,
-    PermissionDeniedError,
-    RateLimitError,
-    ReadTimeoutError,
-    ServerError,
-    SteerError,
-    StreamInterruptedError,
-    TimeoutError,
-    ToolArgumentsError,
-    TotalTimeoutError,
-)
-from .models.response import StreamingResponse
+from .errors import *  # noqa: F403  (every error class)
 from .models.streaming import (
     HIGH_THROUGHPUT_OPTIONS,
     JSON_MODE_OPTIONS,
     LOW_LATENCY_OPTIONS,
     StreamingOptions,
 )
-from .parts import (
+from .results import (
     Finish,
     PartialOutput,
     ReasoningDelta,
+    StreamingResponse,
     StreamPart,
     TextDelta,
     ToolCall,
@@ -69,43 +47,24 @@ __all__ = [
     "HIGH_THROUGHPUT_OPTIONS",
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
-    "APIStatusError",
     "AsyncStream",
-    "AuthenticationError",
-    "BadRequestError",
-    "ClientClosedError",
-    "ConfigurationError",
-    "ConnectTimeoutError",
-    "ConnectionError",
     "Finish",
-    "InvalidResponseError",
-    "JSONParseError",
-    "MaxStepsError",
-    "NotFoundError",
-    "OutputValidationError",
-    "OverloadedError",
     "PartialOutput",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ReadTimeoutError",
     "ReasoningDelta",
-    "ServerError",
-    "SteerError",
-    "SteerLLM",
+    "SteerLLM",  # noqa: F405 (given by __getattr__)
     "SteerLLMClient",
-    "StreamInterruptedError",
     "StreamPart",
     "StreamingOptions",
     "StreamingResponse",
     "TextDelta",
-    "TimeoutError",
     "Tool",
-    "ToolArgumentsError",
     "ToolCall",
     "ToolCallDelta",
     "ToolCallEnd",
     "ToolCallStart",
     "ToolResult",
-    "TotalTimeoutError",
     "__version__",
 ]
+# Every error class, from the one list of them (errors.__all__); redact stays there.
+__all__ += errors.__all__
+__all__.remove("redact")

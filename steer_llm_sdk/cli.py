@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from . import SteerLLMClient
     from .catalog import Route
     from .cli_logs import LogStore
-    from .models.response import StreamingResponse
+    from .results import StreamingResponse
 
 from .cli_common import UsageError, parse_schema
 
@@ -460,7 +460,7 @@ class Session:
     ) -> StreamingResponse:
         """The tool loop, streamed: text through the callbacks, each tool call and its
         result on stderr, the last step's response (usage and cost summed)."""
-        from .parts import Finish, ToolResult
+        from .results import Finish, ToolResult
 
         final: StreamingResponse | None = None
         stream = client.stream_tools(

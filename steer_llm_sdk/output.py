@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from .errors import ConfigurationError, OutputValidationError
+from .results import strip_fence
 
 __all__ = ["OutputSpec", "PartialJSON", "make_output_spec", "strict_schema"]
 
@@ -128,7 +129,7 @@ class OutputSpec:
 
     def validate(self, text: str, **context: Any) -> Any:
         """The answer as the requested type; :class:`OutputValidationError` if not."""
-        candidate = _strip_fence(text)
+        candidate = strip_fence(text)
         try:
             data = orjson.loads(candidate)
         except orjson.JSONDecodeError as exc:
@@ -171,16 +172,6 @@ class OutputSpec:
 
     def partial(self) -> PartialJSON:
         return PartialJSON(self.original)
-
-
-def _strip_fence(text: str) -> str:
-    candidate = text.strip()
-    if candidate.startswith("```"):
-        newline = candidate.find("\n")
-        candidate = candidate[newline + 1 :] if newline != -1 else ""
-        if candidate.rstrip().endswith("```"):
-            candidate = candidate.rstrip()[:-3]
-    return candidate
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:

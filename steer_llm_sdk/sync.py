@@ -37,7 +37,7 @@ from typing import Any
 
 from .client import SteerLLMClient
 from .errors import ClientClosedError
-from .models.response import StreamingResponse
+from .results import StreamingResponse
 
 __all__ = ["SteerLLM"]
 

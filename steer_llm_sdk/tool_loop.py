@@ -12,9 +12,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Any, Protocol
 
 from .errors import ConfigurationError, MaxStepsError, ToolArgumentsError
-from .models.response import StreamingResponse
-from .parts import Finish, StreamPart, ToolCall, ToolResult
 from .request import normalize_messages
+from .results import Finish, StreamingResponse, StreamPart, ToolCall, ToolResult
 from .streaming.ledger import add_usage
 from .tools import Tool, normalize_tools, tool_result_message
 
@@ -33,19 +32,12 @@ class StreamEvents(Protocol):
 
 
 async def run_tools(
-    stream_events: StreamEvents,
-    messages: Any,
-    model: str | None,
-    *,
-    tools: Any,
-    max_steps: int,
-    params: dict[str, Any],
+    stream_events: StreamEvents, messages: Any, model: str | None, **loop: Any
 ) -> StreamingResponse:
-    """The last response of :func:`stream_tools`, with the totals and the conversation."""
+    """The last response of :func:`stream_tools` (``loop``: its keyword arguments),
+    with the totals and the conversation."""
     final: StreamingResponse | None = None
-    generator = stream_tools(
-        stream_events, messages, model, tools=tools, max_steps=max_steps, params=params
-    )
+    generator = stream_tools(stream_events, messages, model, **loop)
     try:
         async for part in generator:
             if type(part) is Finish:

@@ -33,8 +33,8 @@ from .limits import ProviderGate
 
 if TYPE_CHECKING:
     from ..catalog import Route
-    from ..models.response import StreamingResponse
     from ..models.streaming import StreamingOptions
+    from ..results import StreamingResponse
 
 __all__ = ["BatchClient", "Calls", "GateWindows", "Plan", "RateWindows", "run_item"]
 
@@ -215,17 +215,6 @@ class Calls:
         )
 
 
-class _Held:
-    """Whether the item holds a slot of its gate (it gives it back between tries)."""
-
-    __slots__ = ("attempts", "cost", "holding")
-
-    def __init__(self) -> None:
-        self.attempts = 0
-        self.cost = 0.0
-        self.holding = True
-
-
 async def run_item(
     calls: Calls,
     item: Item,
@@ -238,77 +227,72 @@ async def run_item(
     (partial usage of broken attempts included). Called holding a slot of ``gate``;
     returns holding one (a retry waits without it and comes back first in line). A
     bug or a bad parameter fails the item, not the job. Cancelled: raises, holding none."""
-    held = _Held()
+    attempts = 0
+    cost = 0.0
+    holding = True  # the item gives its slot back between tries
+
+    async def tries() -> BatchResult:
+        nonlocal attempts, cost, holding
+        params = calls.call_params(item)
+        rate_limited = failures = 0
+        while True:
+            if not holding:
+                await gate.slot(priority=True)
+                holding = True
+            ticket = await windows.charge(plan.tokens)
+            attempts += 1
+            try:
+                response = await calls.client.stream_with_usage(item.messages, item.model, **params)
+            except (RateLimitError, OverloadedError) as exc:
+                await windows.settle(ticket, 0)
+                rate_limited += 1
+                retry_after = getattr(exc, "retry_after", None)  # 0 is "now", not "unsaid"
+                if retry_after is None:
+                    retry_after = backoff_delay(rate_limited, _RATE_LIMIT_BASE, None)
+                gate.on_rate_limited(retry_after)
+                await windows.paused(retry_after)
+                if rate_limited > RATE_LIMIT_RETRIES:
+                    return error_result(item, exc, retryable=True)
+                gate.release()
+                holding = False
+                continue
+            except SteerError as exc:
+                await windows.settle(ticket, 0)
+                partial = getattr(exc, "partial_usage", None)
+                if partial:
+                    cost += calls.cost_of(item.model, partial)
+                retryable = _retryable(exc)
+                failures += 1
+                if not retryable or failures >= max_attempts:
+                    return error_result(item, exc, retryable=retryable)
+                gate.release()
+                holding = False
+                await asyncio.sleep(backoff_delay(failures, _RETRY_BASE, None))
+                continue
+            usage = response.usage
+            await windows.settle(ticket, usage.get("total_tokens") or 0)
+            gate.on_success()
+            cost += response.cost_usd or 0.0
+            return BatchResult(
+                custom_id=item.custom_id,
+                text=response.text,
+                output=response.output,  # validated by the client with output=
+                usage=usage,
+                cost_usd=response.cost_usd,
+                finish_reason=response.finish_reason,
+                model=item.model,
+            )
+
     try:
-        result = await _attempts(calls, item, plan, gate, windows, max_attempts, held)
+        result = await tries()
     except Exception as exc:  # only ever raised while holding the slot
         result = error_result(item, exc)
     except BaseException:
-        if held.holding:
+        if holding:
             gate.release()
         raise
-    result.attempts = held.attempts
-    return result, held.cost
-
-
-async def _attempts(
-    calls: Calls,
-    item: Item,
-    plan: Plan,
-    gate: ProviderGate,
-    windows: RateWindows,
-    max_attempts: int,
-    held: _Held,
-) -> BatchResult:
-    params = calls.call_params(item)
-    rate_limited = failures = 0
-    while True:
-        if not held.holding:
-            await gate.slot(priority=True)
-            held.holding = True
-        ticket = await windows.charge(plan.tokens)
-        held.attempts += 1
-        try:
-            response = await calls.client.stream_with_usage(item.messages, item.model, **params)
-        except (RateLimitError, OverloadedError) as exc:
-            await windows.settle(ticket, 0)
-            rate_limited += 1
-            retry_after = getattr(exc, "retry_after", None)  # 0 is "now", not "unsaid"
-            if retry_after is None:
-                retry_after = backoff_delay(rate_limited, _RATE_LIMIT_BASE, None)
-            gate.on_rate_limited(retry_after)
-            await windows.paused(retry_after)
-            if rate_limited > RATE_LIMIT_RETRIES:
-                return error_result(item, exc, retryable=True)
-            gate.release()
-            held.holding = False
-            continue
-        except SteerError as exc:
-            await windows.settle(ticket, 0)
-            partial = getattr(exc, "partial_usage", None)
-            if partial:
-                held.cost += calls.cost_of(item.model, partial)
-            retryable = _retryable(exc)
-            failures += 1
-            if not retryable or failures >= max_attempts:
-                return error_result(item, exc, retryable=retryable)
-            gate.release()
-            held.holding = False
-            await asyncio.sleep(backoff_delay(failures, _RETRY_BASE, None))
-            continue
-        usage = response.usage
-        await windows.settle(ticket, usage.get("total_tokens") or 0)
-        gate.on_success()
-        held.cost += response.cost_usd or 0.0
-        return BatchResult(
-            custom_id=item.custom_id,
-            text=response.text,
-            output=response.output,  # validated by the client with output=
-            usage=usage,
-            cost_usd=response.cost_usd,
-            finish_reason=response.finish_reason,
-            model=item.model,
-        )
+    result.attempts = attempts
+    return result, cost
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -98,6 +98,18 @@ def _job_options(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
     return options, None
 
 
+def _limits(args: argparse.Namespace, journal: str) -> dict[str, Any]:
+    """The job's limits and journal, the same for both engines."""
+    return {
+        "concurrency": args.concurrency,
+        "requests_per_minute": args.rpm,
+        "tokens_per_minute": args.tpm,
+        "budget_usd": args.budget_usd,
+        "max_attempts": args.max_attempts,
+        "journal": journal,
+    }
+
+
 def _model_problem(model: str) -> str | None:
     """An unknown model or a missing key, said for the command line, before any item."""
     from ..cli_common import UsageError, check_route, resolve_for_cli
@@ -158,13 +170,8 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
                 client,
                 _read_items(args.input),
                 model=model,
-                concurrency=args.concurrency,
-                requests_per_minute=args.rpm,
-                tokens_per_minute=args.tpm,
-                budget_usd=args.budget_usd,
-                max_attempts=args.max_attempts,
-                journal=journal,
                 output_path=output,
+                **_limits(args, journal),
                 **options,
             )
         except SteerError as exc:
@@ -351,12 +358,7 @@ async def _run_ray(
                 model,
                 output_path=args.output,
                 ray_address=args.address,
-                concurrency=args.concurrency,
-                requests_per_minute=args.rpm,
-                tokens_per_minute=args.tpm,
-                budget_usd=args.budget_usd,
-                max_attempts=args.max_attempts,
-                journal=journal,
+                **_limits(args, journal),
                 **options,
             )
             summary = await job.run()

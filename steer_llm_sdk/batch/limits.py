@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["HEADROOM", "Budget", "ProviderGate", "WindowLimiter"]
+__all__ = ["HEADROOM", "Budget", "ProviderGate", "WindowLimiter", "gate_of"]
 
 _MAX_PAUSE = 60.0  # seconds: StreamingOptions.max_retry_after's default
 
@@ -202,6 +203,27 @@ class ProviderGate:
             self._streak = 0
             self.limit += 1
             self._wake()
+
+
+def gate_of(
+    gates: dict[str, ProviderGate],
+    provider: str,
+    concurrency: int,
+    requests_per_minute: float | Mapping[str, float] | None,
+    tokens_per_minute: float | Mapping[str, float] | None,
+) -> ProviderGate:
+    """``provider``'s gate in ``gates``, made on first use. Each limit is one number
+    for every provider or a mapping of provider names to numbers."""
+    gate = gates.get(provider)
+    if gate is None:
+        rpm, tpm = requests_per_minute, tokens_per_minute
+        gate = gates[provider] = ProviderGate(
+            provider,
+            concurrency=concurrency,
+            requests_per_minute=rpm.get(provider) if isinstance(rpm, Mapping) else rpm,
+            tokens_per_minute=tpm.get(provider) if isinstance(tpm, Mapping) else tpm,
+        )
+    return gate
 
 
 class Budget:

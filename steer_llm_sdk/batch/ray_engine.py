@@ -50,7 +50,7 @@ from .items import (
     result_tokens,
 )
 from .journal import DONE, FAILED, RETRY, Journal
-from .limits import Budget, ProviderGate
+from .limits import Budget, ProviderGate, gate_of
 
 __all__ = ["Coordinator", "RayBatchJob", "Rows", "SteerUDF", "export"]
 
@@ -99,15 +99,7 @@ class Coordinator:
         self.last_commit = time.monotonic()
 
     def _gate(self, provider: str) -> ProviderGate:
-        gate = self.gates.get(provider)
-        if gate is None:
-            rpm = self.rpm.get(provider) if isinstance(self.rpm, dict) else self.rpm
-            tpm = self.tpm.get(provider) if isinstance(self.tpm, dict) else self.tpm
-            gate = ProviderGate(
-                provider, concurrency=1, requests_per_minute=rpm, tokens_per_minute=tpm
-            )
-            self.gates[provider] = gate
-        return gate
+        return gate_of(self.gates, provider, 1, self.rpm, self.tpm)
 
     async def register(self, pid: int) -> None:
         self.pids.add(pid)

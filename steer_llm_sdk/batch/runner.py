@@ -36,7 +36,7 @@ from .items import (
     result_tokens,
 )
 from .journal import DONE, FAILED, RETRY, Journal
-from .limits import Budget, ProviderGate
+from .limits import Budget, ProviderGate, gate_of
 from .recorder import Recorder
 
 __all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id"]
@@ -194,18 +194,7 @@ class BatchJob:
             )
 
     def _gate(self, provider: str) -> ProviderGate:
-        gate = self._gates.get(provider)
-        if gate is None:
-            rpm = self._rpm.get(provider) if isinstance(self._rpm, Mapping) else self._rpm
-            tpm = self._tpm.get(provider) if isinstance(self._tpm, Mapping) else self._tpm
-            gate = ProviderGate(
-                provider,
-                concurrency=self._concurrency,
-                requests_per_minute=rpm,
-                tokens_per_minute=tpm,
-            )
-            self._gates[provider] = gate
-        return gate
+        return gate_of(self._gates, provider, self._concurrency, self._rpm, self._tpm)
 
     # -- input -----------------------------------------------------------------------
     async def _chunks(self) -> AsyncIterator[list[Any]]:

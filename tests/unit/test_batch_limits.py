@@ -4,11 +4,13 @@ a hand-driven clock (no sleeping)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from steer_llm_sdk.batch.journal import describe_changes
-from steer_llm_sdk.batch.limits import HEADROOM, Budget, ProviderGate, WindowLimiter
+from steer_llm_sdk.batch.limits import HEADROOM, Budget, ProviderGate, WindowLimiter, gate_of
 
 
 def test_window_limiter_holds_over_one_second_windows() -> None:
@@ -120,3 +122,27 @@ def test_ray_rows_become_items_without_the_nulls_of_struct_columns() -> None:
     }
     assert _row_item(row) == {"custom_id": "a", "messages": [{"role": "user", "content": "hi"}]}
     assert _row_item({"item": '["x"]'}) == ["x"]
+
+
+async def test_both_engines_make_each_providers_gate_once_from_the_same_limits(
+    tmp_path: Path,
+) -> None:
+    """rpm/tpm per provider (any mapping) or one number for all, the same on the local
+    runner and the Ray coordinator (which took only a dict before)."""
+    from steer_llm_sdk.batch.ray_engine import Coordinator
+
+    rpm = MappingProxyType({"openai": 60.0})
+    gates: dict[str, ProviderGate] = {}
+    local = gate_of(gates, "openai", 4, rpm, 6000)
+    assert gate_of(gates, "openai", 4, rpm, 6000) is local and local.max_concurrency == 4
+    coordinator = Coordinator(str(tmp_path / "job.journal"), 1, rpm, 6000, None)
+    await coordinator.acquire("openai", 10)
+    await coordinator.acquire("anthropic", 10)
+    shared = coordinator.gates["openai"]
+    assert shared.max_concurrency == 1
+    for gate in (local, shared):
+        assert gate.requests is not None and gate.tokens is not None
+        assert gate.requests.window == WindowLimiter(60).window
+        assert gate.tokens.allowance == WindowLimiter(6000).allowance
+    other = coordinator.gates["anthropic"]
+    assert other.requests is None and other.tokens is not None

@@ -258,6 +258,39 @@ def provider_spec(name: str, spec: Mapping[str, Any] | ProviderSpec) -> Provider
     )
 
 
+def api_key(spec: ProviderSpec, keys: Mapping[str, str]) -> str | None:
+    """A provider's key: given to the client, else from its environment variables
+    (read at call time); a ConfigurationError when it needs one and has none."""
+    from .errors import register_secret
+
+    key = keys.get(spec.name)
+    if key is None and spec.key_env:
+        for env in (spec.key_env, *spec.alt_key_envs):
+            key = os.environ.get(env) or None
+            if key:
+                register_secret(key)
+                break
+    if key is None and spec.key_required:
+        raise ConfigurationError(
+            f"no API key for {spec.name}: set the environment variable {spec.key_env} "
+            f"or pass SteerLLMClient(api_keys={{'{spec.name}': ...}})"
+        )
+    return key
+
+
+def configured_base_url(spec: ProviderSpec, base_urls: Mapping[str, str]) -> str:
+    """A provider's base URL: given to the client, else its environment variable,
+    else the catalog's; it must be http(s)."""
+    url = base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or spec.base_url
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"the base URL for {spec.name} ({url!r}, from base_urls= or "
+            f"{spec.base_url_env}) must start with http:// or https://"
+        )
+    return url
+
+
 def select_api(route: Route, api: object) -> Route:
     """``api="responses"`` / ``api="chat"``: the OpenAI API a route speaks (OpenAI
     models; another provider only when it already speaks the one asked for)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClientClosedError, ConfigurationError, register_secret
-from .models.response import StreamingResponse
 from .models.streaming import StreamingOptions
-from .parts import StreamPart
 from .providers import codec_class
+from .results import StreamingResponse, StreamPart
 from .streaming.handle import AsyncStream
 from .transport.http import Transport
 
@@ -112,9 +110,9 @@ class SteerLLMClient:
         ``steer_llm_sdk.providers.PROTOCOLS``; OpenAI's Chat Completions when not
         given) and ``continues_prefix``. Then use ``"name/model"``.
         """
-        name = name.lower()
         from .catalog import provider_spec
 
+        name = name.lower()
         self._providers[name] = provider_spec(name, spec)
         key = None if not isinstance(spec, Mapping) else spec.get("api_key")
         if key:
@@ -122,35 +120,20 @@ class SteerLLMClient:
             register_secret(key)
 
     def _api_key(self, spec: ProviderSpec) -> str | None:
-        key = self._keys.get(spec.name)
-        if key is None and spec.key_env:
-            for env in (spec.key_env, *spec.alt_key_envs):
-                key = os.environ.get(env) or None
-                if key:
-                    register_secret(key)
-                    break
-        if key is None and spec.key_required:
-            raise ConfigurationError(
-                f"no API key for {spec.name}: set the environment variable {spec.key_env} "
-                f"or pass SteerLLMClient(api_keys={{'{spec.name}': ...}})"
-            )
-        return key
+        from .catalog import api_key
+
+        return api_key(spec, self._keys)
 
     async def _base_url(self, route: Route) -> str:
+        from .catalog import configured_base_url
+
         spec = route.provider
         codec = codec_class(spec.protocol)
         if spec.local:
             from .local import ensure_server
 
             return str(codec.local_base_url(await ensure_server(route.model)))
-        url = self._base_urls.get(spec.name) or os.environ.get(spec.base_url_env) or spec.base_url
-        url = url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigurationError(
-                f"the base URL for {spec.name} ({url!r}, from base_urls= or "
-                f"{spec.base_url_env}) must start with http:// or https://"
-            )
-        return str(codec.normalize_base_url(url))
+        return str(codec.normalize_base_url(configured_base_url(spec, self._base_urls)))
 
     # -- calls ---------------------------------------------------------------
     def _prepare(

@@ -28,7 +28,7 @@ from ..errors import (
     ServerError,
     SteerError,
 )
-from ..parts import ReasoningDelta, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from ..results import ReasoningDelta, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
 
 __all__ = [
     "ChatRequest",

@@ -11,8 +11,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import JSONParseError
-from ..models.response import StreamingResponse, parse_json_text
 from ..providers.base import StreamState, unify_finish
+from ..results import StreamingResponse, parse_json_text
 
 if TYPE_CHECKING:
     from .call import Call

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..parts import ToolCall
     from ..providers.base import ChatRequest
+    from ..results import ToolCall
 
 __all__ = ["CallObserver", "CallRecord", "CallStart", "Observation"]
 

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import SteerError, scrub_chain
-from ..models.response import StreamingResponse
-from ..parts import Finish, PartialOutput, TextDelta
+from ..results import Finish, PartialOutput, StreamingResponse, TextDelta
 from ..transport.http import map_httpx_error
 from .attempts import Attempts
 from .call import Call

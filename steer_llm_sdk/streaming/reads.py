@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import InvalidResponseError, ReadTimeoutError, SteerError, TotalTimeoutError
-from ..parts import TextDelta
+from ..results import TextDelta
 from ..transport.http import map_httpx_error
 from ..transport.sse import SSEDecoder
 from .attempts import loop_time

@@ -31,15 +31,23 @@ from ..errors import ConfigurationError, InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
     HTTPRequest,
+    StreamState,
     error_for,
     event_json,
     function_calls_only,
     function_tools,
-    parse_retry_after,
     token_count,
     unify_finish,
 )
-from .codec import CodecBase, load_json_body
+from .codec import (
+    CodecBase,
+    error_fields,
+    http_error,
+    load_json_body,
+    put_params,
+    text_of,
+    tool_call_arguments,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -234,21 +242,12 @@ def _convert_messages(
             if role == "assistant" and m.get("tool_calls"):
                 function_calls_only(m["tool_calls"], "the Anthropic Messages API")
                 for call in m["tool_calls"]:
-                    fn = call.get("function") or {}
-                    args = fn.get("arguments") or "{}"
-                    try:
-                        value = _loads(args) if isinstance(args, str) else args
-                    except orjson.JSONDecodeError:
-                        raise ConfigurationError(
-                            f"the arguments of tool call {call.get('id')!r} in the "
-                            f"conversation are not valid JSON: {args[:120]!r}"
-                        ) from None
                     body.append(
                         {
                             "type": "tool_use",
                             "id": call.get("id"),
-                            "name": fn.get("name"),
-                            "input": value,
+                            "name": (call.get("function") or {}).get("name"),
+                            "input": tool_call_arguments(call),
                         }
                     )
             out.append({"role": role, "content": body})
@@ -330,39 +329,104 @@ def _request_body(
     stop = params.pop("stop", None)
     if stop is not None:
         body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    for key, value in params.items():
-        if value is None:
-            continue
-        if key in _UNSUPPORTED_PARAMS:
-            warn(f"Anthropic does not support {key!r}; it was not sent")
-            continue
-        body[key] = value
+    put_params(
+        body,
+        params,
+        _UNSUPPORTED_PARAMS,
+        "Anthropic does not support {key!r}; it was not sent",
+        warn,
+    )
     if request.stream:
         body["stream"] = True
     body.update(request.extra_body)
     return body, prefill, output_tool
 
 
+def _headers(stream: bool, api_key: str | None) -> dict[str, str]:
+    headers = {
+        "content-type": "application/json",
+        "accept": "text/event-stream" if stream else "application/json",
+        "anthropic-version": API_VERSION,
+    }
+    if api_key:
+        headers["x-api-key"] = api_key
+    return headers
+
+
 def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
-    message = f"HTTP {status}"
-    error_type = None
-    try:
-        obj = _loads(body)
-        err = obj.get("error") if isinstance(obj, dict) else None
-        if isinstance(err, dict):
-            message = str(err.get("message") or message)
-            error_type = err.get("type")
-    except (orjson.JSONDecodeError, AttributeError):
-        if body:
-            message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+    # Anthropic's errors are objects: an "error" string is not read (as before).
+    message, error_type, _ = error_fields(status, body, strings=False)
+    return http_error(status, headers, body, message, error_type, request_id="request-id")
+
+
+def _stream_error(obj: dict[str, Any]) -> SteerError:
+    """An ``error`` event (or a whole ``type: error`` body) → the typed error."""
+    err: dict[str, Any] = obj["error"] if isinstance(obj.get("error"), dict) else obj
     return error_for(
-        status,
-        message,
-        error_type=error_type if isinstance(error_type, str) else None,
-        retry_after=parse_retry_after(headers),
-        request_id=headers.get("request-id") if headers is not None else None,
-        body=body[:500].decode("utf-8", "replace"),
+        None,
+        str(err.get("message") or "the provider sent an error event"),
+        error_type=err.get("type"),
+        body=orjson.dumps(obj).decode()[:500],
     )
+
+
+_THINKING = ("thinking", "redacted_thinking")
+
+
+def _thinking_record(block: dict[str, Any]) -> dict[str, Any]:
+    """A thinking (or redacted thinking) block as kept for ``to_message()``."""
+    if block.get("type") == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": block.get("data")}
+    return {
+        "type": "thinking",
+        "thinking": block.get("thinking") or "",
+        "signature": block.get("signature") or "",
+    }
+
+
+def _whole_json(text: str) -> bool:
+    """Whether a call's input so far is a whole JSON value."""
+    if not text.strip():
+        return False  # no input yet: "{}", unless max_tokens cut it before any
+    try:
+        _loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _response_content(
+    content: Any, state: StreamState, output_tool: str | None
+) -> tuple[list[str], bool]:
+    """A whole message's content blocks into ``state``: its texts, and whether the
+    forced output tool's call (its arguments then being text) was among them."""
+    parts: list[str] = []
+    output_found = False
+    for block in content or ():
+        if type(block) is not dict:
+            raise InvalidResponseError(f"a content block is not an object: {block!r:.80}")
+        btype = block.get("type")
+        if btype == "text":
+            parts.append(text_of(block))
+        elif btype == "tool_use":
+            arguments = orjson.dumps(block.get("input") or {}).decode()
+            if output_tool is not None and block.get("name") == output_tool:
+                output_found = True
+                parts.append(arguments)
+                continue
+            ordinal = state.tool_delta(
+                ("block", len(state.tool_calls)),
+                id=block.get("id"),
+                name=block.get("name"),
+                arguments=arguments,
+            )
+            state.tool_end(ordinal)
+        elif btype in _THINKING:
+            record = _thinking_record(block)
+            if record.get("thinking"):
+                state.reasoning(record["thinking"])
+            state.provider_data.setdefault("anthropic_thinking", []).append(record)
+    return parts, output_found
 
 
 class AnthropicCodec(CodecBase):
@@ -410,14 +474,7 @@ class AnthropicCodec(CodecBase):
         )
         self.lead_text = "" if request.prefix else prefill
         self._lead_pending = bool(self.lead_text)
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if request.stream else "application/json",
-            "anthropic-version": API_VERSION,
-        }
-        if api_key:
-            headers["x-api-key"] = api_key
-        return HTTPRequest("POST", "/v1/messages", headers, body)
+        return HTTPRequest("POST", "/v1/messages", _headers(request.stream, api_key), body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
@@ -483,7 +540,7 @@ class AnthropicCodec(CodecBase):
             self._end()
             return None
         if kind == "error" or event == "error":
-            raise self._stream_error(obj if type(obj) is dict else {})
+            raise _stream_error(obj if type(obj) is dict else {})
         if kind is None and type(obj) is not dict:
             raise InvalidResponseError(f"the stream sent a non-object event: {data[:120]!r}")
         return None  # unknown event types
@@ -570,25 +627,18 @@ class AnthropicCodec(CodecBase):
             if initial:  # non-streamed input (rare): keep it as the arguments text
                 self._initial_input.add(ordinal)
                 self._args(ordinal, orjson.dumps(initial).decode())
-        elif btype == "thinking":
-            thinking = block.get("thinking") or ""
-            self._thinking[index] = {
-                "type": "thinking",
-                "thinking": "",
-                "signature": block.get("signature") or "",
-            }
-            if thinking:
-                self.state.reasoning(thinking)
-                self._thinking[index]["thinking"] = thinking
-        elif btype == "redacted_thinking":
-            self._thinking[index] = {"type": "redacted_thinking", "data": block.get("data")}
+        elif btype in _THINKING:
+            record = _thinking_record(block)
+            if record.get("thinking"):
+                self.state.reasoning(record["thinking"])
+            self._thinking[index] = record
         return None
 
     def _block_stop(self, index: Any) -> None:
         ordinal = self._tool_index.get(index)
         if ordinal is not None:
             reason = self.state.reason
-            if reason is None and not self._whole_json(ordinal):
+            if reason is None and not _whole_json(self.state.tool_calls[ordinal].arguments):
                 # Cut by max_tokens or not: only the stop reason, still to come, says.
                 if ordinal not in self._held:
                     self._held.append(ordinal)
@@ -597,17 +647,6 @@ class AnthropicCodec(CodecBase):
         block = self._thinking.pop(index, None)
         if block is not None:
             self.state.provider_data.setdefault("anthropic_thinking", []).append(block)
-
-    def _whole_json(self, ordinal: int) -> bool:
-        """Whether a call's input so far is a whole JSON value (once per call)."""
-        text = self.state.tool_calls[ordinal].arguments
-        if not text.strip():
-            return False  # no input yet: "{}", unless max_tokens cut it before any
-        try:
-            _loads(text)
-        except orjson.JSONDecodeError:
-            return False
-        return True
 
     def _end_tool(self, ordinal: int) -> None:
         """A call is complete; a tool without input has the arguments ``{}``."""
@@ -646,15 +685,6 @@ class AnthropicCodec(CodecBase):
                 merged[key] = value
         self.state.usage = normalize_usage(merged)
 
-    def _stream_error(self, obj: dict[str, Any]) -> SteerError:
-        err: dict[str, Any] = obj["error"] if isinstance(obj.get("error"), dict) else obj
-        return error_for(
-            None,
-            str(err.get("message") or "the provider sent an error event"),
-            error_type=err.get("type"),
-            body=orjson.dumps(obj).decode()[:500],
-        )
-
     def finish(self) -> None:
         """End of body. Complete if ``message_stop`` came, or the ``message_delta``
         with the stop reason (some recordings end without a final newline, which
@@ -668,48 +698,13 @@ class AnthropicCodec(CodecBase):
     def decode_response(self, body: bytes) -> str:
         obj = load_json_body(body)
         if obj.get("type") == "error":
-            raise self._stream_error(obj)
+            raise _stream_error(obj)
         state = self.state
         state.model = obj.get("model")
         state.response_id = obj.get("id")
-        parts: list[str] = []
-        for block in obj.get("content") or ():
-            if type(block) is not dict:
-                raise InvalidResponseError(f"a content block is not an object: {block!r:.80}")
-            btype = block.get("type")
-            if btype == "text":
-                text = block.get("text") or ""
-                if type(text) is not str:
-                    raise InvalidResponseError(
-                        f"the provider sent text that is not a string: {text!r:.80}"
-                    )
-                parts.append(text)
-            elif btype == "tool_use":
-                arguments = orjson.dumps(block.get("input") or {}).decode()
-                if self._output_tool is not None and block.get("name") == self._output_tool:
-                    self._output_block = -1
-                    parts.append(arguments)
-                    continue
-                ordinal = state.tool_delta(
-                    ("block", len(state.tool_calls)),
-                    id=block.get("id"),
-                    name=block.get("name"),
-                    arguments=arguments,
-                )
-                state.tool_end(ordinal)
-            elif btype == "thinking":
-                state.reasoning(block.get("thinking") or "")
-                state.provider_data.setdefault("anthropic_thinking", []).append(
-                    {
-                        "type": "thinking",
-                        "thinking": block.get("thinking") or "",
-                        "signature": block.get("signature") or "",
-                    }
-                )
-            elif btype == "redacted_thinking":
-                state.provider_data.setdefault("anthropic_thinking", []).append(
-                    {"type": "redacted_thinking", "data": block.get("data")}
-                )
+        parts, output_found = _response_content(obj.get("content"), state, self._output_tool)
+        if output_found:
+            self._output_block = -1
         if obj.get("stop_reason") is not None:
             self._finish(obj.get("stop_reason"))
         self._merge_usage(obj.get("usage"))

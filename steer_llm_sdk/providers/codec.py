@@ -7,7 +7,8 @@ model continues a prefix, which files it takes); an instance serves one attempt:
 ``encode`` a :class:`ChatRequest`, ``decode`` one SSE event at a time (returning the
 text, recording the rest in ``state``), ``finish`` at the end of the body,
 ``decode_response`` for a whole JSON answer, ``parse_error`` for an HTTP error.
-:class:`CodecBase` gives the defaults and the shared preambles.
+:class:`CodecBase` gives the defaults; the functions below are the pieces two or more
+protocols share (requests, whole bodies, errors, rare events: none is a fast path).
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from ..errors import InvalidResponseError, SteerError
-from .base import ChatRequest, HTTPRequest, StreamState
+from ..errors import ConfigurationError, InvalidResponseError, SteerError
+from .base import ChatRequest, HTTPRequest, StreamState, error_for, parse_retry_after
 
-__all__ = ["Codec", "CodecBase", "load_json_body"]
+__all__ = [
+    "Codec",
+    "CodecBase",
+    "add_logprobs",
+    "error_fields",
+    "http_error",
+    "load_json_body",
+    "put_params",
+    "text_of",
+    "tool_call_arguments",
+]
 
 
 class Codec(Protocol):
@@ -98,3 +109,102 @@ def load_json_body(body: bytes, *, arrays: bool = False) -> Any:
     if not isinstance(obj, dict) and not (arrays and isinstance(obj, list)):
         raise InvalidResponseError(f"the response is not a JSON object: {body[:120]!r}")
     return obj
+
+
+def text_of(part: dict[str, Any]) -> str:
+    """A part's ``text`` (absent or null: empty), which must be a string."""
+    text = part.get("text") or ""
+    if type(text) is not str:
+        raise InvalidResponseError(f"the provider sent text that is not a string: {text!r:.80}")
+    return text
+
+
+def add_logprobs(
+    state: StreamState, items: Any, key: str = "content", what: str = "logprobs"
+) -> None:
+    """Record a report's logprobs of the text (``key`` "content") or of a refusal,
+    which must be a list; the state holds both lists from the first report on."""
+    if state.logprobs is None:
+        state.logprobs = {"content": [], "refusal": []}
+    if items:
+        if type(items) is not list:
+            raise InvalidResponseError(f"{what} is not a list: {items!r:.80}")
+        state.logprobs[key].extend(items)
+        if key == "content":
+            state.text_logprobs = items
+
+
+def put_params(
+    body: dict[str, Any],
+    params: dict[str, Any],
+    unsupported: tuple[str, ...],
+    warning: str,
+    warn: Callable[[str], None],
+) -> None:
+    """The request's remaining parameters into ``body`` as they are; a parameter the
+    protocol lacks is not sent, and ``warn`` says so (``warning`` with ``{key!r}``)."""
+    for key, value in params.items():
+        if value is None:
+            continue
+        if key in unsupported:
+            warn(warning.format(key=key))
+            continue
+        body[key] = value
+
+
+def tool_call_arguments(call: dict[str, Any]) -> Any:
+    """The arguments of a tool call of the conversation (OpenAI-shaped, a JSON string
+    or already a value) as a JSON value; "{}" when it has none."""
+    args = (call.get("function") or {}).get("arguments") or "{}"
+    try:
+        return orjson.loads(args) if isinstance(args, str) else args
+    except orjson.JSONDecodeError:
+        raise ConfigurationError(
+            f"the arguments of tool call {call.get('id')!r} in the "
+            f"conversation are not valid JSON: {args[:120]!r}"
+        ) from None
+
+
+def error_fields(status: int, body: bytes, *, strings: bool = True) -> tuple[str, str | None, Any]:
+    """An HTTP error body's message, type and code, from its ``error`` object (or,
+    with ``strings``, an ``error`` string); a body that is not JSON is quoted, one
+    without either is ``HTTP status``."""
+    message = f"HTTP {status}"
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if body:
+            message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+        return message, None, None
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, dict):
+        error_type = err.get("type")
+        return (
+            str(err.get("message") or message),
+            error_type if isinstance(error_type, str) else None,
+            err.get("code"),
+        )
+    if strings and isinstance(err, str):
+        return err, None, None
+    return message, None, None
+
+
+def http_error(
+    status: int,
+    headers: Any,
+    body: bytes,
+    message: str,
+    error_type: str | None,
+    *,
+    request_id: str = "x-request-id",
+) -> SteerError:
+    """The typed error of an HTTP error response, with its ``retry-after``, its
+    request id (from the header ``request_id``) and the start of its body."""
+    return error_for(
+        status,
+        message,
+        error_type=error_type,
+        retry_after=parse_retry_after(headers),
+        request_id=headers.get(request_id) if headers is not None else None,
+        body=body[:500].decode("utf-8", "replace"),
+    )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -55,7 +56,7 @@ from .base import (
     parse_retry_after,
     token_count,
 )
-from .codec import CodecBase, load_json_body
+from .codec import CodecBase, load_json_body, tool_call_arguments
 
 __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_gemini_finish"]
 
@@ -337,14 +338,7 @@ def convert_messages(
             function_calls_only(m.get("tool_calls"), "the Gemini API")
             for call in m.get("tool_calls") or ():
                 fn = call.get("function") or {}
-                args = fn.get("arguments") or "{}"
-                try:
-                    value = _loads(args) if isinstance(args, str) else args
-                except orjson.JSONDecodeError:
-                    raise ConfigurationError(
-                        f"the arguments of tool call {call.get('id')!r} in the "
-                        f"conversation are not valid JSON: {args[:120]!r}"
-                    ) from None
+                value = tool_call_arguments(call)
                 data = _gemini_data(call)
                 function_call: dict[str, Any] = {"name": fn.get("name"), "args": value or {}}
                 if data.get("id"):
@@ -358,6 +352,59 @@ def convert_messages(
         else:
             contents.append({"role": "user", "parts": _text_parts(m.get("content"))})
     return system, contents
+
+
+def _request_body(request: ChatRequest, warn: Callable[[str], None]) -> dict[str, Any]:
+    """The generateContent body of a request."""
+    system, contents = convert_messages(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    config: dict[str, Any] = {}
+    for key, value in request.params.items():
+        if value is None:
+            continue
+        if key in _COMMON:
+            config[_COMMON[key]] = value
+        elif key == "stop":
+            config["stopSequences"] = [value] if isinstance(value, str) else list(value)
+        elif key == "response_format":
+            kind = value.get("type")
+            if kind in ("json_object", "json_schema"):
+                config["responseMimeType"] = "application/json"
+            if kind == "json_schema":
+                schema = (value.get("json_schema") or {}).get("schema") or value.get("schema")
+                if not isinstance(schema, dict):
+                    raise ConfigurationError(
+                        "response_format json_schema needs a 'json_schema': "
+                        "{'schema': {...}} object for Gemini models"
+                    )
+                config["responseJsonSchema"] = schema
+        else:
+            config[key] = value
+    if request.output_schema is not None:
+        config["responseMimeType"] = "application/json"
+        config["responseJsonSchema"] = request.output_schema
+    if request.tools:
+        body["tools"] = encode_tools(request.tools)
+        if request.tool_choice is not None:
+            body["toolConfig"] = encode_tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is False:
+        warn("Gemini has no parallel_tool_calls switch; it was not sent")
+    extra = dict(request.extra_body)
+    merged = extra.pop("generationConfig", None) or extra.pop("generation_config", None)
+    for key in list(extra):
+        camel = _camel(key)
+        if camel in GENERATION_CONFIG_FIELDS:
+            config[camel] = extra.pop(key)
+        elif camel in _COMMON.values() or key in _COMMON:
+            config[_COMMON.get(key, camel)] = extra.pop(key)
+    if isinstance(merged, dict):
+        config.update(merged)
+    if config:
+        body["generationConfig"] = config
+    body.update(extra)
+    return body
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -408,6 +455,30 @@ def _typed_error(
     return cls(message, status_code=status, body=body, request_id=request_id)
 
 
+def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
+    err: dict[str, Any] = {}
+    try:
+        obj = _loads(body)
+        if isinstance(obj, list) and obj:  # errors of the array form
+            obj = obj[0]
+        found = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(found, dict):
+            err = found
+        elif isinstance(found, str):
+            err = {"message": found}
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    if not err and body:
+        err = {"message": f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"}
+    return _typed_error(
+        status,
+        err,
+        headers=headers,
+        body=body[:500].decode("utf-8", "replace"),
+        request_id=headers.get("x-request-id") if headers is not None else None,
+    )
+
+
 class GeminiCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable.
     Gemini cannot continue a prefix: nothing is put in its mouth, and a broken
@@ -450,54 +521,7 @@ class GeminiCodec(CodecBase):
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
-        system, contents = convert_messages(request.messages)
-        body: dict[str, Any] = {"contents": contents}
-        if system:
-            body["systemInstruction"] = {"parts": system}
-        config: dict[str, Any] = {}
-        for key, value in request.params.items():
-            if value is None:
-                continue
-            if key in _COMMON:
-                config[_COMMON[key]] = value
-            elif key == "stop":
-                config["stopSequences"] = [value] if isinstance(value, str) else list(value)
-            elif key == "response_format":
-                kind = value.get("type")
-                if kind in ("json_object", "json_schema"):
-                    config["responseMimeType"] = "application/json"
-                if kind == "json_schema":
-                    schema = (value.get("json_schema") or {}).get("schema") or value.get("schema")
-                    if not isinstance(schema, dict):
-                        raise ConfigurationError(
-                            "response_format json_schema needs a 'json_schema': "
-                            "{'schema': {...}} object for Gemini models"
-                        )
-                    config["responseJsonSchema"] = schema
-            else:
-                config[key] = value
-        if request.output_schema is not None:
-            config["responseMimeType"] = "application/json"
-            config["responseJsonSchema"] = request.output_schema
-        if request.tools:
-            body["tools"] = encode_tools(request.tools)
-            if request.tool_choice is not None:
-                body["toolConfig"] = encode_tool_choice(request.tool_choice)
-        if request.parallel_tool_calls is False:
-            self.warn("Gemini has no parallel_tool_calls switch; it was not sent")
-        extra = dict(request.extra_body)
-        merged = extra.pop("generationConfig", None) or extra.pop("generation_config", None)
-        for key in list(extra):
-            camel = _camel(key)
-            if camel in GENERATION_CONFIG_FIELDS:
-                config[camel] = extra.pop(key)
-            elif camel in _COMMON.values() or key in _COMMON:
-                config[_COMMON.get(key, camel)] = extra.pop(key)
-        if isinstance(merged, dict):
-            config.update(merged)
-        if config:
-            body["generationConfig"] = config
-        body.update(extra)
+        body = _request_body(request, self.warn)
         model = request.model.removeprefix("models/")
         name = quote(model, safe="-._~")
         if request.stream:
@@ -731,26 +755,4 @@ class GeminiCodec(CodecBase):
         self._settle_usage()
         return "".join(texts)
 
-    @staticmethod
-    def parse_error(status: int, headers: Any, body: bytes) -> SteerError:
-        err: dict[str, Any] = {}
-        try:
-            obj = _loads(body)
-            if isinstance(obj, list) and obj:  # errors of the array form
-                obj = obj[0]
-            found = obj.get("error") if isinstance(obj, dict) else None
-            if isinstance(found, dict):
-                err = found
-            elif isinstance(found, str):
-                err = {"message": found}
-        except (orjson.JSONDecodeError, AttributeError):
-            pass
-        if not err and body:
-            err = {"message": f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"}
-        return _typed_error(
-            status,
-            err,
-            headers=headers,
-            body=body[:500].decode("utf-8", "replace"),
-            request_id=headers.get("x-request-id") if headers is not None else None,
-        )
+    parse_error = staticmethod(_parse_error)

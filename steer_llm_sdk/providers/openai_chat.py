@@ -31,14 +31,21 @@ from .base import (
     function_tools,
     mark_not_retryable,
     openai_usage,
-    parse_retry_after,
     unify_finish,
 )
-from .codec import Codec, CodecBase, load_json_body
+from .codec import (
+    Codec,
+    CodecBase,
+    add_logprobs,
+    error_fields,
+    http_error,
+    load_json_body,
+    text_of,
+)
 
 __all__ = ["OpenAIChatCodec", "encode_tool_choice", "encode_tools", "normalize_usage"]
 
-_loads = orjson.loads
+_LOGPROBS_KEYS = (("content", "logprobs.content"), ("refusal", "logprobs.refusal"))
 _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal"}
 
 
@@ -155,6 +162,16 @@ def _content(content: list[Any]) -> list[Any]:
         else:
             out.append({k: v for k, v in part.items() if k != "cache_control"})
     return out
+
+
+def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
+    """An HTTP error response → the typed error (the Responses API's too)."""
+    message, error_type, code = error_fields(status, body)
+    # A 5xx keeps its status class even when the body says "invalid_request".
+    if status >= 500 or status in (429, 401, 403, 404):
+        error_type = None
+    error = http_error(status, headers, body, message, error_type)
+    return mark_not_retryable(error, code)  # a 429 insufficient_quota
 
 
 class OpenAIChatCodec(CodecBase):
@@ -301,12 +318,7 @@ class OpenAIChatCodec(CodecBase):
                     raise InvalidResponseError(f"a content part is not an object: {part!r:.80}")
                 kind = part.get("type")
                 if kind == "text":
-                    piece = part.get("text") or ""
-                    if type(piece) is not str:
-                        raise InvalidResponseError(
-                            f"the provider sent text that is not a string: {piece!r:.80}"
-                        )
-                    parts.append(piece)
+                    parts.append(text_of(part))
                 elif kind == "thinking":
                     for sub in part.get("thinking") or ():
                         if isinstance(sub, dict) and sub.get("text"):
@@ -357,17 +369,8 @@ class OpenAIChatCodec(CodecBase):
             return
         if type(raw) is not dict:
             raise InvalidResponseError(f"logprobs is not an object: {raw!r:.80}")
-        state = self.state
-        if state.logprobs is None:
-            state.logprobs = {"content": [], "refusal": []}
-        for key in ("content", "refusal"):
-            items = raw.get(key)
-            if items:
-                if type(items) is not list:
-                    raise InvalidResponseError(f"logprobs.{key} is not a list: {items!r:.80}")
-                state.logprobs[key].extend(items)
-                if key == "content":
-                    state.text_logprobs = items
+        for key, what in _LOGPROBS_KEYS:
+            add_logprobs(self.state, raw.get(key), key, what)
 
     def _stream_error(self, obj: dict[str, Any]) -> SteerError:
         err = obj.get("error")
@@ -426,33 +429,4 @@ class OpenAIChatCodec(CodecBase):
         self.finish()
         return text
 
-    @staticmethod
-    def parse_error(status: int, headers: Any, body: bytes) -> SteerError:
-        """An HTTP error response → the typed error."""
-        message = f"HTTP {status}"
-        error_type = None
-        code = None
-        try:
-            obj = _loads(body)
-            err = obj.get("error") if isinstance(obj, dict) else None
-            if isinstance(err, dict):
-                message = str(err.get("message") or message)
-                error_type = err.get("type") if isinstance(err.get("type"), str) else None
-                code = err.get("code")
-            elif isinstance(err, str):
-                message = err
-        except (orjson.JSONDecodeError, AttributeError):
-            if body:
-                message = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
-        # A 5xx keeps its status class even when the body says "invalid_request".
-        if status >= 500 or status in (429, 401, 403, 404):
-            error_type = None
-        error = error_for(
-            status,
-            message,
-            error_type=error_type,
-            retry_after=parse_retry_after(headers),
-            request_id=headers.get("x-request-id") if headers is not None else None,
-            body=body[:500].decode("utf-8", "replace"),
-        )
-        return mark_not_retryable(error, code)  # a 429 insufficient_quota
+    parse_error = staticmethod(_parse_error)

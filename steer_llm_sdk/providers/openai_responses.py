@@ -25,6 +25,7 @@ requires. Custom tools are sent as ``{"type": "custom", "name", "description",
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -35,19 +36,19 @@ from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
     HTTPRequest,
+    StreamState,
     error_for,
     event_json,
     mark_not_retryable,
     openai_code_status,
     openai_usage,
 )
-from .codec import CodecBase, load_json_body
+from .codec import CodecBase, add_logprobs, load_json_body, put_params, text_of
 from .openai_chat import OpenAIChatCodec
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
 
 logger = logging.getLogger("steer_llm_sdk")
-_loads = orjson.loads
 _DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
 
 
@@ -244,6 +245,61 @@ _KNOWN_TYPES = frozenset(
 )
 
 
+def _request_body(request: ChatRequest, warn: Callable[[str], None]) -> dict[str, Any]:
+    """The Responses API body of a request."""
+    instructions, items = _input(request.messages)
+    body: dict[str, Any] = {"model": request.model, "input": items}
+    if instructions is not None:
+        body["instructions"] = instructions
+    params = dict(request.params)
+    max_tokens = params.pop("max_tokens", None)
+    if max_tokens is not None:
+        body["max_output_tokens"] = max_tokens
+    response_format = params.pop("response_format", None)
+    if response_format:
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            inner = response_format.get("json_schema") or {}
+            fmt: dict[str, Any] = {
+                "type": "json_schema",
+                "name": inner.get("name") or "output",
+                "schema": inner.get("schema") or response_format.get("schema") or {},
+            }
+            if inner.get("strict") is not None:
+                fmt["strict"] = inner["strict"]
+            body["text"] = {"format": fmt}
+        elif kind == "json_object":
+            body["text"] = {"format": {"type": "json_object"}}
+    put_params(
+        body, params, _DROPPED, "the Responses API does not take {key!r}; it was not sent", warn
+    )
+    if request.tools:
+        body["tools"] = encode_tools(request.tools)
+    if request.tool_choice is not None:
+        body["tool_choice"] = _tool_choice(request.tool_choice, request.tools)
+    if request.parallel_tool_calls is not None and request.tools:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.output_schema is not None:
+        body["text"] = {
+            "format": {
+                "type": "json_schema",
+                "name": request.output_name,
+                "schema": request.output_schema,
+                "strict": True,
+            }
+        }
+    if request.stream:
+        body["stream"] = True
+    body.update(request.extra_body)
+    if body.get("store") is False:
+        # Without storage, reasoning can only be carried to the next turn encrypted.
+        include = list(body.get("include") or ())
+        if "reasoning.encrypted_content" not in include:
+            include.append("reasoning.encrypted_content")
+        body["include"] = include
+    return body
+
+
 def error_event(obj: dict[str, Any]) -> SteerError:
     """An ``error`` event or a failed response → the typed error its ``code`` stands
     for, as the HTTP status would be (rate limits, quota, bad requests, server
@@ -265,6 +321,41 @@ def error_event(obj: dict[str, Any]) -> SteerError:
         body=orjson.dumps(obj).decode()[:500],
     )
     return mark_not_retryable(error, code)
+
+
+def _add_logprobs(state: StreamState, raw: Any) -> None:
+    if not raw:
+        return
+    if type(raw) is not list:
+        raise InvalidResponseError(f"logprobs is not a list: {raw!r:.80}")
+    add_logprobs(state, raw)
+
+
+def _response_output(output: Any, state: StreamState, logprobs: bool) -> list[str]:
+    """A whole response's output items into ``state`` (refusals, reasoning, and
+    logprobs when asked for): the texts of its messages."""
+    parts: list[str] = []
+    for item in output or ():
+        if not isinstance(item, dict):
+            raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
+        if item.get("type") == "message":
+            for content in item.get("content") or ():
+                if content.get("type") == "output_text":
+                    parts.append(text_of(content))
+                    if logprobs:
+                        _add_logprobs(state, content.get("logprobs"))
+                elif content.get("type") == "refusal":
+                    state.refusal(content.get("refusal") or "")
+        elif item.get("type") == "reasoning":
+            for summary in item.get("summary") or ():
+                if isinstance(summary, dict) and summary.get("text"):
+                    if state.reasoning_parts:
+                        state.reasoning("\n\n")
+                    state.reasoning(summary["text"])
+            for content in item.get("content") or ():
+                if isinstance(content, dict) and content.get("type") == "reasoning_text":
+                    state.reasoning(content.get("text") or "")
+    return parts
 
 
 class OpenAIResponsesCodec(CodecBase):
@@ -290,60 +381,7 @@ class OpenAIResponsesCodec(CodecBase):
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
-        instructions, items = _input(request.messages)
-        body: dict[str, Any] = {"model": request.model, "input": items}
-        if instructions is not None:
-            body["instructions"] = instructions
-        params = dict(request.params)
-        max_tokens = params.pop("max_tokens", None)
-        if max_tokens is not None:
-            body["max_output_tokens"] = max_tokens
-        response_format = params.pop("response_format", None)
-        if response_format:
-            kind = response_format.get("type")
-            if kind == "json_schema":
-                inner = response_format.get("json_schema") or {}
-                fmt: dict[str, Any] = {
-                    "type": "json_schema",
-                    "name": inner.get("name") or "output",
-                    "schema": inner.get("schema") or response_format.get("schema") or {},
-                }
-                if inner.get("strict") is not None:
-                    fmt["strict"] = inner["strict"]
-                body["text"] = {"format": fmt}
-            elif kind == "json_object":
-                body["text"] = {"format": {"type": "json_object"}}
-        for key, value in params.items():
-            if value is None:
-                continue
-            if key in _DROPPED:
-                self.warn(f"the Responses API does not take {key!r}; it was not sent")
-                continue
-            body[key] = value
-        if request.tools:
-            body["tools"] = encode_tools(request.tools)
-        if request.tool_choice is not None:
-            body["tool_choice"] = _tool_choice(request.tool_choice, request.tools)
-        if request.parallel_tool_calls is not None and request.tools:
-            body["parallel_tool_calls"] = request.parallel_tool_calls
-        if request.output_schema is not None:
-            body["text"] = {
-                "format": {
-                    "type": "json_schema",
-                    "name": request.output_name,
-                    "schema": request.output_schema,
-                    "strict": True,
-                }
-            }
-        if request.stream:
-            body["stream"] = True
-        body.update(request.extra_body)
-        if body.get("store") is False:
-            # Without storage, reasoning can only be carried to the next turn encrypted.
-            include = list(body.get("include") or ())
-            if "reasoning.encrypted_content" not in include:
-                include.append("reasoning.encrypted_content")
-            body["include"] = include
+        body = _request_body(request, self.warn)
         self._logprobs = bool(body.get("top_logprobs")) or any(
             "logprobs" in str(i) for i in body.get("include") or ()
         )
@@ -376,7 +414,7 @@ class OpenAIResponsesCodec(CodecBase):
             delta = obj.get("delta")
             if type(delta) is str:
                 if self._logprobs:
-                    self._add_logprobs(obj.get("logprobs"))
+                    _add_logprobs(self.state, obj.get("logprobs"))
                 return delta or None
             raise InvalidResponseError(f"output_text.delta is not a string: {delta!r:.80}")
         if type(obj) is not dict:
@@ -523,17 +561,6 @@ class OpenAIResponsesCodec(CodecBase):
             if ordinal is not None:
                 state.tool_id(ordinal, item.get("call_id"))
 
-    def _add_logprobs(self, raw: Any) -> None:
-        if not raw:
-            return
-        if type(raw) is not list:
-            raise InvalidResponseError(f"logprobs is not a list: {raw!r:.80}")
-        state = self.state
-        if state.logprobs is None:
-            state.logprobs = {"content": [], "refusal": []}
-        state.logprobs["content"].extend(raw)
-        state.text_logprobs = raw
-
     def finish(self) -> None:
         """End of body: complete only after a terminal event (the API always sends
         one)."""
@@ -543,32 +570,7 @@ class OpenAIResponsesCodec(CodecBase):
         obj = load_json_body(body)
         if obj.get("error") and not obj.get("output"):
             raise error_event(obj)
-        parts: list[str] = []
-        for item in obj.get("output") or ():
-            if not isinstance(item, dict):
-                raise InvalidResponseError(f"an output item is not an object: {item!r:.80}")
-            if item.get("type") == "message":
-                for content in item.get("content") or ():
-                    if content.get("type") == "output_text":
-                        text = content.get("text") or ""
-                        if type(text) is not str:
-                            raise InvalidResponseError(
-                                f"the provider sent text that is not a string: {text!r:.80}"
-                            )
-                        parts.append(text)
-                        if self._logprobs:
-                            self._add_logprobs(content.get("logprobs"))
-                    elif content.get("type") == "refusal":
-                        self.state.refusal(content.get("refusal") or "")
-            elif item.get("type") == "reasoning":
-                for summary in item.get("summary") or ():
-                    if isinstance(summary, dict) and summary.get("text"):
-                        if self.state.reasoning_parts:
-                            self.state.reasoning("\n\n")
-                        self.state.reasoning(summary["text"])
-                for content in item.get("content") or ():
-                    if isinstance(content, dict) and content.get("type") == "reasoning_text":
-                        self.state.reasoning(content.get("text") or "")
+        parts = _response_output(obj.get("output"), self.state, self._logprobs)
         self._terminal(obj, None)
         return "".join(parts)
 

@@ -8,7 +8,7 @@ I/O, nothing of the pipeline.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import JSONParseError
 from ..providers.base import StreamState, unify_finish
@@ -105,21 +105,26 @@ class Ledger:
         return usage
 
 
+class Tries(Protocol):
+    """What the response tells of the attempts (an ``attempts.Attempts``)."""
+
+    count: int
+    resumptions: int
+    warnings: list[str]
+
+
 def build_response(
     call: Call,
     state: StreamState | None,
     text: str,
     usage: dict[str, Any],
-    *,
-    started_at: float,
-    first_token_at: float | None,
-    finished_at: float | None,
-    attempts: int,
-    resumptions: int,
-    warnings: list[str] | None = None,
+    attempts: Tries,
+    timings: tuple[float, float | None, float | None],
 ) -> StreamingResponse:
     """The :class:`StreamingResponse` of a call that ended: text, usage, cost (once,
-    from genai-prices), the unified finish reason, timings."""
+    from genai-prices), the unified finish reason, the attempts' figures and
+    warnings; ``timings``: the call's start, first token and end (perf_counter)."""
+    started_at, first_token_at, finished_at = timings
     from ..pricing import compute_cost
 
     state = state or StreamState()
@@ -150,9 +155,9 @@ def build_response(
         provider_data=state.provider_data or None,
         time_to_first_token=(first_token_at - started_at if first_token_at else None),
         duration=end - started_at,
-        attempts=attempts,
-        resumptions=resumptions,
-        warnings=list(warnings or ()),
+        attempts=attempts.count,
+        resumptions=attempts.resumptions,
+        warnings=list(attempts.warnings),
     )
     if call.options.enable_json_stream_handler:
         try:

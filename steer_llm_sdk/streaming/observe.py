@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..providers.base import ChatRequest
-    from ..results import ToolCall
+    from ..results import StreamingResponse, ToolCall
 
 __all__ = ["CallObserver", "CallRecord", "CallStart", "Observation"]
 
@@ -49,6 +49,19 @@ class CallRecord:
     response_model: str | None = None
     response_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+
+    @classmethod
+    def of_response(cls, response: StreamingResponse, *call: Any) -> CallRecord:
+        """The record of a call that succeeded (``call``: the first eight fields),
+        with the response's own figures."""
+        same = [getattr(response, name) for name in _FROM_RESPONSE]
+        values: list[Any] = [*call, *same, response.request_id, tuple(response.tool_calls)]
+        return cls(*values)
+
+
+# Fields a CallRecord takes from the response under the same name, in field order
+# (response_id and tool_calls follow them).
+_FROM_RESPONSE = "text usage cost_usd finish_reason raw_finish_reason response_model".split()
 
 
 class Observation(Protocol):

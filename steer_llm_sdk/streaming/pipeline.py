@@ -53,10 +53,8 @@ class StreamRun:
     async def chunks(self) -> AsyncGenerator[str, None]:
         """Yield text chunks as they arrive; raise typed errors; run the callbacks."""
         delivered = self.delivered
-        observation = await self._begin()
-        deltas = self._deltas()
+        observation, deltas, batches = await self._start_stream(record=False)
         sink = deltas.sink
-        batches = reads(self.attempts, False)
         try:
             try:
                 async for batch in batches:
@@ -90,10 +88,8 @@ class StreamRun:
         delivered = self.delivered
         spec = call.output
         partial = spec.partial() if spec is not None else None
-        observation = await self._begin()
-        deltas = self._deltas()
+        observation, deltas, batches = await self._start_stream(record=True)
         sink = deltas.sink
-        batches = reads(self.attempts, True)
         try:
             try:
                 async for batch in batches:
@@ -237,9 +233,14 @@ class StreamRun:
     def _bound(self, fn: Any, name: str) -> Any:
         return bound(fn, name, self.attempts.deadline, self.call.context)
 
-    def _deltas(self) -> Deltas:
+    async def _start_stream(
+        self, *, record: bool
+    ) -> tuple[Observation | None, Deltas, AsyncGenerator[list[Any], None]]:
+        """The call starts; ``on_delta`` adapted once; the read loop, not yet begun."""
+        observation = await self._begin()
         opts = self.call.options
-        return Deltas(self._bound(opts.on_delta, "on_delta"), opts.delta_batch_size)
+        deltas = Deltas(self._bound(opts.on_delta, "on_delta"), opts.delta_batch_size)
+        return observation, deltas, reads(self.attempts, record)
 
     # -- results ---------------------------------------------------------------------
     @property
@@ -260,12 +261,8 @@ class StreamRun:
                 attempts.state,
                 "".join(self.delivered),
                 self.usage(),
-                started_at=self.started_at,
-                first_token_at=self.first_token_at,
-                finished_at=self.finished_at,
-                attempts=attempts.count,
-                resumptions=attempts.resumptions,
-                warnings=attempts.warnings,
+                attempts,
+                (self.started_at, self.first_token_at, self.finished_at),
             )
             if self._output is not _MISSING:
                 response.output = self._output
@@ -302,40 +299,17 @@ def _record(run: StreamRun, error: BaseException | None) -> CallRecord:
     attempts = run.attempts
     end = run.finished_at or time.perf_counter()
     ttft = run.first_token_at - run.started_at if run.first_token_at else None
-    common: dict[str, Any] = {
-        "provider": call.provider.name,
-        "model": call.model,
-        "base_url": call.base_url,
-        "streamed": call.request.stream,
-        "attempts": attempts.count,
-        "resumptions": attempts.resumptions,
-        "duration": end - run.started_at,
-        "time_to_first_token": ttft,
-    }
+    # CallRecord's first fields, in order: who answered, how, how long.
+    base = (call.provider.name, call.model, call.base_url, call.request.stream)
+    tries = (attempts.count, attempts.resumptions, end - run.started_at, ttft)
     if error is None:
-        r = run.response()
-        return CallRecord(
-            **common,
-            text=r.text,
-            usage=r.usage,
-            cost_usd=r.cost_usd,
-            finish_reason=r.finish_reason,
-            raw_finish_reason=r.raw_finish_reason,
-            response_model=r.response_model,
-            response_id=r.request_id,
-            tool_calls=tuple(r.tool_calls),
-        )
+        return CallRecord.of_response(run.response(), *base, *tries)
+    text = "".join(run.delivered)
     state = attempts.state
     if state is None:
-        return CallRecord(**common, text="".join(run.delivered))
+        return CallRecord(*base, *tries, text=text)
     from ..providers.base import unify_finish
 
     raw = state.finish_reason
-    return CallRecord(
-        **common,
-        text="".join(run.delivered),
-        finish_reason=state.reason or (unify_finish(raw) if raw is not None else None),
-        raw_finish_reason=raw,
-        response_model=state.model,
-        response_id=state.response_id,
-    )
+    reason = state.reason or (unify_finish(raw) if raw is not None else None)
+    return CallRecord(*base, *tries, text, None, None, reason, raw, state.model, state.response_id)

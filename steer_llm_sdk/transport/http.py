@@ -324,6 +324,9 @@ class _Pool:
         self._waiters.append(waiter)
         try:
             await waiter
+            # Streams ending in one turn free their slots at once: the calls woken
+            # take turns to send their requests.
+            await self._gate.step()
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._release()  # the slot came with the cancellation: pass it on
@@ -389,10 +392,10 @@ class _Pool:
 
         if self._closed:
             raise httpcore.ConnectError("the client is closed")
-        await self._acquire()
         turns = request.extensions.get(_TURNS)
         if turns is not None:  # this pool's loop's budget (a pool serves one loop)
             self._gate.turns = turns
+        await self._acquire()
         try:
             origin = request.url.origin
             key = (origin.scheme, origin.host, origin.port)  # httpcore.Origin: not hashable

@@ -491,10 +491,9 @@ async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[st
     return {"floor_ms": f, "steer_ms": s, "over_floor_ms": s - f}
 
 
-async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
-
+async def concurrency(protocol: str, port: int, n: int, package: Any = None) -> dict[str, float]:
     floor_run, floor_close = make_floor(protocol, port)
-    client = steer_client(port, max_connections=n)
+    client = steer_client(port, max_connections=n, package=package)
     expected: list[str] = []
 
     async def one() -> str:
@@ -722,15 +721,18 @@ def section_per_call(args: argparse.Namespace, ports: Ports, results: dict[str, 
 def section_concurrency(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
     print(f"\n{args.concurrency} concurrent streams on one event loop (250-chunk answers)")
     results["concurrency"] = {}
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    runs = [("", None)] if baseline is None else [("baseline ", baseline), ("", None)] * 2
     for protocol in ("openai", "anthropic"):
-        c = asyncio.run(concurrency(protocol, ports["short"], args.concurrency))
-        results["concurrency"][protocol] = c
-        print(
-            f"{protocol:<10} exact text: {'yes' if c['exact_text'] else 'NO'}, "
-            f"steer {c['steer_us_per_chunk']:.2f} µs/chunk "
-            f"vs floor {c['floor_us_per_chunk']:.2f} "
-            f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
-        )
+        for label, package in runs:
+            c = asyncio.run(concurrency(protocol, ports["short"], args.concurrency, package))
+            results["concurrency"].setdefault(label + protocol, []).append(c)
+            print(
+                f"{label + protocol:<18} exact text: {'yes' if c['exact_text'] else 'NO'}, "
+                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk "
+                f"vs floor {c['floor_us_per_chunk']:.2f} "
+                f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
+            )
 
 
 def section_linearity(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:

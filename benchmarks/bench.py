@@ -49,6 +49,7 @@ MODELS = {
     "responses": "openai-responses/gpt-4o-mini",
 }
 GEMINI_KEY = "AIzaSyBENCH-0000000000000000000000000000"
+SECTIONS = ("cpu", "ttfc", "per_call", "concurrency", "linearity", "partial", "import")
 
 
 # -- the emulator, in its own process ------------------------------------------------
@@ -83,9 +84,27 @@ def start_emulator(words: int, delay: float = 0.0) -> tuple[subprocess.Popen[byt
     raise SystemExit("the emulator did not start")
 
 
-def steer_client(port: int, max_connections: int = 1000) -> Any:
-    from steer_llm_sdk import SteerLLMClient
+def load_baseline(path: str) -> Any:
+    """The package of another checkout (``path``: e.g. main's) imported as
+    ``steer_llm_sdk_baseline``, to be measured beside this one in the same rounds
+    (paired ratios: the machine's drift hits both alike). Its imports are relative."""
+    import importlib.util
 
+    package = os.path.join(os.path.abspath(path), "steer_llm_sdk")
+    spec = importlib.util.spec_from_file_location(
+        "steer_llm_sdk_baseline",
+        os.path.join(package, "__init__.py"),
+        submodule_search_locations=[package],
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["steer_llm_sdk_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def steer_client(port: int, max_connections: int = 1000, package: Any = None) -> Any:
+    SteerLLMClient = (package or importlib.import_module("steer_llm_sdk")).SteerLLMClient
     return SteerLLMClient(
         api_keys={"openai": "sk-bench", "anthropic": "sk-bench", "gemini": GEMINI_KEY},
         base_urls={
@@ -174,11 +193,11 @@ def make_floor(
 
 
 def make_steer(
-    protocol: str, port: int, *, with_usage: bool, options: Any = None
+    protocol: str, port: int, *, with_usage: bool, options: Any = None, package: Any = None
 ) -> tuple[Runner, Callable[[], Awaitable[None]]]:
     from steer_llm_sdk.models.streaming import StreamingOptions
 
-    client = steer_client(port)
+    client = steer_client(port, package=package)
     model = MODELS[protocol]
     if with_usage:
         seen = [0]
@@ -347,21 +366,35 @@ async def cpu_per_chunk(run: Runner, streams: int) -> tuple[float, int]:
 
 
 async def bench_protocol(
-    protocol: str, port: int, rounds: int, streams: int
+    protocol: str,
+    port: int,
+    rounds: int,
+    streams: int,
+    baseline: Any = None,
+    official: bool = True,
 ) -> list[dict[str, Any]]:
     from steer_llm_sdk.models.streaming import HIGH_THROUGHPUT_OPTIONS
 
     contenders: dict[str, tuple[Runner, Callable[[], Awaitable[None]]]] = {
         "floor (httpx + json.loads)": make_floor(protocol, port),
         "steer stream()": make_steer(protocol, port, with_usage=False),
-        "steer stream_events()": make_steer(protocol, port, with_usage=False, options="events"),
-        "steer stream_with_usage() + callbacks": make_steer(protocol, port, with_usage=True),
-        "steer stream_with_usage() HIGH_THROUGHPUT": make_steer(
-            protocol, port, with_usage=True, options=HIGH_THROUGHPUT_OPTIONS
-        ),
-        f"official {protocol} SDK": make_official(protocol, port),
     }
-    lite = make_litellm(protocol, port)
+    if baseline is not None:
+        contenders["baseline stream() (--baseline)"] = make_steer(
+            protocol, port, with_usage=False, package=baseline
+        )
+    contenders["steer stream_events()"] = make_steer(
+        protocol, port, with_usage=False, options="events"
+    )
+    contenders["steer stream_with_usage() + callbacks"] = make_steer(
+        protocol, port, with_usage=True
+    )
+    contenders["steer stream_with_usage() HIGH_THROUGHPUT"] = make_steer(
+        protocol, port, with_usage=True, options=HIGH_THROUGHPUT_OPTIONS
+    )
+    if official:
+        contenders[f"official {protocol} SDK"] = make_official(protocol, port)
+    lite = make_litellm(protocol, port) if official else None
     if lite is not None:
         contenders["litellm"] = lite
     results: dict[str, list[float]] = {name: [] for name in contenders}
@@ -458,10 +491,9 @@ async def time_to_first_chunk(protocol: str, port: int, samples: int) -> dict[st
     return {"floor_ms": f, "steer_ms": s, "over_floor_ms": s - f}
 
 
-async def concurrency(protocol: str, port: int, n: int) -> dict[str, float]:
-
+async def concurrency(protocol: str, port: int, n: int, package: Any = None) -> dict[str, float]:
     floor_run, floor_close = make_floor(protocol, port)
-    client = steer_client(port, max_connections=n)
+    client = steer_client(port, max_connections=n, package=package)
     expected: list[str] = []
 
     async def one() -> str:
@@ -644,6 +676,117 @@ async def linearity(ports: list[int], protocol: str) -> list[tuple[int, float]]:
     return sorted(points)
 
 
+Ports = dict[str, int]
+
+
+def section_cpu(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    rows = []
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    for protocol in args.protocols:
+        rows += asyncio.run(
+            bench_protocol(
+                protocol, ports["chunks"], args.rounds, args.streams, baseline, args.official
+            )
+        )
+    results["cpu"] = rows
+    print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")
+    print(f"{'protocol':<10} {'contender':<44} {'µs/chunk':>9} {'× floor':>8}")
+    for r in rows:
+        print(
+            f"{r['protocol']:<10} {r['contender']:<44} {r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}"
+        )
+
+
+def section_ttfc(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    print("\nTime to first chunk, warm client (20-chunk answers, median)")
+    results["ttfc"] = {}
+    for protocol in ("openai", "anthropic"):
+        t = asyncio.run(time_to_first_chunk(protocol, ports["small"], 50))
+        results["ttfc"][protocol] = t
+        print(
+            f"{protocol:<10} floor {t['floor_ms']:.3f} ms, steer {t['steer_ms']:.3f} ms, "
+            f"over floor {t['over_floor_ms']:+.3f} ms"
+        )
+
+
+def section_per_call(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    print("\nCPU per call, warm client (20-chunk answers, median of 5 × 100 calls)")
+    results["per_call"] = {}
+    for protocol in ("openai", "anthropic"):
+        calls = asyncio.run(per_call(protocol, ports["small"]))
+        results["per_call"][protocol] = calls
+        print(f"{protocol:<10} " + ", ".join(f"{name} {us:.0f} µs" for name, us in calls.items()))
+
+
+def section_concurrency(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    print(f"\n{args.concurrency} concurrent streams on one event loop (250-chunk answers)")
+    results["concurrency"] = {}
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    runs = [("", None)] if baseline is None else [("baseline ", baseline), ("", None)] * 2
+    for protocol in ("openai", "anthropic"):
+        for label, package in runs:
+            c = asyncio.run(concurrency(protocol, ports["short"], args.concurrency, package))
+            results["concurrency"].setdefault(label + protocol, []).append(c)
+            print(
+                f"{label + protocol:<18} exact text: {'yes' if c['exact_text'] else 'NO'}, "
+                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk "
+                f"vs floor {c['floor_us_per_chunk']:.2f} "
+                f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
+            )
+
+
+def section_linearity(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    print("\nLinearity: stream_with_usage (JSON handler on), marginal µs per chunk")
+    results["linearity"] = {}
+    for protocol in ("openai", "anthropic"):
+        points = asyncio.run(linearity([ports["short"], ports["chunks"], ports["long"]], protocol))
+        results["linearity"][protocol] = points
+        (n1, t1), (n2, t2), (n3, t3) = points
+        first = (t2 - t1) / (n2 - n1)
+        second = (t3 - t2) / (n3 - n2)
+        print(
+            f"{protocol:<10} {n1}→{n2} chunks: {first:.2f}, {n2}→{n3} chunks: {second:.2f} "
+            f"(× {second / first:.2f})"
+        )
+
+
+def section_partial(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    print("\nStructured output (~200 KB, PartialOutput per read), µs per chunk")
+    results["partial_output"] = {}
+    for protocol in ("openai", "anthropic"):
+        po = asyncio.run(partial_output_linearity(protocol))
+        results["partial_output"][protocol] = po
+        print(
+            f"{protocol:<10} {po['bytes']} bytes, {po['chunks']} chunks, "
+            f"{po['partials']} partials: first tenth {po['start_us_per_chunk']:.2f}, "
+            f"last tenth {po['end_us_per_chunk']:.2f} (× {po['ratio']:.2f})"
+        )
+
+
+def section_import(args: argparse.Namespace, ports: Ports, results: dict[str, Any]) -> None:
+    compile_package()
+    print("\nCold import (median of 7 fresh interpreters, .pyc compiled)")
+    modules = ["httpx", "steer_llm_sdk", "openai", "anthropic"]
+    if importlib.util.find_spec("litellm") is not None:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        modules.append("litellm")
+    imports = {m: import_time(m) for m in modules}
+    results["import_ms"] = imports
+    for m, ms in imports.items():
+        print(f"{m:<15} {ms:7.1f} ms  (× {ms / imports['httpx']:.2f} httpx)")
+
+
+SECTION_RUNNERS: dict[str, Callable[[argparse.Namespace, Ports, dict[str, Any]], None]] = {
+    "cpu": section_cpu,
+    "ttfc": section_ttfc,
+    "per_call": section_per_call,
+    "concurrency": section_concurrency,
+    "linearity": section_linearity,
+    "partial": section_partial,
+    "import": section_import,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=2000, help="chunks per stream")
@@ -652,6 +795,32 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="run only these sections (default: all)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also measure stream() of the package in this checkout (e.g. main's), "
+        "in the same rounds: before/after figures from one run",
+    )
+    parser.add_argument(
+        "--no-official",
+        dest="official",
+        action="store_false",
+        help="leave the official SDKs and LiteLLM out of the CPU table (a faster run)",
+    )
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=list(MODELS),
+        default=list(MODELS),
+        help="the CPU table's protocols (default: all four)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.chunks, args.rounds, args.streams, args.concurrency = 500, 2, 3, 100
@@ -659,92 +828,20 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    proc, port = start_emulator(args.chunks)
-    small, small_port = start_emulator(20)
-    short, short_port = start_emulator(250)
-    long_, long_port = start_emulator(8000)
+    emulators = {
+        "chunks": start_emulator(args.chunks),
+        "small": start_emulator(20),
+        "short": start_emulator(250),
+        "long": start_emulator(8000),
+    }
+    ports = {name: port for name, (_, port) in emulators.items()}
     results: dict[str, Any] = {}
     try:
-        rows = []
-        for protocol in ("openai", "anthropic", "gemini", "responses"):
-            rows += asyncio.run(bench_protocol(protocol, port, args.rounds, args.streams))
-        results["cpu"] = rows
-        print(f"\nCPU per chunk ({args.chunks}-chunk streams, median of {args.rounds} rounds)")
-        print(f"{'protocol':<10} {'contender':<44} {'µs/chunk':>9} {'× floor':>8}")
-        for r in rows:
-            print(
-                f"{r['protocol']:<10} {r['contender']:<44} "
-                f"{r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}"
-            )
-
-        print("\nTime to first chunk, warm client (20-chunk answers, median)")
-        results["ttfc"] = {}
-        for protocol in ("openai", "anthropic"):
-            t = asyncio.run(time_to_first_chunk(protocol, small_port, 50))
-            results["ttfc"][protocol] = t
-            print(
-                f"{protocol:<10} floor {t['floor_ms']:.3f} ms, steer {t['steer_ms']:.3f} ms, "
-                f"over floor {t['over_floor_ms']:+.3f} ms"
-            )
-
-        print("\nCPU per call, warm client (20-chunk answers, median of 5 × 100 calls)")
-        results["per_call"] = {}
-        for protocol in ("openai", "anthropic"):
-            calls = asyncio.run(per_call(protocol, small_port))
-            results["per_call"][protocol] = calls
-            print(
-                f"{protocol:<10} " + ", ".join(f"{name} {us:.0f} µs" for name, us in calls.items())
-            )
-
-        print(f"\n{args.concurrency} concurrent streams on one event loop (250-chunk answers)")
-        results["concurrency"] = {}
-        for protocol in ("openai", "anthropic"):
-            c = asyncio.run(concurrency(protocol, short_port, args.concurrency))
-            results["concurrency"][protocol] = c
-            print(
-                f"{protocol:<10} exact text: {'yes' if c['exact_text'] else 'NO'}, "
-                f"steer {c['steer_us_per_chunk']:.2f} µs/chunk "
-                f"vs floor {c['floor_us_per_chunk']:.2f} "
-                f"(× {c['ratio']:.2f}), {c['kib_per_open_stream']:.1f} KiB per open stream"
-            )
-
-        print("\nLinearity: stream_with_usage (JSON handler on), marginal µs per chunk")
-        results["linearity"] = {}
-        for protocol in ("openai", "anthropic"):
-            points = asyncio.run(linearity([short_port, port, long_port], protocol))
-            results["linearity"][protocol] = points
-            (n1, t1), (n2, t2), (n3, t3) = points
-            first = (t2 - t1) / (n2 - n1)
-            second = (t3 - t2) / (n3 - n2)
-            print(
-                f"{protocol:<10} {n1}→{n2} chunks: {first:.2f}, {n2}→{n3} chunks: {second:.2f} "
-                f"(× {second / first:.2f})"
-            )
-
-        print("\nStructured output (~200 KB, PartialOutput per read), µs per chunk")
-        results["partial_output"] = {}
-        for protocol in ("openai", "anthropic"):
-            po = asyncio.run(partial_output_linearity(protocol))
-            results["partial_output"][protocol] = po
-            print(
-                f"{protocol:<10} {po['bytes']} bytes, {po['chunks']} chunks, "
-                f"{po['partials']} partials: first tenth {po['start_us_per_chunk']:.2f}, "
-                f"last tenth {po['end_us_per_chunk']:.2f} (× {po['ratio']:.2f})"
-            )
-
-        compile_package()
-        print("\nCold import (median of 7 fresh interpreters, .pyc compiled)")
-        modules = ["httpx", "steer_llm_sdk", "openai", "anthropic"]
-        if importlib.util.find_spec("litellm") is not None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            modules.append("litellm")
-        imports = {m: import_time(m) for m in modules}
-        results["import_ms"] = imports
-        for m, ms in imports.items():
-            print(f"{m:<15} {ms:7.1f} ms  (× {ms / imports['httpx']:.2f} httpx)")
+        for section in args.only:
+            SECTION_RUNNERS[section](args, ports, results)
     finally:
-        for p in (proc, small, short, long_):
-            p.kill()
+        for proc, _ in emulators.values():
+            proc.kill()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -24,7 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from bench import GEMINI_KEY, start_emulator
 
-from steer_llm_sdk.providers import codec_class as protocol_class
+from steer_llm_sdk.providers import codec_class as protocol_codec
 from steer_llm_sdk.transport.sse import SSEDecoder
 
 REQUESTS = {
@@ -89,7 +89,7 @@ def main() -> None:
         decoder = SSEDecoder()
         events = [e for read in reads for e in decoder.feed(read)] + decoder.close()
         payloads = [data for _, data in events if data != b"[DONE]"]
-        codec_class = protocol_class(protocol)
+        codec_class = protocol_codec(protocol)
         sizes[protocol] = len(events)
 
         def split(reads: Any = reads) -> None:

@@ -32,16 +32,17 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench import MODELS, PROMPT, make_floor, start_emulator
+from bench import MODELS, PROMPT, load_baseline, make_floor, start_emulator
 
 MODEL = MODELS["openai"]
 
 
-def make_client(port: int, pool: str, max_connections: int) -> Any:
-    from steer_llm_sdk import SteerLLMClient
-    from steer_llm_sdk.transport.http import Transport
+def make_client(port: int, pool: str, max_connections: int, package: Any = None) -> Any:
+    import importlib
 
-    client = SteerLLMClient(
+    package = package or importlib.import_module("steer_llm_sdk")
+    Transport = importlib.import_module(package.__name__ + ".transport.http").Transport
+    client = package.SteerLLMClient(
         api_keys={"openai": "sk-bench"},
         base_urls={"openai": f"http://127.0.0.1:{port}/v1"},
         max_connections=max_connections,
@@ -99,7 +100,9 @@ def rss_kib() -> int:
         return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
 
 
-async def many(port: int, pool: str, streams: int, max_connections: int) -> dict[str, float]:
+async def many(
+    port: int, pool: str, streams: int, max_connections: int, package: Any = None
+) -> dict[str, float]:
     floor_run, floor_close = make_floor("openai", port)
     await floor_run()
     start = time.process_time()
@@ -109,11 +112,11 @@ async def many(port: int, pool: str, streams: int, max_connections: int) -> dict
     floor_us = (time.process_time() - start) / chunks * 1e6
     await floor_close()
 
-    client = make_client(port, pool, max_connections)
+    client = make_client(port, pool, max_connections, package)
     _, _, expected = await one_call(client)
     per_stream = len(expected.split())
     await client.aclose()
-    client = make_client(port, pool, max_connections)  # fresh: no pooled connection
+    client = make_client(port, pool, max_connections, package)  # fresh: no pooled connection
 
     longest = 0.0
     stop = False
@@ -293,11 +296,21 @@ async def run(args: argparse.Namespace) -> None:
                 await burst(port_short, args.pool, args.burst, 50),
             )
         if "many" in args.only:
-            show(
+            title = (
                 f"{args.streams} concurrent streams ({args.pool} pool, "
-                f"max_connections={args.max_connections}, {args.delay * 1e3:g} ms between chunks)",
-                await many(port_long, args.pool, args.streams, args.max_connections),
+                f"max_connections={args.max_connections}, {args.delay * 1e3:g} ms between chunks)"
             )
+            if args.baseline:  # both in this run, one after the other, each twice
+                baseline = load_baseline(args.baseline)
+                for label, package in (("baseline", baseline), ("this", None)) * 2:
+                    show(
+                        f"{title}: {label} ({args.baseline if package else 'this checkout'})",
+                        await many(
+                            port_long, args.pool, args.streams, args.max_connections, package
+                        ),
+                    )
+            else:
+                show(title, await many(port_long, args.pool, args.streams, args.max_connections))
         if "layers" in args.only:
             print(f"\nHTTP layers alone: {args.streams} concurrent raw streams")
             for name in ("httpx (httpcore pool)", "httpx + SDK pool", "aiohttp"):
@@ -332,6 +345,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=["burst", "many", "sse"])
     parser.add_argument("--limit", type=float, default=120.0, help="layers: give up after")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="many: also run the package of this checkout (e.g. main's), alternately, "
+        "in the same run: before/after figures",
+    )
     parser.add_argument("--layer", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -63,12 +63,12 @@ _loads = orjson.loads
 # The fast path: a text delta (nearly every event of a stream) read by msgspec into
 # these structs, the rest of the event skipped unparsed. Any other event, or one of
 # another shape, takes the general path, which defines the codec's behaviour.
-class _FastDelta(msgspec.Struct):
+class _FastDelta(msgspec.Struct, gc=False):
     type: str = ""
     text: str | msgspec.UnsetType = msgspec.UNSET
 
 
-class _FastEvent(msgspec.Struct):
+class _FastEvent(msgspec.Struct, gc=False):
     type: str = ""
     delta: _FastDelta | None = None
 

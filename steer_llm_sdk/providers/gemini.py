@@ -66,26 +66,26 @@ __all__ = ["GENERATION_CONFIG_FIELDS", "GeminiCodec", "normalize_usage", "unify_
 # structs; everything else in the event is skipped unparsed. An event of any other
 # shape fails to decode here and takes the general path (orjson and dicts), which is
 # what defines the codec's behaviour: the fast path only returns what it would.
-class _FastPart(msgspec.Struct, forbid_unknown_fields=True):
+class _FastPart(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     text: str
 
 
-class _FastContent(msgspec.Struct):
+class _FastContent(msgspec.Struct, gc=False):
     parts: list[_FastPart] | None = None
 
 
-class _FastCandidate(msgspec.Struct):
+class _FastCandidate(msgspec.Struct, gc=False):
     content: _FastContent | None = None
     finishReason: Any = msgspec.UNSET
     index: int = 0
 
 
-class _FastUsage(msgspec.Struct):
+class _FastUsage(msgspec.Struct, gc=False):
     promptTokenCount: Any = msgspec.UNSET
     candidatesTokenCount: Any = msgspec.UNSET
 
 
-class _FastEvent(msgspec.Struct):
+class _FastEvent(msgspec.Struct, gc=False):
     candidates: list[_FastCandidate] | None = None
     usageMetadata: _FastUsage | None = None
 

@@ -53,7 +53,7 @@ _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refus
 # msgspec into these structs, the rest of the chunk skipped unparsed. A chunk of any
 # other shape (a finish reason, usage, tool calls, reasoning, an error ...) fails to
 # decode here and takes the general path, which defines the codec's behaviour.
-class _FastDelta(msgspec.Struct, forbid_unknown_fields=True):
+class _FastDelta(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     content: str
     role: Any = None
     # Sent as null beside plain content by some providers (DeepSeek's
@@ -64,13 +64,13 @@ class _FastDelta(msgspec.Struct, forbid_unknown_fields=True):
     tool_calls: None = None
 
 
-class _FastChoice(msgspec.Struct):
+class _FastChoice(msgspec.Struct, gc=False):
     delta: _FastDelta
     index: int = 0
     finish_reason: None = None
 
 
-class _FastChunk(msgspec.Struct):
+class _FastChunk(msgspec.Struct, gc=False):
     choices: list[_FastChoice]
     usage: None = None
     error: None = None

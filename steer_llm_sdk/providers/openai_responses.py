@@ -55,7 +55,7 @@ _DROPPED = ("stop", "seed", "frequency_penalty", "presence_penalty", "n", "logpr
 # The fast path: a text delta (nearly every event of a stream) read by msgspec into
 # this struct, the rest of the event skipped unparsed. Any other event, or one of
 # another shape, takes the general path, which defines the codec's behaviour.
-class _FastEvent(msgspec.Struct):
+class _FastEvent(msgspec.Struct, gc=False):
     type: str = ""
     delta: str | msgspec.UnsetType = msgspec.UNSET
 

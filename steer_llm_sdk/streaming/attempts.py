@@ -141,6 +141,7 @@ class Attempts:
                     deadline=self.deadline,
                     context=call.context,
                     options=call.options,
+                    turns=budget,  # its connection steps are gated too
                 )
             except SteerError as exc:
                 if self.may_retry(exc):

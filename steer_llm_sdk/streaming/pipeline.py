@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator
+from operator import length_hint
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -58,6 +59,19 @@ class StreamRun:
         try:
             try:
                 async for batch in batches:
+                    if sink is None and self.first_token_at is not None:
+                        # The common case: nothing to do per chunk but yield it (the
+                        # read's chunks recorded at once, less those never taken).
+                        delivered += batch
+                        left = iter(batch)
+                        try:
+                            for text in left:
+                                yield text
+                        except BaseException:  # the caller stopped mid-read
+                            if undelivered := length_hint(left):
+                                del delivered[-undelivered:]
+                            raise
+                        continue
                     for text in batch:
                         delivered.append(text)
                         if self.first_token_at is None:

@@ -182,6 +182,113 @@ class _PoolStream:
             await self._pool._checkin(self._conn, self._key)
 
 
+_TURNS = "steer_turns"  # the request extension that hands the pool its loop's budget
+
+
+class _Gate:
+    """The loop's fair budget (``streaming.fair.Turns``, handed over by the caller of
+    :meth:`Transport.open`) for the steps of a pool's connections: at most a few dozen
+    calls a loop turn go on past a point where thousands may resume at once."""
+
+    __slots__ = ("turns",)
+
+    def __init__(self) -> None:
+        self.turns: Any = None  # no budget given: no step is taken
+
+    async def step(self) -> None:
+        turns = self.turns
+        if turns is not None:
+            wait = turns.step()
+            if wait is not None:
+                await wait
+
+
+class _FairStream:
+    """A connection's socket (httpcore's network stream interface) whose request
+    phase takes its steps from the loop's budget: the TLS handshake, and the work
+    after the response head arrives (parsing it, building the response). Body reads
+    are not gated here: the pipeline takes a step per read itself."""
+
+    __slots__ = ("_gate", "_head_due", "_stream")
+
+    def __init__(self, stream: Any, gate: _Gate) -> None:
+        self._stream = stream
+        self._gate = gate
+        self._head_due = False  # a request was written: its response head is next
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        data: bytes = await self._stream.read(max_bytes, timeout)
+        if self._head_due:
+            self._head_due = False
+            await self._gate.step()
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        self._head_due = True
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> _FairStream:
+        await self._gate.step()  # a handshake costs a millisecond of CPU or more
+        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        await self._gate.step()
+        return _FairStream(stream, self._gate)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _FairBackend:
+    """httpcore's network backend with each connection opened in budgeted steps: one
+    before connecting, one after (the request is written next). A ``gather`` of
+    thousands of calls so opens a few dozen connections a loop turn, and no turn runs
+    the connection and request steps of thousands at once."""
+
+    def __init__(self, gate: _Gate) -> None:
+        import httpcore
+
+        self._backend = httpcore.AnyIOBackend()
+        self._gate = gate
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> _FairStream:
+        await self._gate.step()
+        stream = await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        await self._gate.step()
+        return _FairStream(stream, self._gate)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Any = None,
+    ) -> _FairStream:
+        await self._gate.step()
+        stream = await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        await self._gate.step()
+        return _FairStream(stream, self._gate)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
 class _Pool:
     """An HTTP/1.1 connection pool with O(1) work per request (httpcore's interface:
     ``handle_async_request``, ``aclose``), used by httpx through :class:`_HTTPTransport`."""
@@ -203,6 +310,8 @@ class _Pool:
         self._expiry = keepalive_expiry
         self._open: set[Any] = set()  # every connection not yet closed
         self._closed = False
+        self._gate = _Gate()  # the loop's budget, once a request hands it over
+        self._backend = _FairBackend(self._gate)  # connections opened in budgeted steps
 
     # -- slots: at most max_connections requests hold a connection, the rest queue --
     async def _acquire(self) -> None:
@@ -215,6 +324,9 @@ class _Pool:
         self._waiters.append(waiter)
         try:
             await waiter
+            # Streams ending in one turn free their slots at once: the calls woken
+            # take turns to send their requests.
+            await self._gate.step()
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._release()  # the slot came with the cancellation: pass it on
@@ -241,7 +353,10 @@ class _Pool:
                 return conn
             await self._close(conn)
         conn = httpcore.AsyncHTTPConnection(
-            origin=origin, ssl_context=self._ssl_context, keepalive_expiry=self._expiry
+            origin=origin,
+            ssl_context=self._ssl_context,
+            keepalive_expiry=self._expiry,
+            network_backend=self._backend,  # type: ignore[arg-type]  # its interface, duck-typed
         )
         self._open.add(conn)
         return conn
@@ -277,6 +392,9 @@ class _Pool:
 
         if self._closed:
             raise httpcore.ConnectError("the client is closed")
+        turns = request.extensions.get(_TURNS)
+        if turns is not None:  # this pool's loop's budget (a pool serves one loop)
+            self._gate.turns = turns
         await self._acquire()
         try:
             origin = request.url.origin
@@ -469,6 +587,7 @@ class Transport:
         deadline: float | None,
         context: dict[str, Any],
         options: Any = None,  # the call's StreamingOptions (limits), or None: defaults
+        turns: Any = None,  # the loop's fair budget (streaming.fair.Turns): gated steps
     ) -> httpx.Response:
         """Send a request; return the streaming response once its headers say 2xx
         with a body the pipeline can read (an event stream, or JSON).
@@ -494,7 +613,7 @@ class Transport:
             url,
             headers={**_DEFAULT_HEADERS, **headers},
             content=body,
-            extensions={"timeout": timeout.as_dict()},
+            extensions={"timeout": timeout.as_dict(), _TURNS: turns},
         )
         failure: SteerError | None = None
         try:

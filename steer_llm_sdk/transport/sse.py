@@ -16,6 +16,9 @@ growing memory without bound.
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
+
 from ..errors import InvalidResponseError
 
 __all__ = ["DEFAULT_MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent"]
@@ -27,6 +30,9 @@ SSEEvent = tuple[str | None, bytes]
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+_LF = b"\n"
+_CRLF = b"\r\n"
+_VALUE = itemgetter(slice(6, None))  # a "data: " line's value
 
 
 class SSEDecoder:
@@ -74,41 +80,127 @@ class SSEDecoder:
             self._started = True
             if chunk.startswith(_BOM):
                 chunk = chunk[3:]
-        lines = None
         if b"\r" in chunk or self._last_cr:
             if self._last_cr and chunk[:1] == b"\n":
                 chunk = chunk[1:]
             self._last_cr = chunk[-1:] == b"\r"
             if not self._last_cr:
-                # CRLF streams (Gemini's): split at CRLF and keep that split when no
-                # lone CR or LF is left; half the cost of rewriting the line ends.
-                chunk = self._joined(chunk)
-                lines = chunk.split(b"\r\n")
-                rest = b"".join(lines)
-                if b"\r" in rest or b"\n" in rest:
-                    lines = None
-            if lines is None:
-                chunk = chunk.replace(b"\r\n", b"\n")
-                if b"\r" in chunk:  # a lone CR ends a line too
-                    chunk = chunk.replace(b"\r", b"\n")
-        if lines is None:
-            if b"\n" not in chunk:
-                if chunk:
-                    self._pending.append(chunk)
-                    self._pending_len += len(chunk)
-                    if self._pending_len > self._max:
-                        self._too_big("line")
-                return []
-            lines = self._joined(chunk).split(b"\n")
-        tail = lines.pop()
-        if tail:
-            self._pending.append(tail)
-            self._pending_len = len(tail)
-            if self._pending_len > self._max:
-                self._too_big("line")
-        if not lines:
+                # CRLF streams (Gemini's) are split at CRLF, unless a lone CR or LF is
+                # left in a line: no rewrite of the read.
+                events = self._text(chunk, _CRLF)
+                if events is not None:
+                    return events
+            chunk = chunk.replace(b"\r\n", b"\n")
+            if b"\r" in chunk:  # a lone CR ends a line too
+                chunk = chunk.replace(b"\r", b"\n")
+        if b"\n" not in chunk:
+            if chunk:
+                self._pending.append(chunk)
+                self._pending_len += len(chunk)
+                if self._pending_len > self._max:
+                    self._too_big("line")
             return []
+        return self._text(chunk, _LF) or []
+
+    def _text(self, chunk: bytes, sep: bytes) -> list[SSEEvent] | None:
+        """The events that ``chunk`` (a read whose line ends are all ``sep``) completes;
+        None, with nothing changed, if ``sep`` is CRLF and a line holds a lone CR or LF.
+
+        Only the text up to the first blank line is joined to the pending line. What
+        lies between the first and the last blank line is whole events: they take
+        :meth:`_regular` when every one is one ``data:`` line (after one ``event:``
+        line, or none), a few C-level passes per read instead of Python work per line;
+        the rest goes line by line.
+        """
+        blank = sep + sep
+        first = chunk.find(blank)
+        middle = b""
+        tail: list[bytes] = []
+        if first < 0:
+            lines = chunk.split(sep)
+        else:
+            start = first + len(blank)
+            last = chunk.rfind(blank) + len(blank)
+            lines = chunk[:start].split(sep)
+            middle = chunk[start:last]
+            tail = chunk[last:].split(sep)
+        if self._pending:
+            lines[0] = b"".join([*self._pending, lines[0]])
+        if tail:
+            lines.pop()  # empty: the head ends with a blank line
+            end = tail.pop()
+        else:
+            end = lines.pop()
+        regular = None
+        if middle:
+            regular = self._regular(middle, sep) if len(middle) <= self._max else None
+            if regular is None:
+                body = middle.split(sep)
+                body.pop()  # empty: the middle ends with a blank line
+                lines += body
+        if sep is _CRLF:  # no CR or LF may be left in a line
+            check = b"".join(lines) + b"".join(tail) + end
+            if b"\r" in check or b"\n" in check:
+                return None
+        self._pending = [end] if end else []
+        self._pending_len = len(end)
+        if self._pending_len > self._max:
+            self._too_big("line")
         events: list[SSEEvent] = []
+        self._lines(lines, events)
+        if regular:
+            events += regular
+        if tail:
+            self._lines(tail, events)
+        return events
+
+    def _regular(self, middle: bytes, sep: bytes) -> list[SSEEvent] | None:
+        """The events of ``middle`` (whole events: it begins after a blank line and ends
+        with one) when each is ``data: X``, or ``event: N`` + ``data: X``; else None.
+        Checked per read: no line end left inside a value, the blank lines where they
+        must be, every data line's prefix (the least and the greatest line share it
+        only if all do), every event line's name."""
+        if middle[:6] == b"data: ":
+            datas = middle[6 : -2 * len(sep)].split(sep + sep + b"data: ")
+            check = b"".join(datas)
+            if b"\n" in check or b"\r" in check:
+                return None
+            return list(zip(repeat(None), datas))
+        lines = middle.split(sep)
+        lines.pop()  # empty: the middle ends with a line end
+        if len(lines) % 3 or any(lines[2::3]):
+            return None
+        if sep is _CRLF:
+            check = b"".join(lines)
+            if b"\n" in check or b"\r" in check:
+                return None
+        datas = lines[1::3]
+        if min(datas)[:6] != b"data: " or max(datas)[:6] != b"data: ":
+            return None
+        heads = lines[0::3]
+        known = self._names.get
+        low = min(heads)
+        if low == max(heads):  # one name throughout (Anthropic's, Responses' text deltas)
+            name = known(low)
+            if name is None:
+                if not low.startswith(b"event:"):
+                    return None
+                name = self._name(low)
+            return list(zip(repeat(name), map(_VALUE, datas)))
+        names: list[str | None] = list(map(known, heads))
+        if None in names:  # a name first seen here, or not an event: line at all
+            for head in set(heads):
+                if known(head) is None:
+                    if not head.startswith(b"event:"):
+                        return None
+                    self._name(head)
+            names = list(map(known, heads))
+            if None in names:  # more than 64 names in this stream: one by one
+                names = [known(head) or self._name(head) for head in heads]
+        return list(zip(names, map(_VALUE, datas), strict=True))
+
+    def _lines(self, lines: list[bytes], events: list[SSEEvent]) -> None:
+        """Complete lines, one by one (the general path), appended to ``events``."""
         data = self._data
         size = self._data_len
         event = self._event
@@ -148,7 +240,6 @@ class SSEDecoder:
         self._data = data
         self._data_len = size
         self._event = event
-        return events
 
     def _joined(self, chunk: bytes) -> bytes:
         """``chunk`` after the pieces of the incomplete line held so far (joined once,

@@ -63,3 +63,93 @@ async def test_concurrent_streams_take_a_few_steps_per_loop_turn(
     # in the turn, hence the slack), never all forty at once.
     assert max(granted.values()) <= 2 * PER_TURN, granted
     assert len(granted) >= steps // (2 * PER_TURN)
+
+
+async def test_connections_and_response_heads_take_steps_too() -> None:
+    """httpx's own steps are gated inside the transport: with forty calls on a fresh
+    client and a server that answers them all at the same moment, at most a few
+    connections are made and a few response heads handled per loop turn (before the
+    gate, all forty heads in one turn)."""
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.StreamWriter] = []
+    everyone = asyncio.Event()
+    body = b"".join(
+        b'data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":'
+        b'[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}\n\n' % word
+        for word in (b"Hello", b" there")
+    )
+    body += (
+        b'data: {"id":"c","object":"chat.completion.chunk","model":"m","choices":'
+        b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        size = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(size)
+        waiting.append(writer)
+        if len(waiting) == STREAMS:
+            everyone.set()
+        await everyone.wait()  # then all forty answers go out at once
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=STREAMS)
+    port = server.sockets[0].getsockname()[1]
+    turn = [0]
+    done = False
+
+    def tick() -> None:
+        turn[0] += 1
+        if not done:
+            loop.call_soon(tick)
+
+    connects: Counter[int] = Counter()  # loop turn -> connections begun in it
+    heads: Counter[int] = Counter()  # loop turn -> response heads handled in it
+    import httpcore
+
+    from steer_llm_sdk.transport import http
+
+    connect = httpcore.AnyIOBackend.connect_tcp
+    handle = http._Pool.handle_async_request
+
+    async def counted_connect(self: object, *args: object, **kwargs: object) -> object:
+        connects[turn[0]] += 1
+        return await connect(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def counted_handle(self: object, request: object) -> object:
+        response = await handle(self, request)  # type: ignore[arg-type]
+        heads[turn[0]] += 1
+        return response
+
+    previous = fair._by_loop.get(loop)
+    fair._by_loop[loop] = fair.Turns(loop, per_turn=PER_TURN)
+    httpcore.AnyIOBackend.connect_tcp = counted_connect  # type: ignore[method-assign]
+    http._Pool.handle_async_request = counted_handle  # type: ignore[method-assign]
+    loop.call_soon(tick)
+    try:
+        async with SteerLLMClient(
+            providers={"raw": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-0"}}
+        ) as client:
+
+            async def text() -> str:
+                return "".join([chunk async for chunk in client.stream("Hi", "raw/m")])
+
+            texts = await asyncio.wait_for(asyncio.gather(*(text() for _ in range(STREAMS))), 30)
+    finally:
+        done = True
+        httpcore.AnyIOBackend.connect_tcp = connect  # type: ignore[method-assign]
+        http._Pool.handle_async_request = handle  # type: ignore[method-assign]
+        if previous is None:
+            del fair._by_loop[loop]
+        else:
+            fair._by_loop[loop] = previous
+        server.close()
+    assert texts == ["Hello there"] * STREAMS
+    assert sum(connects.values()) == STREAMS and sum(heads.values()) == STREAMS
+    assert max(connects.values()) <= 2 * PER_TURN, connects
+    assert max(heads.values()) <= 2 * PER_TURN, heads

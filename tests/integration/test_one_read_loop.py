@@ -88,3 +88,61 @@ async def test_the_tails_text_keeps_its_logprobs_in_stream_events() -> None:
                     got.append(part)
     assert [d.text for d in got] == ["Hi", " there"]
     assert all(d.logprobs for d in got)
+
+
+async def test_a_caller_that_stops_mid_read_is_recorded_with_what_it_got() -> None:
+    """stream() hands a read's chunks over without per-chunk bookkeeping once the first
+    chunk is out; the call's record (an observer's, telemetry's) still holds only the
+    chunks the caller took."""
+    import asyncio
+
+    words = [f" w{i}" for i in range(50)]
+    body = _chat_stream(words)
+    cut = body.index(b"data: ", body.index(b"data: ", 1) + 1)  # after two events
+    records: list[tuple[str, type | None]] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                size = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(size)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(body), body[:cut])
+                )
+                await writer.drain()
+                await asyncio.sleep(0.05)  # the rest in a second read: 48 chunks
+                writer.write(body[cut:])
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    class Observer:
+        def start(self, call: object) -> Observer:
+            return self
+
+        def end(self, record: object, error: BaseException | None) -> None:
+            records.append((record.text, type(error) if error else None))  # type: ignore[attr-defined]
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = SteerLLMClient(
+        providers={"replay": {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-0"}},
+        telemetry=Observer(),
+    )
+    try:
+        async with client:
+            for taken in (1, 2, 3, 10):  # the first read per chunk, the second at once
+                got = []
+                stream = client.stream("x", "replay/m")
+                async for chunk in stream:
+                    got.append(chunk)
+                    if len(got) == taken:
+                        break
+                await stream.aclose()
+                assert records[-1] == ("".join(got), GeneratorExit)
+            whole = [c async for c in client.stream("x", "replay/m")]
+    finally:
+        server.close()
+    assert whole == words and records[-1] == ("".join(words), None)

@@ -83,3 +83,35 @@ async def test_one_budget_per_loop() -> None:
 
 async def _budget_id() -> int:
     return id(turns())
+
+
+async def test_long_turns_grant_fewer_steps_and_short_turns_more_again() -> None:
+    """A turn that ran past TURN_SECONDS (steps that each cost 10 ms here) makes the
+    next turns grant fewer steps, in proportion; quick turns double the grant back."""
+    import time
+    from collections import Counter
+
+    from steer_llm_sdk.streaming.fair import TURN_SECONDS
+
+    loop = asyncio.get_running_loop()
+    budget = Turns(loop, per_turn=8)
+    clock = TurnClock(loop)
+    granted: Counter[int] = Counter()
+
+    async def task(cost: float) -> None:
+        wait = budget.step()
+        if wait is not None:
+            await wait
+        granted[clock.now] += 1
+        time.sleep(cost)  # noqa: ASYNC251 - the step's work, blocking as CPU work is
+
+    await asyncio.gather(*(task(0.01) for _ in range(24)))
+    turns_used = sorted(granted)
+    assert granted[turns_used[0]] == 8  # the first turn: the full grant (80 ms)
+    later = [granted[t] for t in turns_used[1:]]
+    assert max(later) <= 2 * max(1, int(8 * TURN_SECONDS / 0.08)), granted
+    assert budget._grant < 8
+    for _ in range(6):  # quick turns: the grant grows back to per_turn
+        await asyncio.gather(*(task(0) for _ in range(8)))
+    assert budget._grant == 8
+    clock.running = False

@@ -380,3 +380,32 @@ def test_gemini_usage_kept_as_bytes_that_orjson_refuses_is_a_typed_error() -> No
         assert "not JSON" in str(exc)
     else:
         raise AssertionError("finish() accepted usage orjson cannot parse")
+
+
+def test_fast_path_structs_are_not_tracked_by_the_garbage_collector() -> None:
+    """The structs a text event is read into hold only strings, numbers and other such
+    structs (no cycle is possible): gc=False spares their allocation the collector's
+    bookkeeping, about a tenth of the fast path's time per event."""
+    import gc
+    import importlib
+
+    events = {
+        "openai_chat": b'{"choices":[{"index":0,"delta":{"content":"Hi"}}]}',
+        "anthropic": b'{"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Hi"}}',
+        "openai_responses": b'{"type":"response.output_text.delta","delta":"Hi"}',
+        "gemini": b'{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},'
+        b'"index":0}],"usageMetadata":{"promptTokenCount":1}}',
+    }
+    for name, data in events.items():
+        module = importlib.import_module(f"steer_llm_sdk.providers.{name}")
+        event = module._fast_decode(data)
+        structs = [event]
+        while structs:
+            struct = structs.pop()
+            assert not gc.is_tracked(struct), (name, type(struct).__name__)
+            for field in struct.__struct_fields__:
+                value = getattr(struct, field)
+                for item in value if isinstance(value, list) else [value]:
+                    if hasattr(item, "__struct_fields__"):
+                        structs.append(item)

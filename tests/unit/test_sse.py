@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -177,3 +178,99 @@ def test_event_names_from_a_hostile_server_do_not_grow_memory() -> None:
     assert events == [(f"e{i}", str(i).encode()) for i in range(5000)]
     assert len(decoder._names) <= 64
     assert decoder.feed(b"event: \xff\xfe\ndata: x\n\n") == [("\ufffd\ufffd", b"x")]
+
+
+def reference_events(body: bytes) -> list[tuple[str | None, bytes]]:
+    """The SSE spec read literally, line by line (no fast path): the decoder must agree."""
+    text = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if text.startswith(b"\xef\xbb\xbf"):
+        text = text[3:]
+    lines = text.split(b"\n")
+    complete, cut = lines[:-1], lines[-1]
+    events: list[tuple[str | None, bytes]] = []
+    data: list[bytes] | None = None
+    name: str | None = None
+    for line in complete:
+        if not line:
+            if data is not None:
+                events.append((name, b"\n".join(data)))
+            data, name = None, None
+            continue
+        field, colon, value = line.partition(b":")
+        if colon and value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data = [*(data or []), value]
+        elif field == b"event" and colon:  # (a bare "event" line is skipped: no name,
+            name = value.decode("utf-8", "replace")  # the spec's default, like "event:")
+    if data is not None and not cut:  # close(): a last event whose line ended
+        events.append((name, b"\n".join(data)))
+    return events
+
+
+# Lines of real streams (they take the per-read fast path when every event of a read
+# is one of the first kind) mixed with everything that must send a read line by line.
+STREAM_LINES = st.lists(
+    st.sampled_from(
+        [
+            'data: {"choices":[{"delta":{"content":"hi"}}]}',
+            "data: [DONE]",
+            "event: content_block_delta",
+            "event: ping",
+            "event:x",
+            "data:no-space",
+            "data",
+            "data: second line",
+            ": keep-alive",
+            "id: 7",
+            "",
+            "",
+            "",
+        ]
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    STREAM_LINES,
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.lists(st.integers(min_value=0), max_size=6),
+    st.booleans(),
+)
+def test_any_stream_matches_the_spec_read_line_by_line(lines, newline, cuts, stray) -> None:
+    body = "".join(line + newline for line in lines).encode()
+    if stray and body:  # a lone CR or LF inside a CRLF stream, somewhere
+        at = cuts[0] % len(body) if cuts else len(body) // 2
+        body = body[:at] + (b"\n" if newline == "\r\n" else b"\r") + body[at:]
+    assert decode_all(body, cuts) == reference_events(body)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("named", [False, True])
+def test_long_regular_streams_in_any_reads_match_the_spec(newline, named) -> None:
+    """Hundreds of events per read (the per-read fast path), cut at every size from one
+    byte up, with an odd event among them now and then."""
+    events = []
+    for i in range(600):
+        name = "content_block_delta" if named else None
+        line = f'data: {{"i":{i},"t":"w\u2028 {i}"}}'
+        if i % 97 == 5:
+            line += newline + "data: more"  # a second data line
+        if i % 131 == 7:
+            line = ": ping" + newline + line
+        if i % 211 == 9:
+            name = "ping"
+        if i % 157 == 11 and named:  # one event of two names and two data lines
+            line += newline + ": c" + newline + "event: ping" + newline + "data: 2"
+        if i % 173 == 13:  # no data: not dispatched
+            line = "id: 7"
+        if i % 199 == 17:  # a lone LF ends a line, in a CRLF stream too
+            line = line[:9] + "\n" + line[9:]
+        events.append(((f"event: {name}" + newline) if name else "") + line + newline + newline)
+    body = "".join(events).encode()
+    want = reference_events(body)
+    assert len(want) == 600 - 4
+    for size in (1, 7, 64, 1000, 4096, 65536, len(body)):
+        assert decode_all(body, list(range(size, len(body), size))) == want

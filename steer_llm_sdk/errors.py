@@ -70,10 +70,12 @@ def redact(text: str) -> str:
     """
     if not isinstance(text, str):
         text = str(text)
-    for secret in _known_secrets:
+    # Key shapes first, then known keys longest first: replacing a short known key
+    # inside a longer key would leave the rest of that key in the text.
+    text = _KEY_RE.sub("[REDACTED]", text)
+    for secret in sorted(_known_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    text = _KEY_RE.sub("[REDACTED]", text)
     tail = _TAIL_RE.search(text)
     if tail is not None:
         run = tail.group()

@@ -13,6 +13,7 @@ from steer_llm_sdk.errors import (
     BadRequestError,
     RateLimitError,
     SteerError,
+    redact,
     register_secret,
 )
 from steer_llm_sdk.models.response import StreamingResponse
@@ -88,6 +89,17 @@ def test_a_key_cut_at_the_end_of_an_excerpt_is_redacted(cut: int) -> None:
         error = SteerError(text)
         assert KEY[:cut] not in str(error)
         assert "[REDACTED]" in str(error)
+
+
+def test_a_short_known_key_inside_a_longer_key_leaves_nothing_of_it() -> None:
+    """A client given a short key ("sk-ant" in a test, a prefix of a rotated key in
+    life) must not turn another key into "[REDACTED]<the rest of the key>"."""
+    register_secret("sk-ant")
+    register_secret("zz-custom-key-01")
+    register_secret("zz-custom-key-0123456789")  # both known: the longer goes whole
+    text = redact('x sk-ant-api03-abcdefghijkl y zz-custom-key-0123456789 z')
+    assert "abcdefghijkl" not in text and "23456789" not in text
+    assert text.startswith("x [REDACTED] y [REDACTED]") and text.endswith(" z")
 
 
 def test_key_shaped_strings_cut_short_are_redacted() -> None:

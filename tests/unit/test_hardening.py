@@ -97,7 +97,7 @@ def test_a_short_known_key_inside_a_longer_key_leaves_nothing_of_it() -> None:
     register_secret("sk-ant")
     register_secret("zz-custom-key-01")
     register_secret("zz-custom-key-0123456789")  # both known: the longer goes whole
-    text = redact('x sk-ant-api03-abcdefghijkl y zz-custom-key-0123456789 z')
+    text = redact("x sk-ant-api03-abcdefghijkl y zz-custom-key-0123456789 z")
     assert "abcdefghijkl" not in text and "23456789" not in text
     assert text.startswith("x [REDACTED] y [REDACTED]") and text.endswith(" z")
 

@@ -478,20 +478,22 @@ class AnthropicCodec(CodecBase):
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
+        """One SSE event in, the text it carries out (or None): a ``text_delta`` read
+        by the fast path, anything else by :meth:`_decode`."""
         try:
             fast = _fast_decode(data)
+            delta = fast.delta
+            if (
+                fast.type == "content_block_delta"
+                and delta is not None
+                and delta.type == "text_delta"
+                and delta.text is not _UNSET
+                and not self._lead_pending
+            ):
+                return delta.text or None
         except (msgspec.DecodeError, UnicodeDecodeError):
-            return self._decode(event, data)
-        delta = fast.delta
-        if (
-            fast.type != "content_block_delta"
-            or delta is None
-            or delta.type != "text_delta"
-            or delta.text is _UNSET
-            or self._lead_pending
-        ):
-            return self._decode(event, data)
-        return delta.text or None
+            pass  # not the common text event's shape: the general path says what it is
+        return self._decode(event, data)
 
     def _decode(self, event: str | None, data: bytes) -> str | None:
         """The general path: any event, every check."""

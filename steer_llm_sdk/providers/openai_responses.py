@@ -395,14 +395,15 @@ class OpenAIResponsesCodec(CodecBase):
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
+        """One SSE event in, its text out: ``response.output_text.delta`` by the fast
+        path (without logprobs), every other event by :meth:`_decode`."""
         try:
             fast = _fast_decode(data)
+            if fast.type == _TEXT_DELTA and fast.delta is not _UNSET and not self._logprobs:
+                return fast.delta or None
         except (msgspec.DecodeError, UnicodeDecodeError):
-            return self._decode(event, data)
-        delta = fast.delta
-        if fast.type != _TEXT_DELTA or delta is _UNSET or self._logprobs:
-            return self._decode(event, data)
-        return delta or None
+            pass
+        return self._decode(event, data)
 
     def _decode(self, event: str | None, data: bytes) -> str | None:
         """The general path: any event, every check."""

@@ -30,11 +30,17 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
 def codec_class(protocol: str) -> type[CodecBase]:
     """The codec class of a protocol name (its module imported on first use), or a
     ConfigurationError listing the protocols."""
+    cls = _LOADED.get(protocol)
+    if cls is not None:
+        return cls
     try:
         module, name = PROTOCOLS[protocol]
     except KeyError:
         raise ConfigurationError(
             f"protocol {protocol!r} is not known; use one of {', '.join(sorted(PROTOCOLS))}"
         ) from None
-    cls: type[CodecBase] = getattr(import_module(f"{__name__}.{module}"), name)
+    cls = _LOADED[protocol] = getattr(import_module(f"{__name__}.{module}"), name)
     return cls
+
+
+_LOADED: dict[str, type[CodecBase]] = {}

@@ -23,6 +23,7 @@ from ..transport.http import map_httpx_error
 from .attempts import Attempts
 from .call import Call
 from .callbacks import Deltas, bound, invoke
+from .fair import turns
 from .ledger import Ledger, build_response
 from .reads import SHAPE_ERRORS, fill_context, read_body, reads, shape_error
 
@@ -181,6 +182,12 @@ class StreamRun:
 
     # -- the call's start and end ------------------------------------------------------
     async def _begin(self) -> Observation | None:
+        # The call's first step is a step of the loop's fair budget (fair.py): when
+        # thousands of calls start in one turn (one gather), the rest wait their turn
+        # here instead of all preparing at once.
+        wait = turns().step()
+        if wait is not None:
+            await wait
         call = self.call
         observer = call.observer
         observation = None

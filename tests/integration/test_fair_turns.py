@@ -153,3 +153,44 @@ async def test_connections_and_response_heads_take_steps_too() -> None:
     assert sum(connects.values()) == STREAMS and sum(heads.values()) == STREAMS
     assert max(connects.values()) <= 2 * PER_TURN, connects
     assert max(heads.values()) <= 2 * PER_TURN, heads
+
+
+async def test_a_calls_start_is_a_step_too(client: SteerLLMClient, model: str) -> None:
+    """Thousands of calls started by one gather do not all prepare in its first turn:
+    the call's first step (before its base URL, observer and request) waits its turn
+    (before, all forty started in one turn)."""
+    loop = asyncio.get_running_loop()
+    started: Counter[int] = Counter()  # loop turn -> calls that got past their start
+    turn = [0]
+    done = False
+
+    def tick() -> None:
+        turn[0] += 1
+        if not done:
+            loop.call_soon(tick)
+
+    base_url = SteerLLMClient._base_url
+
+    async def counted(self: SteerLLMClient, route: object) -> str:
+        started[turn[0]] += 1
+        return await base_url(self, route)  # type: ignore[arg-type]
+
+    previous = fair._by_loop.get(loop)
+    fair._by_loop[loop] = fair.Turns(loop, per_turn=PER_TURN)
+    SteerLLMClient._base_url = counted  # type: ignore[method-assign]
+    loop.call_soon(tick)
+    try:
+
+        async def text() -> str:
+            return "".join([chunk async for chunk in client.stream("Hi", model)])
+
+        texts = await asyncio.gather(*(text() for _ in range(STREAMS)))
+    finally:
+        done = True
+        SteerLLMClient._base_url = base_url  # type: ignore[method-assign]
+        if previous is None:
+            del fair._by_loop[loop]
+        else:
+            fair._by_loop[loop] = previous
+    assert all(texts) and sum(started.values()) == STREAMS
+    assert max(started.values()) <= 2 * PER_TURN, started

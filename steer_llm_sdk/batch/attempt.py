@@ -245,6 +245,8 @@ async def run_item(
                 response = await calls.client.stream_with_usage(item.messages, item.model, **params)
             except (RateLimitError, OverloadedError) as exc:
                 await windows.settle(ticket, 0)
+                if getattr(exc, "retryable", None) is False:  # insufficient_quota: never
+                    return error_result(item, exc, retryable=False)
                 rate_limited += 1
                 retry_after = getattr(exc, "retry_after", None)  # 0 is "now", not "unsaid"
                 if retry_after is None:

@@ -358,3 +358,26 @@ async def test_a_slow_reader_holds_back_requests(client_for: Any) -> None:
                 assert len(emu.requests) <= got + 2 * 4 + 4
         assert got == 300 and len(emu.requests) == 300
         await client.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_insufficient_quota_fails_each_item_at_once(client_for: Any) -> None:
+    """A 429 whose code is insufficient_quota will not pass later: the item fails at
+    once, not retryable, without the job pausing as for a rate limit."""
+    from .replay import ReplayServer
+
+    body = (
+        b'{"error": {"message": "You exceeded your current quota", '
+        b'"type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}'
+    )
+    items = [{"custom_id": f"q{i}", "prompt": _prompt(i)} for i in range(3)]
+    async with ReplayServer(body=body, status=429, content_type="application/json") as server:
+        client = client_for(server.url + "/v1")
+        started = asyncio.get_running_loop().time()
+        results = [r async for r in client.batch(items, model=MODEL)]
+        elapsed = asyncio.get_running_loop().time() - started
+        await client.aclose()
+    assert len(server.requests) == 3  # one request per item
+    assert all(r.error is not None and r.error["retryable"] is False for r in results)
+    assert all(r.error["type"] == "RateLimitError" for r in results)
+    assert elapsed < 5

@@ -54,6 +54,9 @@ class ProviderSpec:
     local: bool = False  # a model served in this process (cost 0)
     # Other environment variables that may hold the key (GOOGLE_API_KEY for Gemini).
     alt_key_envs: tuple[str, ...] = ()
+    # Per-request credentials (a kind in auth.SIGNERS: SigV4, a cloud's OAuth token ...),
+    # applied by the attempt loop to each request; None: the codec's key header only.
+    auth: str | None = None
 
     @property
     def base_url_env(self) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClientClosedError, ConfigurationError, register_secret
+from .errors import ClientClosedError, ConfigurationError
 from .models.streaming import StreamingOptions
-from .providers import codec_class
 from .results import StreamingResponse, StreamPart
 from .streaming.handle import AsyncStream
 from .transport.http import Transport
@@ -53,31 +52,19 @@ class SteerLLMClient:
         max_connections: int = 1000,
         telemetry: Any = None,
     ) -> None:
-        self._keys: dict[str, str] = {}
-        for name, key in (
-            ("openai", openai_api_key),
-            ("anthropic", anthropic_api_key),
-            ("xai", xai_api_key),
-            *((api_keys or {}).items()),
-        ):
-            if key:
-                self._keys[name] = key
-                register_secret(key)
-        self._base_urls: dict[str, str] = {}
-        for name, url in (
-            ("openai", openai_base_url),
-            ("anthropic", anthropic_base_url),
-            *((base_urls or {}).items()),
-        ):
-            if url:
-                self._base_urls[name] = url
-        self._providers: dict[str, ProviderSpec] = {}
-        for name, spec in (providers or {}).items():
-            self.register_provider(name, spec)
+        from .wiring import Wiring
+
+        self._wiring = Wiring(
+            keys={"openai": openai_api_key, "anthropic": anthropic_api_key, "xai": xai_api_key},
+            base_urls={"openai": openai_base_url, "anthropic": anthropic_base_url},
+            api_keys=api_keys,
+            more_base_urls=base_urls,
+            providers=providers,
+        )
         if default_options is not None and not isinstance(default_options, StreamingOptions):
             raise ConfigurationError("default_options must be a StreamingOptions")
         self._default_options = default_options or _DEFAULT_OPTIONS
-        self._prices = dict(prices) if prices else None
+        self._wiring.prices = dict(prices) if prices else None
         self._transport = Transport(max_connections=max_connections)
         self._observer: Any = None
         if telemetry is not None and telemetry is not False:
@@ -87,8 +74,7 @@ class SteerLLMClient:
             self._observer = make_observer(telemetry)
 
     def __repr__(self) -> str:  # never shows a key
-        known = sorted({*self._keys, *self._base_urls})
-        return f"SteerLLMClient(configured={known})"
+        return f"SteerLLMClient(configured={self._wiring.configured()})"
 
     # -- lifecycle -------------------------------------------------------------
     async def __aenter__(self) -> SteerLLMClient:
@@ -110,32 +96,8 @@ class SteerLLMClient:
         ``steer_llm_sdk.providers.PROTOCOLS``; OpenAI's Chat Completions when not
         given) and ``continues_prefix``. Then use ``"name/model"``.
         """
-        from .catalog import provider_spec
+        self._wiring.register_provider(name, spec)
 
-        name = name.lower()
-        self._providers[name] = provider_spec(name, spec)
-        key = None if not isinstance(spec, Mapping) else spec.get("api_key")
-        if key:
-            self._keys[name] = key
-            register_secret(key)
-
-    def _api_key(self, spec: ProviderSpec) -> str | None:
-        from .catalog import api_key
-
-        return api_key(spec, self._keys)
-
-    async def _base_url(self, route: Route) -> str:
-        from .catalog import configured_base_url
-
-        spec = route.provider
-        codec = codec_class(spec.protocol)
-        if spec.local:
-            from .local import ensure_server
-
-            return str(codec.local_base_url(await ensure_server(route.model)))
-        return str(codec.normalize_base_url(configured_base_url(spec, self._base_urls)))
-
-    # -- calls ---------------------------------------------------------------
     def _prepare(
         self,
         messages: Any,
@@ -146,41 +108,21 @@ class SteerLLMClient:
         method: str,
         record: bool = False,
     ) -> Call:
-        """Wire one call: the request (built and checked by :mod:`.request`), its
-        route, key, base URL and codec."""
+        """Wire one call (wiring.Wiring.prepare), on an open client."""
         if self._transport.closed:
             raise ClientClosedError(
                 f"{method}() on a closed SteerLLMClient (aclose() was called or its "
                 "`async with` block ended): create a new client"
             )
-        from .catalog import resolve_model, select_api
-        from .request import build_request, check_call, take_options
-        from .streaming.pipeline import Call
-
-        name = check_call(method, model, params)
-        options = take_options(params, self._default_options)
-        route = resolve_model(name, self._providers)
-        api = params.pop("api", None)
-        if api is not None:
-            route = select_api(route, api)
-        provider = route.provider
-        codec = codec_class(provider.protocol)
-        request, output = build_request(messages, params, route, codec, stream=stream)
-        return Call(
-            provider=provider,
-            base_url="",  # resolved when the call starts (a local server may need starting)
-            resolve_base_url=lambda: self._base_url(route),
-            api_key=self._api_key(provider),
-            model=route.model,
-            request=request,
-            options=options,
-            codec_factory=codec.factory(provider, route.model),
-            transport=self._transport,
-            price_overrides=self._prices,
-            context={"provider": provider.name, "model": route.model},
-            can_resume=provider.continues_prefix and codec.can_continue(route.model),
+        return self._wiring.prepare(
+            messages,
+            model,
+            params,
+            stream=stream,
+            method=method,
             record=record,
-            output=output,
+            transport=self._transport,
+            default_options=self._default_options,
             observer=self._observer,
         )
 
@@ -241,26 +183,17 @@ class SteerLLMClient:
 
     def resolve(self, model: str) -> Route:
         """The provider (this client's own included) and provider-side name of ``model``."""
-        from .catalog import resolve_model
-
-        return resolve_model(model, self._providers)
+        return self._wiring.resolve(model)
 
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
         """The cost of ``usage`` on ``route`` with this client's ``prices=``; None when
         the price is not known."""
-        from .pricing import compute_cost
-
-        return compute_cost(route.provider.name, route.model, usage, self._prices)
+        return self._wiring.cost_usd(route, usage)
 
     def worker_config(self) -> dict[str, Any]:
         """Keyword arguments that build an equivalent client in another process (a Ray
         worker): keys, base URLs, providers and prices. It holds the keys: never log it."""
-        return {
-            "api_keys": dict(self._keys),
-            "base_urls": dict(self._base_urls),
-            "providers": dict(self._providers),
-            "prices": self._prices,
-        }
+        return self._wiring.worker_config()
 
     def stream_events(
         self, messages: Any = None, model: str | None = None, **params: Any

@@ -23,11 +23,13 @@ import httpx
 import orjson
 
 from ..errors import (
+    AuthenticationError,
     ConnectionError,
     InterruptedInvalidResponseError,
     InterruptedReadTimeoutError,
     InterruptedTotalTimeoutError,
     InvalidResponseError,
+    PermissionDeniedError,
     SteerError,
     StreamInterruptedError,
     TotalTimeoutError,
@@ -66,6 +68,7 @@ class Attempts:
         "last_start",
         "ledger",
         "on_open",
+        "refreshed",
         "resumptions",
         "retries",
         "rich",
@@ -81,6 +84,7 @@ class Attempts:
         self.ledger = ledger
         self.count = 0  # attempts made
         self.retries = 0
+        self.refreshed = False  # the signer's credentials were refreshed after a 401/403
         self.resumptions = 0
         self.rich = False  # a non-text part (tool call, reasoning) reached the caller
         self.started = False  # a response arrived (on_start ran)
@@ -129,13 +133,18 @@ class Attempts:
                 self.warnings = list(codec.warnings)
                 for warning in self.warnings:  # once per call, not per attempt
                     logger.warning("%s (%s)", warning, call.model)
+            body = orjson.dumps(http.json)
+            headers = http.headers
             try:
+                if call.signer is not None:  # a cloud's credentials, over the exact bytes
+                    url = call.base_url.rstrip("/") + "/" + http.path.lstrip("/")
+                    headers = {**headers, **await call.signer.sign(http.method, url, headers, body)}
                 response = await call.transport.open(
                     call.base_url,
                     http.method,
                     http.path,
-                    http.headers,
-                    orjson.dumps(http.json),
+                    headers,
+                    body,
                     timeout=self.timeout,
                     parse_error=codec.parse_error,
                     deadline=self.deadline,
@@ -144,6 +153,8 @@ class Attempts:
                     turns=budget,  # its connection steps are gated too
                 )
             except SteerError as exc:
+                if self.refresh_credentials(exc):
+                    continue
                 if self.may_retry(exc):
                     await self.backoff(exc)
                     continue
@@ -158,6 +169,19 @@ class Attempts:
             self.last_start = len(self.delivered)
             self.ledger.counted = False
             return codec, response, strip_lead
+
+    def refresh_credentials(self, exc: SteerError) -> bool:
+        """A 401/403 from a provider with a signer: refresh its credentials and send
+        again, once per call (a token that expired between two requests)."""
+        signer = self.call.signer
+        if (
+            signer is None
+            or self.refreshed
+            or not isinstance(exc, (AuthenticationError, PermissionDeniedError))
+        ):
+            return False
+        self.refreshed = True
+        return signer.refresh()
 
     def may_retry(self, exc: SteerError) -> bool:
         opts = self.call.options

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..models.streaming import StreamingOptions
 
 if TYPE_CHECKING:
+    from ..auth import Signer
     from ..catalog import ProviderSpec
     from ..providers.base import ChatRequest
     from ..providers.codec import Codec
@@ -36,4 +37,5 @@ class Call:
     can_resume: bool = False  # the server continues a final assistant message
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
+    signer: Signer | None = None  # per-request credentials (auth/), applied after encode
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once

@@ -10,6 +10,7 @@ from . import errors
 from ._version import __version__
 from .client import SteerLLMClient
 from .errors import *  # noqa: F403  (every error class)
+from .files import File
 from .models.streaming import (
     HIGH_THROUGHPUT_OPTIONS,
     JSON_MODE_OPTIONS,
@@ -48,6 +49,7 @@ __all__ = [
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
     "AsyncStream",
+    "File",
     "Finish",
     "PartialOutput",
     "ReasoningDelta",

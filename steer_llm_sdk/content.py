@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
+from .files import File
 
 __all__ = [
     "FilePart",
@@ -25,6 +26,7 @@ __all__ = [
     "audio_format",
     "check_base64",
     "check_part",
+    "from_file",
     "takes",
     "to_part",
 ]
@@ -232,6 +234,8 @@ def to_part(part: Any, where: str) -> TextPart | FilePart | Mapping[str, Any]:
         return part
     if isinstance(part, str):
         return TextPart(part)
+    if isinstance(part, File):
+        return from_file(part)
     if not isinstance(part, Mapping):
         raise ConfigurationError(
             f"{where} must be a string or a dict with a 'type', not {type(part).__name__}"
@@ -249,6 +253,18 @@ def to_part(part: Any, where: str) -> TextPart | FilePart | Mapping[str, Any]:
     if kind == "file":
         return _file(part, where)
     return part
+
+
+def from_file(file: File) -> FilePart:
+    """A caller's :class:`~steer_llm_sdk.files.File` → the neutral part."""
+    if file.data is not None:
+        media_type = file.media_type or "application/octet-stream"
+        return FilePart(media_type, file.data, filename=file.filename, detail=file.detail)
+    if file.url is not None:
+        media_type = file.media_type or "application/octet-stream"
+        return FilePart(media_type, url=file.url, filename=file.filename, detail=file.detail)
+    media_type = file.media_type or _guess(file.filename) or "application/octet-stream"
+    return FilePart(media_type, file_id=file.file_id, filename=file.filename)
 
 
 def check_part(part: FilePart, codec: Any, where: str, model: str = "") -> None:

@@ -8,6 +8,7 @@ async for chunk in client.stream("Tell me a story", model="gpt-4o-mini"):
 
 from . import errors
 from ._version import __version__
+from .cache import ResponseCache
 from .client import SteerLLMClient
 from .errors import *  # noqa: F403  (every error class)
 from .files import File
@@ -53,6 +54,7 @@ __all__ = [
     "Finish",
     "PartialOutput",
     "ReasoningDelta",
+    "ResponseCache",
     "SteerLLM",  # noqa: F405 (given by __getattr__)
     "SteerLLMClient",
     "StreamPart",

@@ -86,6 +86,12 @@ def _model_options() -> argparse.ArgumentParser:
     p.add_argument("--cid", help="continue the conversation with this id (see steer-llm logs)")
     p.add_argument("-n", "--no-log", action="store_true", help="do not log this exchange")
     p.add_argument(
+        "--cache",
+        action="store_true",
+        help="answer a prompt asked before (same model, options and files) from the "
+        "response cache in the data directory (response-cache.db), with no model call",
+    )
+    p.add_argument(
         "--schema",
         help="structured output: a JSON schema file, JSON text, or a short form such as "
         "'name str, age int, bio: a short biography' (types: str, int, float, bool)",
@@ -381,7 +387,19 @@ class Session:
     def client(self) -> SteerLLMClient:
         from . import SteerLLMClient
 
-        return SteerLLMClient(providers=self.providers or None, base_urls=self.base_urls or None)
+        cache = None
+        if getattr(self.args, "cache", False):
+            from .cache import ResponseCache
+            from .catalog import data_dir
+
+            directory = data_dir()
+            directory.mkdir(parents=True, exist_ok=True)
+            cache = ResponseCache(str(directory / "response-cache.db"))
+        return SteerLLMClient(
+            providers=self.providers or None,
+            base_urls=self.base_urls or None,
+            response_cache=cache,
+        )
 
     async def prepare(self, progress: Callable[[str, bool], Any]) -> None:
         """Start the local model (if it is one) with a word on stderr; check ``-o``

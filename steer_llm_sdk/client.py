@@ -33,7 +33,8 @@ class SteerLLMClient:
 
     ``telemetry=True`` (or a :class:`steer_llm_sdk.telemetry.TelemetryOptions`, or an
     observer object) emits an OpenTelemetry GenAI span and metrics per call; it needs
-    the ``otel`` extra.
+    the ``otel`` extra. ``response_cache=ResponseCache("cache.db")`` answers a request
+    asked before from the cache (``cache=False`` on a call bypasses it).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class SteerLLMClient:
         prices: Mapping[str, Any] | None = None,
         max_connections: int = 1000,
         telemetry: Any = None,
+        response_cache: Any = None,
     ) -> None:
         from .wiring import Wiring
 
@@ -60,6 +62,7 @@ class SteerLLMClient:
             api_keys=api_keys,
             more_base_urls=base_urls,
             providers=providers,
+            response_cache=response_cache,
         )
         if default_options is not None and not isinstance(default_options, StreamingOptions):
             raise ConfigurationError("default_options must be a StreamingOptions")
@@ -138,18 +141,18 @@ class SteerLLMClient:
         provider as is.
         """
         call = self._prepare(messages, model, params, stream=True, method="stream")
-        from .streaming.pipeline import StreamRun
+        from .streaming.replay import start_run
 
-        return AsyncStream(StreamRun(call).chunks())
+        return AsyncStream(start_run(call).chunks())
 
     async def stream_with_usage(
         self, messages: Any = None, model: str | None = None, **params: Any
     ) -> StreamingResponse:
         """Stream the answer and return it whole: text, usage, cost, JSON, timings."""
         call = self._prepare(messages, model, params, stream=True, method="stream_with_usage")
-        from .streaming.pipeline import StreamRun
+        from .streaming.replay import start_run
 
-        run = StreamRun(call)
+        run = start_run(call)
         generator = run.chunks()
         try:
             async for _ in generator:
@@ -163,9 +166,9 @@ class SteerLLMClient:
     ) -> StreamingResponse:
         """One request without streaming; the same response shape as stream_with_usage."""
         call = self._prepare(messages, model, params, stream=False, method="generate")
-        from .streaming.pipeline import StreamRun
+        from .streaming.replay import start_run
 
-        return await StreamRun(call).generate()
+        return await start_run(call).generate()
 
     def batch(self, items: Any, model: str | None = None, **options: Any) -> Any:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
@@ -207,9 +210,9 @@ class SteerLLMClient:
         call = self._prepare(
             messages, model, params, stream=True, method="stream_events", record=True
         )
-        from .streaming.pipeline import StreamRun
+        from .streaming.replay import start_run
 
-        return AsyncStream(StreamRun(call).events())
+        return AsyncStream(start_run(call).events())
 
     async def run_tools(
         self,

@@ -219,6 +219,10 @@ class StreamingResponse:
     # What the protocol could not send (a parameter it has no field for ...): said
     # for this call, and logged once per call.
     warnings: list[str] = field(default_factory=list)
+    # The response cache (SteerLLMClient(response_cache=...)): True when this answer
+    # was replayed from it (cost 0.0, zero usage); the original call's usage.
+    cached: bool = False
+    cached_usage: dict[str, Any] | None = None
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
     # Keys a server echoed into the text or a tool call are redacted in repr() (the

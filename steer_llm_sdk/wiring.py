@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import register_secret
+from .errors import ConfigurationError, register_secret
 from .providers import codec_class
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ class Wiring:
         api_keys: Mapping[str, str] | None = None,
         more_base_urls: Mapping[str, str] | None = None,
         providers: Mapping[str, Mapping[str, Any] | ProviderSpec] | None = None,
+        response_cache: Any = None,
     ) -> None:
         self.keys: dict[str, str] = {}
         for name, key in (*keys.items(), *((api_keys or {}).items())):
@@ -50,6 +51,15 @@ class Wiring:
         for name, spec in (providers or {}).items():
             self.register_provider(name, spec)
         self.prices: dict[str, Any] | None = None
+        if response_cache is not None and not (
+            callable(getattr(response_cache, "get", None))
+            and callable(getattr(response_cache, "put", None))
+        ):
+            raise ConfigurationError(
+                "response_cache must be a ResponseCache (from steer_llm_sdk import "
+                f"ResponseCache) or a store with async get/put, not {type(response_cache).__name__}"
+            )
+        self.response_cache = response_cache
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
 
@@ -136,6 +146,9 @@ class Wiring:
 
         name = check_call(method, model, params)
         options = take_options(params, default_options)
+        use_cache = params.pop("cache", True)
+        if not isinstance(use_cache, bool):
+            raise ConfigurationError(f"cache= takes True or False, not {use_cache!r}")
         route = resolve_model(name, self.providers)
         api = params.pop("api", None)
         if api is not None:
@@ -160,4 +173,5 @@ class Wiring:
             output=output,
             observer=observer,
             signer=self.signer(provider),
+            cache=self.response_cache if use_cache else None,
         )

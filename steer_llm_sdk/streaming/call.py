@@ -37,5 +37,6 @@ class Call:
     can_resume: bool = False  # the server continues a final assistant message
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
+    cache: Any = None  # the client's response cache (cache.CacheStore), unless cache=False
     signer: Signer | None = None  # per-request credentials (auth/), applied after encode
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once

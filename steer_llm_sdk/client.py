@@ -33,7 +33,8 @@ class SteerLLMClient:
 
     ``telemetry=True`` (or a :class:`steer_llm_sdk.telemetry.TelemetryOptions`, or an
     observer object) emits an OpenTelemetry GenAI span and metrics per call; it needs
-    the ``otel`` extra.
+    the ``otel`` extra. ``allow_private_urls=True`` lets the SDK download files from
+    loopback, private and link-local addresses (refused by default).
     """
 
     def __init__(
@@ -51,6 +52,7 @@ class SteerLLMClient:
         prices: Mapping[str, Any] | None = None,
         max_connections: int = 1000,
         telemetry: Any = None,
+        allow_private_urls: bool = False,
     ) -> None:
         from .wiring import Wiring
 
@@ -65,6 +67,7 @@ class SteerLLMClient:
             raise ConfigurationError("default_options must be a StreamingOptions")
         self._default_options = default_options or _DEFAULT_OPTIONS
         self._wiring.prices = dict(prices) if prices else None
+        self._wiring.allow_private_urls = bool(allow_private_urls)  # file URLs (downloads.py)
         self._transport = Transport(max_connections=max_connections)
         self._observer: Any = None
         if telemetry is not None and telemetry is not False:

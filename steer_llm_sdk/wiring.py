@@ -11,6 +11,7 @@ with the first call, not when a client is made.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import register_secret
@@ -52,6 +53,7 @@ class Wiring:
         self.prices: dict[str, Any] | None = None
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
+        self.allow_private_urls = False  # downloads from private addresses (downloads.py)
 
     def configured(self) -> list[str]:
         """The names of the providers given a key or a base URL (for a repr)."""
@@ -143,6 +145,13 @@ class Wiring:
         provider = route.provider
         codec = codec_class(provider.protocol)
         request, output = build_request(messages, params, route, codec, stream=stream)
+        hooks: tuple[Any, ...] = ()
+        if request.unresolved:  # URLs to download before sending (downloads.py)
+            from .downloads import resolve_files
+
+            hooks = (resolve_files,)
+            if options.allow_private_urls is None and self.allow_private_urls:
+                options = replace(options, allow_private_urls=True)
         return Call(
             provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)
@@ -160,4 +169,5 @@ class Wiring:
             output=output,
             observer=observer,
             signer=self.signer(provider),
+            before_send=hooks,
         )

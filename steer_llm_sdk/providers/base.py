@@ -71,6 +71,9 @@ class ChatRequest:
     # Structured output: a JSON schema made strict-ready, and its name.
     output_schema: dict[str, Any] | None = None
     output_name: str = "output"
+    # (message, part) indexes of URLs the SDK downloads before the first attempt
+    # (the provider does not fetch their type, or their type is unknown).
+    unresolved: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -359,7 +359,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
                 if media.startswith("audio/")
                 else "file"
             )
-            parts.append({"type": kind})
+            entry: dict[str, Any] = {"type": kind, "media_type": media}  # never the bytes
+            if part.data is not None or part.b64 is not None:
+                entry["size"] = part.size()
+            parts.append(entry)
         elif isinstance(part, str):
             parts.append({"type": "text", "content": part})
         elif part.get("type") == "text":

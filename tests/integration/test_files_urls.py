@@ -93,7 +93,7 @@ def sent_file(body: dict[str, Any]) -> dict[str, Any]:
 
 async def test_a_url_to_a_private_address_is_refused_and_nothing_is_sent(server: str) -> None:
     async with Emulator() as emu, client_for(emu) as client:
-        with pytest.raises(FileDownloadError, match="refused to download .*127.0.0.1") as info:
+        with pytest.raises(FileDownloadError, match=r"refused to download .*127\.0\.0\.1") as info:
             await client.stream_with_usage(["read", File(url=f"{server}/pdf")], "gpt-4o-mini")
         assert emu.requests == []
     assert info.value.url == f"{server}/pdf"

@@ -97,12 +97,10 @@ def audio_seconds(data: bytes, media_type: str) -> float:
 def _openai_image(size: tuple[int, int], detail: str | None) -> int:
     if detail == "low":
         return 85
-    width, height = size
-    scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
+    scale = min(1.0, 2048 / max(size))
+    width, height = size[0] * scale, size[1] * scale
     scale = min(1.0, 768 / min(width, height))
-    width, height = width * scale, height * scale
-    return 170 * math.ceil(width / 512) * math.ceil(height / 512) + 85
+    return 170 * math.ceil(width * scale / 512) * math.ceil(height * scale / 512) + 85
 
 
 def _anthropic_image(size: tuple[int, int]) -> int:

@@ -182,3 +182,25 @@ async def test_a_part_a_protocol_cannot_carry_fails_before_any_request(
             await client.stream_with_usage(["look", file], model)
         assert emu.requests == []
     assert str(info.value).startswith("messages[0].content[1]: ")
+
+
+async def test_batch_items_carry_files_and_two_files_are_two_items(tmp_path: Any) -> None:
+    """Items with files run with their bytes; the content id hashes the file's bytes
+    (two same-sized images are two items, the same image twice is one), and the
+    journal keeps the results across runs."""
+    other = png(3, 4)
+    items: list[Any] = [
+        ["What is this?", File(data=PNG)],
+        ["What is this?", File(data=PNG)],  # a duplicate: run once
+        ["What is this?", File(data=other)],
+        {"custom_id": "doc", "messages": [{"role": "user", "content": ["Sum up", File(data=PDF)]}]},
+    ]
+    journal = tmp_path / "files.sqlite"
+    async with Emulator() as emu, client_for(emu) as client:
+        summary = await client.batch(items, model="gpt-4o-mini", journal=str(journal)).run()
+        assert summary.succeeded == 3 and summary.duplicates == 1
+        assert len(emu.requests) == 3
+        sent = [carried(r.json) for r in emu.requests]
+        again = await client.batch(items, model="gpt-4o-mini", journal=str(journal)).run()
+        assert again.succeeded == 0 and len(emu.requests) == 3  # all done already
+    assert sorted(sent) == sorted([[PNG], [other], [PDF]])  # each file's own bytes

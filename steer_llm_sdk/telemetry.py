@@ -359,7 +359,9 @@ def _parts(content: Any) -> list[dict[str, Any]]:
                 if media.startswith("audio/")
                 else "file"
             )
-            entry: dict[str, Any] = {"type": kind, "media_type": media}  # never the bytes
+            entry: dict[str, Any] = {"type": kind}  # the media type and size, never bytes
+            if media:
+                entry["media_type"] = media
             if part.data is not None or part.b64 is not None:
                 entry["size"] = part.size()
             parts.append(entry)

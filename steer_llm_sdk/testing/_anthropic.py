@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._media import check_anthropic
 from ._schema import fit_schema
 from ._turn import Turn, compose
 from ._wire import (
@@ -63,7 +64,7 @@ class Messages(Wire):
                     "messages: final assistant content cannot end with trailing whitespace",
                     {},
                 )
-        problem = check_tools(body)
+        problem = check_tools(body) or check_anthropic(body, request.headers)
         if problem is not None:
             return error_plan(400, "invalid_request_error", problem, {})
         calls = _calls(body, reply)

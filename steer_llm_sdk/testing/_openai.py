@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._media import check_chat
 from ._turn import Turn, compose
 from ._wire import (
     Fault,
@@ -48,7 +49,7 @@ class ChatCompletions(Wire):
 
 def chat_turn(settings: Settings, body: dict[str, Any], reply: Reply) -> Turn | Plan:
     """The turn for a Chat Completions request, or the 400 its tools earn."""
-    problem = check_tools(body)
+    problem = check_tools(body) or check_chat(body)
     if problem is not None:
         return error_plan(400, "invalid_request_error", problem, {})
     calls = numbered_calls(reply.tool_calls, "call_emu") if reply.tool_calls else None

@@ -46,6 +46,18 @@ def b64_image(media_type: str, data: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
+def document(source: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "document", "source": source}
+
+
+def inline(media_type: str, data: str) -> dict[str, Any]:
+    return {"inlineData": {"mimeType": media_type, "data": data}}
+
+
+def input_image(url: str) -> dict[str, Any]:
+    return {"type": "input_image", "image_url": url, "detail": "auto"}
+
+
 CASES = [
     ("openai", chat(image_url(f"data:image/png;base64,{PNG64[:-3]}!")), "Invalid base64"),
     ("openai", chat(image_url(f"data:image/bmp;base64,{PNG64}")), "unsupported image"),
@@ -76,16 +88,16 @@ CASES = [
     ("anthropic", claude(b64_image("image/png", "@@@@")), "invalid base64"),
     (
         "anthropic",
-        claude({"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": PDF64}}),
+        claude(document({"type": "base64", "media_type": "text/plain", "data": PDF64})),
         "Input should be 'application/pdf'",
     ),
     (
         "anthropic",
-        claude({"type": "document", "source": {"type": "file", "file_id": "file_1"}}),
+        claude(document({"type": "file", "file_id": "file_1"})),
         "anthropic-beta",
     ),
-    ("gemini", gemini({"inlineData": {"mimeType": "application/zip", "data": PNG64}}), "Unsupported MIME"),
-    ("gemini", gemini({"inlineData": {"mimeType": "image/png", "data": "@@@"}}), "Base64 decoding failed"),
+    ("gemini", gemini(inline("application/zip", PNG64)), "Unsupported MIME"),
+    ("gemini", gemini(inline("image/png", "@@@")), "Base64 decoding failed"),
 ]  # fmt: skip
 PATHS = {
     "openai": "/v1/chat/completions",
@@ -130,10 +142,10 @@ async def test_the_emulator_takes_valid_files_on_every_api() -> None:
     good = [
         ("openai", chat(image_url(f"data:image/png;base64,{PNG64}"))),
         ("openai", chat({"type": "input_audio", "input_audio": {"data": WAV64, "format": "wav"}})),
-        ("responses", responses({"type": "input_image", "image_url": f"data:image/jpeg;base64,{JPEG64}", "detail": "auto"})),
+        ("responses", responses(input_image(f"data:image/jpeg;base64,{JPEG64}"))),
         ("anthropic", claude(b64_image("image/jpeg", JPEG64))),
-        ("anthropic", claude({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "hi"}})),
-        ("gemini", gemini({"inlineData": {"mimeType": "audio/wav", "data": WAV64}})),
+        ("anthropic", claude(document({"type": "text", "media_type": "text/plain", "data": "hi"}))),
+        ("gemini", gemini(inline("audio/wav", WAV64))),
     ]  # fmt: skip
     async with Emulator() as emu, httpx.AsyncClient() as http:
         for api, body in good:

@@ -3,18 +3,19 @@
     python benchmarks/files_bench.py            # 10 MB, 3 attempts (2 retried 503s)
     python benchmarks/files_bench.py --mb 50
 
-Starts the package's emulator in a child process, answers the first two attempts of each call with a
-503 (retried by the SDK) and the third with text, and sends a PNG-headed file (a PDF-headed one to Anthropic, whose images stop at 5 MB) of
-``--mb`` megabytes to each protocol. It prints, per protocol: the wall time of the
-call, the time spent in base64 encoding (counted by wrapping ``base64.b64encode``),
-the number of encodings (1 per call: the part keeps its text across attempts) and
-the peak of Python allocations during the call (tracemalloc, after a warm-up call:
-imports and price tables are not counted), and how much the process's maximum
-resident size grew during the call. tracemalloc overstates one allocation: orjson
-reserves about 9.5 times a long string's length for the request body and gives the
-untouched rest back (the body's real pages are its size), which tracemalloc still
-counts; the RSS column is what the machine holds. The request body itself is built per attempt (JSON with the base64
-inside), so the peak holds the file, its base64 and one body.
+Starts the package's emulator in a child process, answers the first two attempts
+of each call with a 503 (retried by the SDK) and the third with text, and sends a
+PNG-headed file (PDF-headed to Anthropic, whose images stop at 5 MB) of ``--mb``
+megabytes to each protocol. It prints, per protocol: the wall time of the call, the
+time spent in base64 encoding (counted by wrapping ``base64.b64encode``), the number
+of encodings (1 per call: the part keeps its text across attempts), the peak of
+Python allocations during the call (tracemalloc, after a warm-up call: imports and
+price tables are not counted) and how much the process's maximum resident size grew
+during the call (the first row: later rows stay under the first's maximum). The
+request body is built per attempt (JSON with the base64 inside). tracemalloc
+overstates one allocation: orjson reserves about 9.5 times a long string's length
+for the body and gives the untouched rest back (the body's real pages are its
+size), which tracemalloc still counts; the RSS column is what the machine holds.
 """
 
 from __future__ import annotations

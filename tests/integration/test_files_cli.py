@@ -58,3 +58,19 @@ async def test_a_missing_attachment_is_a_usage_error_before_any_request(
     assert code != 0
     assert "nope.png" in err and "cannot read it" in err
     assert emulator.requests == []
+
+
+def test_readme_files_example_runs(tmp_path: Path) -> None:
+    """The README's "Files" example, run as written (a subprocess, its own emulator)."""
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Files: images, documents, audio", 1)[1]
+    script = tmp_path / "example.py"
+    script.write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["A red pixel.", "image/png"]

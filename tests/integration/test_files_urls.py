@@ -35,6 +35,13 @@ class Hostile(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path
+        if path.startswith("/away/"):  # a redirect to another host: 127.0.0.2
+            port = self.server.server_address[1]
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{port}/pdf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if path.startswith("/hop/"):
             left = int(path.rsplit("/", 1)[1])
             self.send_response(302)
@@ -189,3 +196,16 @@ async def test_a_download_is_bounded_by_the_call_deadline(server: str) -> None:
 async def test_private_loopback_and_link_local_addresses_are_refused(url: str) -> None:
     with pytest.raises(FileDownloadError, match="refused to download"):
         await download(url, max_bytes=1024)
+
+
+async def test_every_redirect_is_checked_again(server: str, monkeypatch: Any) -> None:
+    """The first host passes the check, the one it redirects to does not: refused
+    there, before connecting (here only 127.0.0.2 counts as private)."""
+    import ipaddress
+
+    from steer_llm_sdk import downloads
+
+    monkeypatch.setattr(downloads, "_refused", lambda ip: ip == ipaddress.ip_address("127.0.0.2"))
+    assert await download(f"{server}/pdf", max_bytes=1 << 20) == PDF
+    with pytest.raises(FileDownloadError, match=r"refused to download http://127\.0\.0\.2"):
+        await download(f"{server}/away/1", max_bytes=1 << 20)

@@ -41,6 +41,9 @@ class ChatCompletions(Wire):
     def answer(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
     ) -> Plan:
+        problem = check_chat(body)  # files (the Responses wire checks its own)
+        if problem is not None:
+            return error_plan(400, "invalid_request_error", problem, {})
         turn = chat_turn(settings, body, reply)
         if isinstance(turn, Plan):
             return turn
@@ -49,7 +52,7 @@ class ChatCompletions(Wire):
 
 def chat_turn(settings: Settings, body: dict[str, Any], reply: Reply) -> Turn | Plan:
     """The turn for a Chat Completions request, or the 400 its tools earn."""
-    problem = check_tools(body) or check_chat(body)
+    problem = check_tools(body)
     if problem is not None:
         return error_plan(400, "invalid_request_error", problem, {})
     calls = numbered_calls(reply.tool_calls, "call_emu") if reply.tool_calls else None

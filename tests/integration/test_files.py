@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from steer_llm_sdk import ConfigurationError, File, SteerLLMClient
-from steer_llm_sdk.testing import Emulator
+from steer_llm_sdk.testing import Emulator, Reply
 from tests.media import jpeg, pdf, png, wav
 
 PNG, JPEG, WAV, PDF = png(4, 3), jpeg(16, 8), wav(), pdf()
@@ -204,3 +204,27 @@ async def test_batch_items_carry_files_and_two_files_are_two_items(tmp_path: Any
         again = await client.batch(items, model="gpt-4o-mini", journal=str(journal)).run()
         assert again.succeeded == 0 and len(emu.requests) == 3  # all done already
     assert sorted(sent) == sorted([[PNG], [other], [PDF]])  # each file's own bytes
+
+
+def screenshot() -> File:
+    """Take a screenshot of the screen."""
+    return File(data=PNG)
+
+
+@pytest.mark.parametrize("protocol", list(MODELS))
+async def test_a_tool_function_returning_a_file_in_the_tool_loop(protocol: str) -> None:
+    """run_tools: the tool's File goes back to the model with the next request, in the
+    protocol's shape (validated), and the conversation keeps it."""
+    async with Emulator() as emu, client_for(emu) as client:
+        emu.enqueue(
+            Reply(tool_calls=[{"name": "screenshot", "arguments": {}}]), Reply(text="A red square.")
+        )
+        response = await client.run_tools(
+            "What is on screen?", MODELS[protocol], tools=[screenshot]
+        )
+        second = emu.requests[-1].json
+    assert response.text == "A red square."
+    validate(protocol, second)
+    assert carried(second) == [PNG]
+    tool = [m for m in response.messages or [] if m["role"] == "tool"]
+    assert isinstance(tool[0]["content"], list) and isinstance(tool[0]["content"][0], File)

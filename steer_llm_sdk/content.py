@@ -314,25 +314,30 @@ def _facts(value: Any, accepts: frozenset[str]) -> frozenset[str]:
 
 
 def file_table(
-    codec: Any, spec: Any = None
+    codec: Any, spec: Any = None, model: str = ""
 ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """What a route can send: (media types as data, media types by URL, media types by
     file id), from the codec class's ``accepts`` / ``accepts_urls`` /
-    ``accepts_file_ids``; nothing for a provider whose spec says
+    ``accepts_file_ids``, narrowed per model where the codec says so
+    (``narrow_files``); nothing for a provider whose spec says
     ``accepts_files=False`` (the local model: text only)."""
     if spec is not None and not getattr(spec, "accepts_files", True):
         return _NONE, _NONE, _NONE
     accepts = codec.accepts
-    return accepts, _facts(codec.accepts_urls, accepts), _facts(codec.accepts_file_ids, accepts)
+    urls, ids = _facts(codec.accepts_urls, accepts), _facts(codec.accepts_file_ids, accepts)
+    narrow = getattr(codec, "narrow_files", None)
+    if narrow is not None:
+        return narrow(spec, model, accepts, urls, ids)
+    return accepts, urls, ids
 
 
 def _listed(types: frozenset[str]) -> str:
     return ", ".join(sorted(types)) or "none"
 
 
-def describe_table(codec: Any, spec: Any = None) -> str:
+def describe_table(codec: Any, spec: Any = None, model: str = "") -> str:
     """What a route takes, in words (for errors and the README)."""
-    accepts, urls, ids = file_table(codec, spec)
+    accepts, urls, ids = file_table(codec, spec, model)
     if not (accepts or urls or ids):
         return "text only"
     by_url = "the same" if urls == accepts else _listed(urls)
@@ -345,7 +350,7 @@ def check_part(part: FilePart, codec: Any, where: str, model: str = "", spec: An
     protocol takes, when the route cannot send ``part``. Returns True for a URL the
     SDK must download first (the protocol takes its type only as data, or the URL
     does not tell its type)."""
-    accepts, urls, ids = file_table(codec, spec)
+    accepts, urls, ids = file_table(codec, spec, model)
     media = part.media_type
     if part.file_id is not None:
         ok = bool(ids) and (not media or takes(ids, media))
@@ -364,7 +369,7 @@ def check_part(part: FilePart, codec: Any, where: str, model: str = "", spec: An
         return False
     to = f"{model} ({codec.protocol} protocol)" if model else f"the {codec.protocol} protocol"
     raise ConfigurationError(
-        f"{where}: {to} cannot take {what}; it takes {describe_table(codec, spec)}"
+        f"{where}: {to} cannot take {what}; it takes {describe_table(codec, spec, model)}"
     )
 
 

@@ -221,6 +221,16 @@ class OpenAIChatCodec(CodecBase):
     accepts_urls = IMAGES
     accepts_file_ids = frozenset({"application/pdf"})
 
+    @staticmethod
+    def narrow_files(
+        spec: Any, model: str, accepts: frozenset[str], urls: frozenset[str], ids: frozenset[str]
+    ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """OpenAI's own models take ``input_audio`` only where their name says audio
+        (``gpt-4o-audio-preview``, ``gpt-audio``); compatible servers decide."""
+        if getattr(spec, "name", None) == "openai" and "audio" not in model:
+            accepts = accepts - {"audio/wav", "audio/mpeg"}
+        return accepts, urls, ids
+
     @classmethod
     def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
         """What the pipeline calls to get a fresh codec for each attempt."""

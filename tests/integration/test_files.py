@@ -16,7 +16,7 @@ from tests.media import jpeg, pdf, png, wav
 
 PNG, JPEG, WAV, PDF = png(4, 3), jpeg(16, 8), wav(), pdf()
 MODELS = {
-    "openai-chat": "gpt-4o-mini",
+    "openai-chat": "gpt-4o-audio-preview",  # OpenAI's audio input needs an audio model
     "openai-responses": "openai-responses/gpt-4o",
     "anthropic-messages": "claude-3-haiku-20240307",
     "gemini": "gemini-2.5-flash",
@@ -170,6 +170,7 @@ async def test_a_tool_result_holding_a_file_goes_back(protocol: str) -> None:
         ),
         ("gpt-4o-mini", File(data=b"\x1a\x45\xdf\xa3webm"), "cannot take video/webm data"),
         ("openai-responses/gpt-4o", File(data=WAV), "cannot take audio/wav data"),
+        ("gpt-4o-mini", File(data=WAV), r"gpt-4o-mini \(openai-chat protocol\) cannot take audio"),
         ("claude-3-haiku-20240307", File(data=WAV), "cannot take audio/wav data"),
         ("gpt-4o-mini", File(file_id="file-1", media_type="image/png"), "cannot take a file id"),
     ],

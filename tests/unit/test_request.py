@@ -33,7 +33,7 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n-an-image").decode()
 PDF = base64.b64encode(b"%PDF-1.7 a document").decode()
 WAV = base64.b64encode(b"RIFF....WAVEfmt a sound").decode()
 MODELS = {
-    "openai-chat": "gpt-4o-mini",
+    "openai-chat": "gpt-4o-audio-preview",
     "anthropic-messages": "claude-3-haiku-20240307",
     "openai-responses": "openai-responses/gpt-4o",
     "gemini": "gemini-2.5-flash",
@@ -370,7 +370,7 @@ def test_each_codec_declares_what_it_accepts(codec: Any) -> None:
 @pytest.mark.parametrize("codec", list(ACCEPTS), ids=lambda c: c.protocol)
 def test_every_accepted_file_goes_out_in_a_shape_of_the_protocol(codec: Any) -> None:
     """A request built by the request layer: every accepted kind of file encodes."""
-    model = {"openai-chat": "gpt-4o-mini"}.get(codec.protocol, MODELS[codec.protocol])
+    model = {"openai-chat": "gpt-4o-audio-preview"}.get(codec.protocol, MODELS[codec.protocol])
     route = resolve_model(model)
     for media_type in ACCEPTS[codec]:
         part = file(file_data=f"data:{media_type};base64,{PDF}", filename="f")
@@ -424,7 +424,7 @@ async def test_telemetry_names_file_parts_by_their_kind() -> None:
         async with client:
             await client.stream_with_usage(
                 ask(image(f"data:image/png;base64,{PNG}"), audio(WAV), file(file_id="f")),
-                "gpt-4o-mini",
+                "gpt-4o-audio-preview",
             )
     (span,) = spans.get_finished_spans()
     assert (span.attributes or {})["gen_ai.input.messages"] == (

@@ -57,6 +57,9 @@ class ProviderSpec:
     # Per-request credentials (a kind in auth.SIGNERS: SigV4, a cloud's OAuth token ...),
     # applied by the attempt loop to each request; None: the codec's key header only.
     auth: str | None = None
+    # False: text only, whatever the protocol's codec takes (the local SmolLM2 model);
+    # a file in the content is a ConfigurationError before anything is sent.
+    accepts_files: bool = True
 
     @property
     def base_url_env(self) -> str:
@@ -153,6 +156,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             continues_prefix=True,
             examples=("local/smollm2-135m", "local/<path to a .gguf>"),
             local=True,
+            accepts_files=False,  # SmolLM2 is a text model
         ),
     )
 }

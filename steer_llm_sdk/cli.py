@@ -79,6 +79,15 @@ def _model_options() -> argparse.ArgumentParser:
         "parses, else text), e.g. -o repeat_penalty 1.2 -o reasoning_effort low; "
         "checked against what a llama.cpp server (the local model) says it takes",
     )
+    p.add_argument(
+        "-a",
+        "--attach",
+        action="append",
+        default=[],
+        metavar="PATH|URL|-",
+        help="attach a file (an image, a PDF, audio ...) to the prompt (repeatable); "
+        "'-' reads it from standard input, which then is not the prompt",
+    )
     p.add_argument("--base-url", help="send the request to this OpenAI-compatible URL")
     p.add_argument(
         "-c", "--continue", dest="continue_", action="store_true", help="continue the last chat"
@@ -307,6 +316,7 @@ class Session:
         self.route = self._route_model()
         self.params = self._params()
         self.tools = load_tools(getattr(args, "tool", []) or [])
+        self.attachments = _attachments(getattr(args, "attach", []) or [])
 
     def _default_model(self) -> str:
         from .catalog import default_model_choice, resolve_model
@@ -445,7 +455,10 @@ class Session:
         """Ask; keep the exchange in the history and the log (also when it fails)."""
         from .models.streaming import StreamingOptions
 
-        messages = [*self.messages, {"role": "user", "content": prompt}]
+        content: Any = prompt
+        if self.attachments:  # sent with the first message
+            content, self.attachments = [prompt, *self.attachments], []
+        messages = [*self.messages, {"role": "user", "content": content}]
         delivered: list[str] = []
 
         def on_delta(text: str) -> None:
@@ -632,7 +645,33 @@ def _progress_factory() -> Callable[[str, bool], Any]:
 # -- commands ------------------------------------------------------------------------
 
 
-def _read_prompt(arg: str | None) -> str:
+def _attachments(specs: list[str]) -> list[Any]:
+    """``-a`` values → Files: a path, an http(s) URL, or '-' (standard input's bytes)."""
+    from .errors import ConfigurationError
+    from .files import File
+
+    files = []
+    for spec in specs:
+        try:
+            if spec == "-":
+                if sys.stdin is None or sys.stdin.isatty():
+                    raise UsageError("-a -: pipe the file into standard input")
+                files.append(File(data=sys.stdin.buffer.read(), filename="stdin"))
+            elif spec.lower().startswith(("https://", "http://")):
+                files.append(File(url=spec))
+            else:
+                files.append(File(spec))
+        except ConfigurationError as exc:
+            raise UsageError(f"-a {spec}: {exc}") from None
+    return files
+
+
+def _read_prompt(arg: str | None, stdin_taken: bool = False) -> str:
+    """The prompt: the argument, then piped text (not when ``-a -`` took stdin)."""
+    if stdin_taken:
+        if not arg or arg == "-":
+            raise UsageError("-a - reads the attachment from standard input: give the prompt")
+        return arg
     piped = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     if arg and arg != "-":
         # As `llm` does: the prompt first, then the piped text.
@@ -646,7 +685,7 @@ def _read_prompt(arg: str | None) -> str:
 
 def _run_stream(args: argparse.Namespace) -> int:
     session = Session(args)
-    prompt = _read_prompt(args.prompt)
+    prompt = _read_prompt(args.prompt, "-" in args.attach)
     return asyncio.run(_stream(session, prompt))
 
 
@@ -747,6 +786,8 @@ def _run_chat(args: argparse.Namespace) -> int:
 
     if args.schema:
         raise UsageError("chat does not take --schema: use `steer-llm stream --schema ...`")
+    if "-" in args.attach:
+        raise UsageError("chat reads your messages from standard input: attach a path or URL")
     session = Session(args)
     console = _rich_console()
     try:

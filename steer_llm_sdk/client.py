@@ -36,6 +36,8 @@ class SteerLLMClient:
     the ``otel`` extra. ``response_cache=ResponseCache("cache.db")`` answers a request
     asked before from the cache (``cache=False`` on a call bypasses it).
     ``cache_prompt="auto"`` places each provider's prompt-cache markers on every call.
+    the ``otel`` extra. ``allow_private_urls=True`` lets the SDK download files from
+    loopback, private and link-local addresses (refused by default).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class SteerLLMClient:
         telemetry: Any = None,
         response_cache: Any = None,
         cache_prompt: Any = None,
+        allow_private_urls: bool = False,
     ) -> None:
         from .wiring import Wiring
 
@@ -71,6 +74,7 @@ class SteerLLMClient:
             raise ConfigurationError("default_options must be a StreamingOptions")
         self._default_options = default_options or _DEFAULT_OPTIONS
         self._wiring.prices = dict(prices) if prices else None
+        self._wiring.allow_private_urls = bool(allow_private_urls)  # file URLs (downloads.py)
         self._transport = Transport(max_connections=max_connections)
         self._observer: Any = None
         if telemetry is not None and telemetry is not False:

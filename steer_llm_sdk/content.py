@@ -26,6 +26,9 @@ __all__ = [
     "audio_format",
     "check_base64",
     "check_part",
+    "default_name",
+    "describe_table",
+    "file_table",
     "from_file",
     "takes",
     "to_part",
@@ -59,7 +62,8 @@ class FilePart:
     it is checked, never decoded, and sent as it is.
     """
 
-    media_type: str  # lowercase, e.g. "image/png"; for a URL a guess from its path
+    media_type: str  # lowercase, e.g. "image/png"; for a URL a guess from its path,
+    # "" where a URL or a file id does not tell it
     data: bytes | None = None
     url: str | None = None
     file_id: str | None = None
@@ -67,6 +71,7 @@ class FilePart:
     detail: str | None = None  # OpenAI's image detail ("low", "high", "auto")
     cache_control: Any = None  # Anthropic's prompt-caching mark
     b64: str | None = field(default=None, repr=False)
+    _url: str | None = field(default=None, repr=False, compare=False)  # data_url(), cached
 
     def __post_init__(self) -> None:
         inline = self.data is not None or self.b64 is not None
@@ -74,16 +79,33 @@ class FilePart:
             raise ValueError("a FilePart holds one of data (or b64), url and file_id")
 
     def base64(self) -> str:
-        """The data as base64 text."""
-        if self.b64 is not None:
-            return self.b64
-        import base64
+        """The data as base64 text, encoded once (kept on the part: a call's retries
+        and attempts send the same text)."""
+        b64 = self.b64
+        if b64 is None:
+            import base64
 
-        return base64.b64encode(self.data or b"").decode("ascii")
+            b64 = base64.b64encode(self.data or b"").decode("ascii")
+            object.__setattr__(self, "b64", b64)
+        return b64
 
     def data_url(self) -> str:
-        """The data as a ``data:`` URL."""
-        return f"data:{self.media_type};base64,{self.base64()}"
+        """The data as a ``data:`` URL (made once)."""
+        url = self._url
+        if url is None:
+            url = f"data:{self.media_type};base64,{self.base64()}"
+            object.__setattr__(self, "_url", url)
+        return url
+
+    def size(self) -> int:
+        """The data's size in bytes (from the base64 length when given as text); 0
+        for a URL or a file id."""
+        if self.data is not None:
+            return len(self.data)
+        if self.b64 is not None:
+            text = self.b64.rstrip("=")
+            return len(text) * 3 // 4
+        return 0
 
     def content(self) -> bytes:
         """The data as bytes (decoded from ``b64`` when given as text)."""
@@ -96,6 +118,21 @@ class FilePart:
 def audio_format(media_type: str) -> str:
     """The ``input_audio`` format of an audio media type (``audio/mpeg`` → ``mp3``)."""
     return _AUDIO_FORMATS.get(media_type) or media_type.partition("/")[2]
+
+
+_EXTENSIONS = {
+    "application/pdf": "pdf",
+    "text/plain": "txt",
+    "audio/mpeg": "mp3",
+    "image/jpeg": "jpg",
+}
+
+
+def default_name(media_type: str) -> str:
+    """A file name for a part that has none, where a protocol wants one
+    (``file.pdf``)."""
+    subtype = media_type.partition("/")[2].split("+")[0].split(".")[-1] or "bin"
+    return f"file.{_EXTENSIONS.get(media_type, subtype)}"
 
 
 def takes(accepts: frozenset[str], media_type: str) -> bool:
@@ -215,7 +252,7 @@ def _file(part: Mapping[str, Any], where: str) -> FilePart:
     if file_id is not None and file_data is not None:
         raise ConfigurationError(f"{where}: give file.file_data or file.file_id, not both")
     if file_id:
-        media_type = _guess(filename) or "application/octet-stream"
+        media_type = _guess(filename) or ""
         return FilePart(media_type, file_id=file_id, filename=filename, cache_control=cache)
     if not file_data or file_data[:5].lower() != "data:":
         raise ConfigurationError(
@@ -256,37 +293,84 @@ def to_part(part: Any, where: str) -> TextPart | FilePart | Mapping[str, Any]:
 
 
 def from_file(file: File) -> FilePart:
-    """A caller's :class:`~steer_llm_sdk.files.File` → the neutral part."""
+    """A caller's :class:`~steer_llm_sdk.files.File` → the neutral part. The media type
+    of a URL or a file id that does not tell it is ``""`` (unknown)."""
+    media_type = file.media_type or ""
     if file.data is not None:
-        media_type = file.media_type or "application/octet-stream"
         return FilePart(media_type, file.data, filename=file.filename, detail=file.detail)
     if file.url is not None:
-        media_type = file.media_type or "application/octet-stream"
         return FilePart(media_type, url=file.url, filename=file.filename, detail=file.detail)
-    media_type = file.media_type or _guess(file.filename) or "application/octet-stream"
+    media_type = media_type or _guess(file.filename) or ""
     return FilePart(media_type, file_id=file.file_id, filename=file.filename)
 
 
-def check_part(part: FilePart, codec: Any, where: str, model: str = "") -> None:
-    """A ConfigurationError, naming the protocol and the media type, when the codec
-    cannot send ``part`` (its ``accepts``, ``accepts_urls``, ``accepts_file_ids``)."""
-    to = f"{model} ({codec.protocol} protocol)" if model else f"the {codec.protocol} protocol"
+_NONE: frozenset[str] = frozenset()
+
+
+def _facts(value: Any, accepts: frozenset[str]) -> frozenset[str]:
+    if value is True:  # the old boolean facts: every accepted type
+        return accepts
+    return value or _NONE
+
+
+def file_table(
+    codec: Any, spec: Any = None, model: str = ""
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """What a route can send: (media types as data, media types by URL, media types by
+    file id), from the codec class's ``accepts`` / ``accepts_urls`` /
+    ``accepts_file_ids``, narrowed per model where the codec says so
+    (``narrow_files``); nothing for a provider whose spec says
+    ``accepts_files=False`` (the local model: text only)."""
+    if spec is not None and not getattr(spec, "accepts_files", True):
+        return _NONE, _NONE, _NONE
+    accepts = codec.accepts
+    urls, ids = _facts(codec.accepts_urls, accepts), _facts(codec.accepts_file_ids, accepts)
+    narrow = getattr(codec, "narrow_files", None)
+    if narrow is not None:
+        return narrow(spec, model, accepts, urls, ids)
+    return accepts, urls, ids
+
+
+def _listed(types: frozenset[str]) -> str:
+    return ", ".join(sorted(types)) or "none"
+
+
+def describe_table(codec: Any, spec: Any = None, model: str = "") -> str:
+    """What a route takes, in words (for errors and the README)."""
+    accepts, urls, ids = file_table(codec, spec, model)
+    if not (accepts or urls or ids):
+        return "text only"
+    by_url = "the same" if urls == accepts else _listed(urls)
+    by_id = "the same" if ids == accepts else _listed(ids)
+    return f"as data: {_listed(accepts)}; by URL: {by_url}; by file id: {by_id}"
+
+
+def check_part(part: FilePart, codec: Any, where: str, model: str = "", spec: Any = None) -> bool:
+    """A ConfigurationError naming ``where``, the protocol, the part and what the
+    protocol takes, when the route cannot send ``part``. Returns True for a URL the
+    SDK must download first (the protocol takes its type only as data, or the URL
+    does not tell its type)."""
+    accepts, urls, ids = file_table(codec, spec, model)
+    media = part.media_type
     if part.file_id is not None:
-        if not codec.accepts_file_ids:
-            raise ConfigurationError(
-                f"{where}: {to} cannot take a file id ({part.file_id!r}, {part.media_type}): "
-                "send the file's data instead"
-            )
+        ok = bool(ids) and (not media or takes(ids, media))
+        what = f"a file id ({part.file_id!r}{', ' + media if media else ''})"
     elif part.url is not None:
-        if not codec.accepts_urls:
-            raise ConfigurationError(
-                f"{where}: {to} cannot take a URL ({part.media_type}): send the file's data"
-            )
-    elif not takes(codec.accepts, part.media_type):
-        raise ConfigurationError(
-            f"{where}: {to} cannot take {part.media_type} data; it takes "
-            f"{', '.join(sorted(codec.accepts))}"
-        )
+        if media and takes(urls, media):
+            return False  # the provider fetches it
+        if (not media and accepts) or (media and takes(accepts, media)):
+            return True  # downloaded by the SDK before the first attempt
+        ok = False
+        what = f"{media} by URL ({part.url[:80]})"
+    else:
+        ok = takes(accepts, media)
+        what = f"{media} data"
+    if ok:
+        return False
+    to = f"{model} ({codec.protocol} protocol)" if model else f"the {codec.protocol} protocol"
+    raise ConfigurationError(
+        f"{where}: {to} cannot take {what}; it takes {describe_table(codec, spec, model)}"
+    )
 
 
 def as_part(part: Any, codec: Any) -> TextPart | FilePart | Mapping[str, Any]:

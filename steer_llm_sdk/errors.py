@@ -18,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "FileDownloadError",
     "InterruptedInvalidResponseError",
     "InterruptedReadTimeoutError",
     "InterruptedTotalTimeoutError",
@@ -153,6 +154,17 @@ class SteerError(Exception):
 
 class ConfigurationError(SteerError, ValueError):
     """The call cannot be made as configured: missing key, unknown model, bad option."""
+
+
+class FileDownloadError(ConfigurationError):
+    """A file given by URL could not be downloaded by the SDK: refused (a loopback,
+    private or link-local address), too large, too many redirects, an HTTP error, a
+    timeout, or bytes of no type the protocol takes. ``url`` names it (without its
+    query, which may hold a signature); ``status_code`` is the server's, if any."""
+
+    def __init__(self, message: str, *, url: str, status_code: int | None = None) -> None:
+        super().__init__(message, status_code=status_code)
+        self.url = url
 
 
 class APIStatusError(SteerError):

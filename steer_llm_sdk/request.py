@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .catalog import Route
-from .content import FilePart, check_part, to_part
+from .content import FilePart, TextPart, check_part, to_part
 from .errors import ConfigurationError
+from .files import File
 from .models.streaming import StreamingOptions
 from .providers.base import ChatRequest
 from .tools import normalize_tool_choice, normalize_tools
@@ -82,6 +83,8 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
         raise ConfigurationError(
             "messages is empty: give at least one, e.g. [{'role': 'user', 'content': 'Hi'}]"
         )
+    if isinstance(messages[0], str | File):  # a prompt of text and files: one message
+        return normalize_messages([{"role": "user", "content": list(messages)}])
     out = []
     for i, message in enumerate(messages):
         if not isinstance(message, Mapping):
@@ -102,10 +105,13 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
                 )
         elif isinstance(content, list):
             for j, part in enumerate(content):
-                if not (isinstance(part, str) or (isinstance(part, Mapping) and "type" in part)):
+                if not (
+                    isinstance(part, str | File) or (isinstance(part, Mapping) and "type" in part)
+                ):
                     raise ConfigurationError(
-                        f"messages[{i}].content[{j}] must be a string or a dict with a "
-                        "'type' (e.g. {'type': 'text', 'text': '...'})"
+                        f"messages[{i}].content[{j}] must be a string, a File or a dict "
+                        "with a 'type' (e.g. {'type': 'text', 'text': '...'}), not "
+                        f"{type(part).__name__}"
                     )
         elif not isinstance(content, str):
             raise ConfigurationError(
@@ -116,9 +122,14 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
     return out
 
 
-def neutral_content(messages: list[dict[str, Any]], codec: Any, model: str) -> None:
+def neutral_content(
+    messages: list[dict[str, Any]], codec: Any, model: str, spec: Any = None
+) -> list[tuple[int, int]]:
     """Every list content (in place) as neutral parts, each file checked against what
-    ``codec`` can send: malformed or unsendable parts fail here, named."""
+    the route (``codec``, and ``spec`` where the provider narrows it) can send:
+    malformed or unsendable parts fail here, named. Returns where the URLs are that
+    the SDK must download before sending (``(message, part)`` indexes)."""
+    unresolved: list[tuple[int, int]] = []
     for i, message in enumerate(messages):
         content = message.get("content")
         if type(content) is list:
@@ -126,10 +137,11 @@ def neutral_content(messages: list[dict[str, Any]], codec: Any, model: str) -> N
             for j, raw in enumerate(content):
                 where = f"messages[{i}].content[{j}]"
                 part = to_part(raw, where)
-                if isinstance(part, FilePart):
-                    check_part(part, codec, where, model)
+                if isinstance(part, FilePart) and check_part(part, codec, where, model, spec):
+                    unresolved.append((i, j))
                 parts.append(part)
             message["content"] = parts
+    return unresolved
 
 
 def check_serialisable(
@@ -139,14 +151,15 @@ def check_serialisable(
     TypeError from the JSON encoder when the request is sent)."""
     import orjson
 
+    option = orjson.OPT_PASSTHROUGH_DATACLASS  # neutral parts: the codecs map them
     try:
-        orjson.dumps([messages, common, extra_body])
+        orjson.dumps([messages, common, extra_body], default=_part, option=option)
         return
     except TypeError:
         pass
     for i, message in enumerate(messages):
         try:
-            orjson.dumps(message)
+            orjson.dumps(message, default=_part, option=option)
         except TypeError as exc:
             raise ConfigurationError(
                 f"messages[{i}] cannot be sent as JSON ({exc}): give strings, numbers, "
@@ -161,6 +174,12 @@ def check_serialisable(
                 f"({exc}): give strings, numbers, lists and dicts"
             ) from None
     raise ConfigurationError("the request cannot be sent as JSON (a key is not a string?)")
+
+
+def _part(value: Any) -> Any:
+    if type(value) is TextPart or type(value) is FilePart:
+        return None
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def _common(params: dict[str, Any]) -> dict[str, Any]:
@@ -246,8 +265,8 @@ def build_request(
         msgs = local_json_params(common, extra_body, msgs)
         if spec is not None:  # a small model must not run away inside a string
             spec.schema = _cap_strings(spec.schema)
+    unresolved = neutral_content(msgs, codec, route.model, route.provider)
     check_serialisable(msgs, common, extra_body)
-    neutral_content(msgs, codec, route.model)
     request = ChatRequest(
         model=route.model,
         messages=msgs,
@@ -260,5 +279,6 @@ def build_request(
         output_schema=spec.schema if spec is not None else None,
         output_name=spec.name if spec is not None else "output",
         cache_prompt=cache_prompt,
+        unresolved=unresolved,
     )
     return request, spec

@@ -359,7 +359,12 @@ def _parts(content: Any) -> list[dict[str, Any]]:
                 if media.startswith("audio/")
                 else "file"
             )
-            parts.append({"type": kind})
+            entry: dict[str, Any] = {"type": kind}  # the media type and size, never bytes
+            if media:
+                entry["media_type"] = media
+            if part.data is not None or part.b64 is not None:
+                entry["size"] = part.size()
+            parts.append(entry)
         elif isinstance(part, str):
             parts.append({"type": "text", "content": part})
         elif part.get("type") == "text":

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import ConfigurationError
+from .files import File
 
 __all__ = ["Tool", "normalize_tool_choice", "normalize_tools", "tool_result_message"]
 
@@ -334,7 +335,22 @@ def normalize_tool_choice(choice: Any, tools: list[Tool]) -> str | dict[str, str
 
 def tool_result_message(call_id: str, content: Any, *, is_error: bool = False) -> dict[str, Any]:
     """The ``tool`` message that answers a call (content made a string: JSON for
-    anything that is not one)."""
+    anything that is not one). A :class:`~steer_llm_sdk.files.File`, or a list of
+    strings and Files, stays a list of parts: each protocol sends the files as it can
+    (README: "Files: images, documents, audio")."""
+    if isinstance(content, File):
+        content = [content]
+    elif isinstance(content, list | tuple) and any(isinstance(c, File) for c in content):
+        content = [c if isinstance(c, str | File) else _text(c) for c in content]
+    else:
+        content = _text(content)
+    message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": content}
+    if is_error:
+        message["is_error"] = True
+    return message
+
+
+def _text(content: Any) -> str:
     if not isinstance(content, str):
         if hasattr(content, "model_dump_json"):
             content = content.model_dump_json()
@@ -343,7 +359,4 @@ def tool_result_message(call_id: str, content: Any, *, is_error: bool = False) -
                 content = orjson.dumps(content, default=str).decode()
             except TypeError:
                 content = str(content)
-    message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": content}
-    if is_error:
-        message["is_error"] = True
-    return message
+    return content

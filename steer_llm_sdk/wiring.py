@@ -11,6 +11,7 @@ with the first call, not when a client is made.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, register_secret
@@ -67,6 +68,7 @@ class Wiring:
         self.cache_watch = CacheWatch()
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
+        self.allow_private_urls = False  # downloads from private addresses (downloads.py)
 
     def configured(self) -> list[str]:
         """The names of the providers given a key or a base URL (for a repr)."""
@@ -163,6 +165,13 @@ class Wiring:
         provider = route.provider
         codec = codec_class(provider.protocol)
         request, output = build_request(messages, params, route, codec, stream=stream)
+        hooks: tuple[Any, ...] = ()
+        if request.unresolved:  # URLs to download before sending (downloads.py)
+            from .downloads import resolve_files
+
+            hooks = (resolve_files,)
+            if options.allow_private_urls is None and self.allow_private_urls:
+                options = replace(options, allow_private_urls=True)
         return Call(
             provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)
@@ -182,4 +191,5 @@ class Wiring:
             signer=self.signer(provider),
             cache=self.response_cache if use_cache else None,
             cache_watch=self.cache_watch,
+            before_send=hooks,
         )

@@ -13,7 +13,10 @@ from typing import Any
 
 import orjson
 
+from ..content import from_file
 from ..errors import ConfigurationError
+from ..files import File
+from ..media import file_tokens
 from .journal import DONE, FAILED, RETRY
 
 __all__ = [
@@ -84,9 +87,16 @@ class Item:
 
 
 def jsonable(value: Any) -> Any:
-    """orjson's ``default=``: a pydantic model class as its schema, else its repr."""
+    """orjson's ``default=``: a pydantic model class as its schema, a
+    :class:`~steer_llm_sdk.files.File` as its description and the hash of its bytes
+    (two items with different files are different items), else its repr."""
     if isinstance(value, type) and hasattr(value, "model_json_schema"):
         return {"pydantic": value.__name__, "schema": value.model_json_schema()}
+    if isinstance(value, File):
+        doc = value.to_dict()
+        if value.data is not None:
+            doc["sha256"] = hashlib.sha256(value.data).hexdigest()
+        return {"file": doc}
     return repr(value)
 
 
@@ -112,6 +122,8 @@ def normalize(raw: Any, index: int, model: str | None, system: str | None) -> It
         return Item(raw.custom_id, None, model or "", params, raw.reason)
     elif isinstance(raw, list | tuple):
         messages = list(raw)
+        if messages and isinstance(messages[0], str | File):  # a prompt of text and files
+            messages = [{"role": "user", "content": messages}]
     elif isinstance(raw, Mapping):
         custom_id = raw.get("custom_id")
         if custom_id is not None and not isinstance(custom_id, str | int):
@@ -153,6 +165,7 @@ def prompt_tokens(messages: Any) -> int:
     per message and 3 to prime the reply (steer_llm_sdk.streaming.estimate)."""
     from ..streaming.estimate import count_tokens
 
+    extra = 0
     if isinstance(messages, str):
         texts, count = [messages], 1
     else:
@@ -165,11 +178,13 @@ def prompt_tokens(messages: Any) -> int:
                 for part in content:
                     if isinstance(part, str):
                         texts.append(part)
+                    elif isinstance(part, File):  # by the provider's rule (media.py)
+                        extra += file_tokens(from_file(part), "openai-chat")
                     elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                         texts.append(part["text"])
         count = len(messages or ())
     tokens, _ = count_tokens("\n".join(texts), "", "character")
-    return tokens + 4 * count + 3
+    return tokens + extra + 4 * count + 3
 
 
 # -- results ---------------------------------------------------------------------------

@@ -67,6 +67,12 @@ class StreamingOptions:
         max_error_body_bytes: how much of an error response's body is read (default
             64 KiB); the rest is discarded unread.
 
+    Files given by URL (downloaded by the SDK where the provider does not fetch them):
+        max_download_bytes: the largest download (default 20 MiB); past it the call
+            fails with ``FileDownloadError`` before anything is sent.
+        allow_private_urls: download from loopback, private and link-local addresses
+            too (default None: the client's ``allow_private_urls``, else refused).
+
     Callbacks (sync or async functions): on_start(), on_delta(text), on_usage(usage),
         on_complete(final_text), on_error(error). An exception raised by a callback
         stops the stream and reaches the caller.
@@ -98,6 +104,8 @@ class StreamingOptions:
     max_retry_after: float = 60.0
     max_event_bytes: int | None = 16 * 1024 * 1024
     max_error_body_bytes: int = 64 * 1024
+    max_download_bytes: int = 20 * 1024 * 1024
+    allow_private_urls: bool | None = None
 
     def __post_init__(self) -> None:
         if self.aggregator_type not in _AGGREGATORS:
@@ -125,6 +133,9 @@ class StreamingOptions:
         delay = self.reconnect_delay
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
             raise ConfigurationError(f"reconnect_delay={delay!r} must be a number >= 0")
+        cap = self.max_download_bytes
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ConfigurationError(f"max_download_bytes={cap!r} must be a whole number >= 1")
         size = self.delta_batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigurationError(f"delta_batch_size={size!r} must be a whole number >= 1")

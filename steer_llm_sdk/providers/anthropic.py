@@ -177,25 +177,49 @@ def _blocks(content: Any, cache_control: Any = None) -> list[dict[str, Any]]:
             if isinstance(part, TextPart):
                 blocks.append(_text_block(part.text, part.cache_control))
             elif isinstance(part, FilePart):
-                source: dict[str, Any]
-                if part.url is not None:
-                    source = {"type": "url", "url": part.url}
-                else:
-                    source = {
-                        "type": "base64",
-                        "media_type": part.media_type,
-                        "data": part.base64(),
-                    }
-                kind = "document" if part.media_type == "application/pdf" else "image"
-                block: dict[str, Any] = {"type": kind, "source": source}
-                if part.cache_control:
-                    block["cache_control"] = part.cache_control
-                blocks.append(block)
+                blocks.append(_file_block(part))
             else:
                 blocks.append(dict(part))
     if cache_control and blocks:
         blocks[-1] = {**blocks[-1], "cache_control": cache_control}
     return blocks
+
+
+_IMAGES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+# Documents: PDFs, and plain text (sent as a text source; Markdown and CSV are text).
+_TEXTS = frozenset({"text/plain", "text/markdown", "text/csv"})
+_DOCUMENTS = frozenset({"application/pdf"}) | _TEXTS
+FILES_BETA = "files-api-2025-04-14"  # the anthropic-beta value file sources need
+
+
+def _file_block(part: FilePart) -> dict[str, Any]:
+    """A file → an ``image`` or ``document`` block with a base64, text, URL or file
+    source."""
+    media = part.media_type
+    kind = "image" if media.startswith("image/") else "document"
+    source: dict[str, Any]
+    if part.file_id is not None:
+        source = {"type": "file", "file_id": part.file_id}
+    elif part.url is not None:
+        source = {"type": "url", "url": part.url}
+    elif media in _TEXTS:
+        text = part.content().decode("utf-8", "replace")
+        source = {"type": "text", "media_type": "text/plain", "data": text}
+    else:
+        source = {"type": "base64", "media_type": media, "data": part.base64()}
+    block: dict[str, Any] = {"type": kind, "source": source}
+    if part.cache_control:
+        block["cache_control"] = part.cache_control
+    return block
+
+
+def _has_file_ids(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        type(p) is FilePart and p.file_id is not None
+        for m in messages
+        if type(m.get("content")) is list
+        for p in m["content"]
+    )
 
 
 def _convert_messages(
@@ -441,14 +465,15 @@ class AnthropicCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "anthropic-messages"
-    # Files it can send: images and PDFs, as data or by URL (no file ids: Anthropic's
-    # Files API is in beta).
-    accepts = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf"})
-    accepts_urls = True
-    accepts_file_ids = False
     # cache_prompt: the API's automatic top-level cache_control marks the
     # conversation (an endpoint without it gets a marker on the last block).
     automatic_cache = True
+    # Files it can send: images (image blocks) and PDFs and plain text (document
+    # blocks) as data, images and PDFs by URL, and all of them by Files API id (sent
+    # with the files beta header).
+    accepts = _IMAGES | _DOCUMENTS
+    accepts_urls = _IMAGES | frozenset({"application/pdf"})
+    accepts_file_ids = _IMAGES | _DOCUMENTS
 
     @staticmethod
     def normalize_base_url(url: str) -> str:
@@ -485,7 +510,10 @@ class AnthropicCodec(CodecBase):
         )
         self.lead_text = "" if request.prefix else prefill
         self._lead_pending = bool(self.lead_text)
-        return HTTPRequest("POST", "/v1/messages", _headers(request.stream, api_key), body)
+        headers = _headers(request.stream, api_key)
+        if _has_file_ids(request.messages):
+            headers["anthropic-beta"] = FILES_BETA
+        return HTTPRequest("POST", "/v1/messages", headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

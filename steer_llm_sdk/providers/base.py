@@ -73,6 +73,9 @@ class ChatRequest:
     output_name: str = "output"
     # Prompt caching (providers/caching.py): None, "auto" or "long".
     cache_prompt: str | None = None
+    # (message, part) indexes of URLs the SDK downloads before the first attempt
+    # (the provider does not fetch their type, or their type is unknown).
+    unresolved: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

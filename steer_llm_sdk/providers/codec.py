@@ -56,10 +56,12 @@ class CodecBase:
 
     protocol: ClassVar[str]
     # Files the protocol takes (request.py checks them before anything is sent):
-    # media types, "type/*" families or "*/*"; whether URLs and file ids are sent.
+    # media types, "type/*" families or "*/*", as data (``accepts``), by URL (the
+    # provider fetches it; a URL of a type only in ``accepts`` is downloaded by the
+    # SDK) and by the provider's file id. See content.check_part.
     accepts: ClassVar[frozenset[str]] = frozenset()
-    accepts_urls: ClassVar[bool] = False
-    accepts_file_ids: ClassVar[bool] = False
+    accepts_urls: ClassVar[frozenset[str]] = frozenset()
+    accepts_file_ids: ClassVar[frozenset[str]] = frozenset()
 
     lead_text = ""
 

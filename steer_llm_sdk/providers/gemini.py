@@ -254,10 +254,7 @@ def _text_parts(content: Any) -> list[dict[str, Any]]:
         if isinstance(part, TextPart):
             parts.append({"text": part.text})
         elif isinstance(part, FilePart):
-            if part.url is not None:
-                parts.append({"fileData": {"mimeType": part.media_type, "fileUri": part.url}})
-            else:
-                parts.append({"inlineData": {"mimeType": part.media_type, "data": part.base64()}})
+            parts.append(_file_part(part))
         elif part.get("type") is None:
             parts.append({k: v for k, v in part.items() if k != "cache_control"})  # native
         else:
@@ -269,10 +266,52 @@ def _text_parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
+_FILES_URI = "https://generativelanguage.googleapis.com/v1beta/"
+
+
+def _file_part(part: FilePart) -> dict[str, Any]:
+    """A file → ``inlineData`` (data) or ``fileData`` (a URL, or a Files API name
+    such as ``files/abc``)."""
+    if part.url is None and part.file_id is None:
+        return {"inlineData": {"mimeType": part.media_type, "data": part.base64()}}
+    uri = part.url if part.url is not None else str(part.file_id)
+    if not uri.startswith(("https://", "http://", "gs://")):
+        uri = _FILES_URI + uri
+    data = {"fileUri": uri}
+    if part.media_type:
+        data["mimeType"] = part.media_type
+    return {"fileData": data}
+
+
+# What a functionResponse carries in its own parts (inline data only; the Gemini API
+# takes no fileData there): images, PDFs and text.
+_RESPONSE_FILES = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "application/pdf", "text/plain"}
+)
+
+
 def _gemini_data(holder: Any) -> dict[str, Any]:
     steer = holder.get("steer") if isinstance(holder, dict) else None
     data = steer.get("gemini") if isinstance(steer, dict) else None
     return data if isinstance(data, dict) else {}
+
+
+def _response_files(content: Any, response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tool result's files: inline images, PDFs and text in the functionResponse's
+    own ``parts``; any other file (a URL, a file id, another type) returned as parts
+    to add to the results' user turn."""
+    if type(content) is not list:
+        return []
+    inner: list[dict[str, Any]] = []
+    outer: list[dict[str, Any]] = []
+    for part in content:
+        if type(part) is FilePart:
+            mapped = _file_part(part)
+            inline = "inlineData" in mapped and part.media_type in _RESPONSE_FILES
+            (inner if inline else outer).append(mapped)
+    if inner:
+        response["parts"] = inner
+    return outer
 
 
 def _tool_response(message: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +343,7 @@ def convert_messages(
     """OpenAI-shaped messages → (systemInstruction parts, contents)."""
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
+    results: dict[str, Any] | None = None  # the user turn of the latest tool results
     calls: dict[Any, tuple[Any, Any]] = {}  # tool_call_id → (name, Gemini's id)
     for m in messages:
         role = m["role"]
@@ -320,16 +360,15 @@ def convert_messages(
             response: dict[str, Any] = {"name": name, "response": _tool_response(m)}
             if gemini_id:
                 response["id"] = gemini_id
+            more = _response_files(m.get("content"), response)
             part = {"functionResponse": response}
-            last = contents[-1] if contents else None
-            if (
-                last is not None
-                and last["role"] == "user"
-                and all("functionResponse" in p for p in last["parts"])
-            ):
-                last["parts"].append(part)  # consecutive results: one user turn
+            if results is not None and contents and contents[-1] is results:
+                results["parts"].append(part)  # consecutive results: one user turn
             else:
-                contents.append({"role": "user", "parts": [part]})
+                results = {"role": "user", "parts": [part]}
+                contents.append(results)
+            # Files the functionResponse cannot hold follow the results, in order.
+            results["parts"].extend(more)
         elif role == "assistant":
             parts = _text_parts(m.get("content"))
             signature = _gemini_data(m).get("thoughtSignature")
@@ -486,8 +525,8 @@ class GeminiCodec(CodecBase):
 
     protocol = "gemini"
     # Files it can send as inlineData: images, audio, video, PDFs and text documents
-    # (Gemini's documented input types); URLs as fileData; no file ids (Gemini's own
-    # files are URIs: give them as URLs).
+    # (Gemini's documented input types); the same by URL and by Files API name, as
+    # fileData.
     accepts = frozenset(
         {
             "image/*",
@@ -504,8 +543,8 @@ class GeminiCodec(CodecBase):
             "application/x-typescript",
         }
     )
-    accepts_urls = True
-    accepts_file_ids = False
+    accepts_urls = accepts  # fileData: Gemini fetches public URLs itself
+    accepts_file_ids = accepts  # "files/abc" of Gemini's Files API, as fileData
 
     @staticmethod
     def normalize_base_url(url: str) -> str:

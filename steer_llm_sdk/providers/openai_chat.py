@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..content import FilePart, TextPart, as_part, audio_format
+from ..content import FilePart, TextPart, as_part, audio_format, default_name
 from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
@@ -133,36 +133,72 @@ def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
 
 def _content(content: list[Any]) -> list[Any]:
     """Neutral content parts → Chat Completions parts: images (data or URL) as
-    ``image_url``, audio data as ``input_audio``, other files and file ids as
-    ``file``; a provider's own part dicts as they are (without ``cache_control``)."""
+    ``image_url``, audio data as ``input_audio``, PDFs (data or file id) as ``file``;
+    a provider's own part dicts as they are (without ``cache_control``)."""
     out: list[Any] = []
     for raw in content:
         part = as_part(raw, OpenAIChatCodec)
         if isinstance(part, TextPart):
             out.append({"type": "text", "text": part.text})
         elif isinstance(part, FilePart):
-            media = part.media_type
-            if part.file_id is not None:
-                file = {"file_id": part.file_id}
-                if part.filename:
-                    file["filename"] = part.filename
-                out.append({"type": "file", "file": file})
-            elif part.url is not None or media.startswith("image/"):
-                image = {"url": part.url if part.url is not None else part.data_url()}
-                if part.detail:
-                    image["detail"] = part.detail
-                out.append({"type": "image_url", "image_url": image})
-            elif media.startswith("audio/"):
-                audio = {"data": part.base64(), "format": audio_format(media)}
-                out.append({"type": "input_audio", "input_audio": audio})
-            else:
-                file = {"file_data": part.data_url()}
-                if part.filename:
-                    file["filename"] = part.filename
-                out.append({"type": "file", "file": file})
+            out.append(_file_part(part))
         else:
             out.append({k: v for k, v in part.items() if k != "cache_control"})
     return out
+
+
+def _file_part(part: FilePart) -> dict[str, Any]:
+    media = part.media_type
+    if part.file_id is not None:
+        file = {"file_id": part.file_id}
+        if part.filename:
+            file["filename"] = part.filename
+        return {"type": "file", "file": file}
+    if part.url is not None or media.startswith("image/"):
+        image = {"url": part.url if part.url is not None else part.data_url()}
+        if part.detail:
+            image["detail"] = part.detail
+        return {"type": "image_url", "image_url": image}
+    if media.startswith("audio/"):
+        return {
+            "type": "input_audio",
+            "input_audio": {"data": part.base64(), "format": audio_format(media)},
+        }
+    file = {"file_data": part.data_url(), "filename": part.filename or default_name(media)}
+    return {"type": "file", "file": file}
+
+
+def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages → Chat Completions messages. A tool message cannot carry files: its
+    files go in a user message right after that turn's tool messages (the text stays
+    in the tool message)."""
+    out: list[dict[str, Any]] = []
+    pending: list[Any] = []  # files returned by the tools of the current turn
+    for m in messages:
+        if pending and m.get("role") != "tool":
+            out.append({"role": "user", "content": pending})
+            pending = []
+        content = m.get("content")
+        if (
+            m.get("role") == "tool"
+            and type(content) is list
+            and any(type(p) is FilePart for p in content)
+        ):
+            files = [p for p in content if type(p) is FilePart]
+            texts = [p.text for p in content if type(p) is TextPart]
+            text = "\n".join(texts) or f"{len(files)} file(s), sent in the next message"
+            m = {**m, "content": text}
+            pending.append(
+                {"type": "text", "text": f"Files returned by tool call {m.get('tool_call_id')}:"}
+            )
+            pending.extend(_content(files))
+        out.append(_clean_message(m))
+    if pending:
+        out.append({"role": "user", "content": pending})
+    return out
+
+
+IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})  # OpenAI's four
 
 
 def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
@@ -179,11 +215,22 @@ class OpenAIChatCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "openai-chat"
-    # Files it can send: any media type (OpenAI and the many compatible servers each
-    # take their own; the server decides), by URL, and by file id.
-    accepts = frozenset({"*/*"})
-    accepts_urls = True
-    accepts_file_ids = True
+    # Files it can send (OpenAI's documented inputs; compatible servers take the same
+    # shapes): images as image_url (data or URL), wav/mp3 as input_audio, PDFs as file
+    # (file_data or file_id). A PDF or audio URL is downloaded by the SDK.
+    accepts = IMAGES | frozenset({"audio/wav", "audio/mpeg", "application/pdf"})
+    accepts_urls = IMAGES
+    accepts_file_ids = frozenset({"application/pdf"})
+
+    @staticmethod
+    def narrow_files(
+        spec: Any, model: str, accepts: frozenset[str], urls: frozenset[str], ids: frozenset[str]
+    ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """OpenAI's own models take ``input_audio`` only where their name says audio
+        (``gpt-4o-audio-preview``, ``gpt-audio``); compatible servers decide."""
+        if getattr(spec, "name", None) == "openai" and "audio" not in model:
+            accepts = accepts - {"audio/wav", "audio/mpeg"}
+        return accepts, urls, ids
 
     @classmethod
     def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
@@ -220,7 +267,7 @@ class OpenAIChatCodec(CodecBase):
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
-        messages = [_clean_message(m) for m in request.messages]
+        messages = _messages(request.messages)
         if request.prefix:
             # Resume: servers that continue a final assistant message (llama.cpp,
             # vLLM) pick up exactly where the interrupted stream stopped.

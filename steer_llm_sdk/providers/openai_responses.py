@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..content import FilePart, TextPart, as_part, audio_format
+from ..content import FilePart, TextPart, as_part, default_name
 from ..errors import InvalidResponseError, SteerError
 from .base import (
     ChatRequest,
@@ -79,42 +79,66 @@ def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+# OpenAI's documented input_file types (PDFs; text, code and office documents;
+# spreadsheets): https://platform.openai.com/docs/guides/file-inputs
+DOCUMENTS = frozenset(
+    {
+        "application/pdf",
+        "text/*",
+        "application/json",
+        "application/xml",
+        "application/rtf",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.ms-excel",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.oasis.opendocument.text",
+    }
+)
+
+
 def _content(content: Any, role: str) -> Any:
     """Message content → Responses input content: text as ``input_text`` (or
-    ``output_text``), images as ``input_image``, audio data as ``input_audio``, PDFs
-    by URL and other files as ``input_file``; a provider's own part dicts as they are
-    (without ``cache_control``)."""
+    ``output_text``), images as ``input_image`` (``detail`` "auto" unless given),
+    documents as ``input_file`` (``file_data``, ``file_url`` or ``file_id``); a
+    provider's own part dicts as they are (without ``cache_control``)."""
     if isinstance(content, str) or content is None:
         return content or ""
     kind = "output_text" if role == "assistant" else "input_text"
     out = []
     for raw in content:
         part = as_part(raw, OpenAIResponsesCodec)
-        entry: dict[str, Any]
         if isinstance(part, TextPart):
-            entry = {"type": kind, "text": part.text}
+            out.append({"type": kind, "text": part.text})
         elif isinstance(part, FilePart):
-            media = part.media_type
-            if part.file_id is not None:
-                entry = {"type": "input_file", "file_id": part.file_id}
-            elif part.url is not None and media == "application/pdf":
-                entry = {"type": "input_file", "file_url": part.url}
-            elif part.url is not None or media.startswith("image/"):
-                url = part.url if part.url is not None else part.data_url()
-                entry = {"type": "input_image", "image_url": url}
-                if part.detail:
-                    entry["detail"] = part.detail
-            elif media.startswith("audio/"):
-                audio = {"data": part.base64(), "format": audio_format(media)}
-                entry = {"type": "input_audio", "input_audio": audio}
-            else:
-                entry = {"type": "input_file", "file_data": part.data_url()}
-            if part.filename and entry["type"] == "input_file":
-                entry["filename"] = part.filename
+            out.append(_file_entry(part))
         else:
-            entry = {k: v for k, v in part.items() if k != "cache_control"}
-        out.append(entry)
+            out.append({k: v for k, v in part.items() if k != "cache_control"})
     return out
+
+
+def _file_entry(part: FilePart) -> dict[str, Any]:
+    media = part.media_type
+    entry: dict[str, Any]
+    if media.startswith("image/"):
+        entry = {"type": "input_image", "detail": part.detail or "auto"}
+        if part.file_id is not None:
+            entry["file_id"] = part.file_id
+        else:
+            entry["image_url"] = part.url if part.url is not None else part.data_url()
+        return entry
+    if part.file_id is not None:
+        entry = {"type": "input_file", "file_id": part.file_id}
+    elif part.url is not None:
+        entry = {"type": "input_file", "file_url": part.url}
+    else:
+        entry = {"type": "input_file", "file_data": part.data_url()}
+        entry["filename"] = part.filename or default_name(media)
+    if part.filename:
+        entry["filename"] = part.filename
+    return entry
 
 
 def _text_of(content: Any) -> str:
@@ -146,9 +170,11 @@ def _input(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, A
         if role in ("system", "developer"):
             instructions.append(_text_of(content))
         elif role == "tool":
-            output = content if isinstance(content, str) else _text_of(content)
             call_id = m.get("tool_call_id")
             kind = "custom_tool_call_output" if call_id in custom else "function_call_output"
+            output: Any = content if isinstance(content, str) else _text_of(content)
+            if type(content) is list and any(type(p) is FilePart for p in content):
+                output = _content(content, "tool")  # text, images and files natively
             items.append({"type": kind, "call_id": call_id, "output": output})
         elif role == "assistant":
             steer = m.get("steer")
@@ -359,15 +385,19 @@ def _response_output(output: Any, state: StreamState, logprobs: bool) -> list[st
     return parts
 
 
+IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
 class OpenAIResponsesCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "openai-responses"
-    # Files it can send: any media type (images, audio and input_file documents; the
-    # server decides which), by URL, and by file id.
-    accepts = frozenset({"*/*"})
-    accepts_urls = True
-    accepts_file_ids = True
+    # Files it can send: images as input_image, documents as input_file (data, URL or
+    # file id; OpenAI's documented input_file types). No audio: Responses input
+    # messages have no audio part.
+    accepts = IMAGES | DOCUMENTS
+    accepts_urls = IMAGES | DOCUMENTS
+    accepts_file_ids = IMAGES | DOCUMENTS
 
     # Like Chat Completions, the base URL includes /v1. The API has no assistant
     # prefill, so a broken stream cannot resume (can_continue: False).

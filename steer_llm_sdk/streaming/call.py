@@ -41,3 +41,7 @@ class Call:
     cache_watch: Any = None  # the client's ledger.CacheWatch (prompt-cache health)
     signer: Signer | None = None  # per-request credentials (auth/), applied after encode
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once
+    # Before-send hooks, awaited once when the call starts (after its base URL, before
+    # the first attempt) with (call, deadline): resolve the request's files (download
+    # URLs; upload large data). Empty for a call that needs none.
+    before_send: tuple[Callable[[Call, float | None], Awaitable[None]], ...] = ()

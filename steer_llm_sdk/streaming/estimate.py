@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..content import TextPart
+from ..content import FilePart, TextPart
 from ..errors import ConfigurationError
+from ..media import file_tokens
 
 __all__ = ["count_tokens", "estimate_usage"]
 
@@ -85,7 +86,7 @@ def _message_text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     parts: list[str] = []
-    for part in content or ():  # files are not counted
+    for part in content or ():  # files are counted by file_tokens
         if isinstance(part, TextPart):
             parts.append(part.text)
         elif isinstance(part, str):
@@ -100,11 +101,21 @@ def estimate_usage(
     completion_text: str,
     model: str = "",
     aggregator_type: str = "auto",
+    *,
+    protocol: str = "openai-chat",
 ) -> dict[str, Any]:
-    """The unified usage dict, estimated, with ``estimated: True``."""
+    """The unified usage dict, estimated, with ``estimated: True``. Files count by
+    the ``protocol``'s provider's published rule (:mod:`steer_llm_sdk.media`), not by
+    the length of their base64."""
     prompt_text = "\n".join(_message_text(m) for m in messages)
     prompt, _ = count_tokens(prompt_text, model, aggregator_type)
     prompt += _MESSAGE_OVERHEAD * len(messages) + _REPLY_PRIMING
+    for message in messages:
+        content = message.get("content")
+        if type(content) is list:
+            for part in content:
+                if type(part) is FilePart:
+                    prompt += file_tokens(part, protocol)
     completion, _ = count_tokens(completion_text, model, aggregator_type)
     return {
         "prompt_tokens": prompt,

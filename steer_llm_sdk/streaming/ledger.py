@@ -85,7 +85,13 @@ class Ledger:
         from .estimate import estimate_usage
 
         call = self.call
-        return estimate_usage(call.request.messages, text, call.model, call.options.aggregator_type)
+        return estimate_usage(
+            call.request.messages,
+            text,
+            call.model,
+            call.options.aggregator_type,
+            protocol=call.provider.protocol,
+        )
 
     def _combine(
         self, state: StreamState, text: str, *, force_estimate: bool = False

@@ -199,9 +199,12 @@ class StreamRun:
         if call.options.on_start is not None:
             on_start = self._bound(call.options.on_start, "on_start")
             self.attempts.on_open = lambda: invoke(on_start)
-        if not call.base_url and call.resolve_base_url is not None:
+        if (not call.base_url and call.resolve_base_url is not None) or call.before_send:
             try:
-                call.base_url = await call.resolve_base_url()
+                if not call.base_url and call.resolve_base_url is not None:
+                    call.base_url = await call.resolve_base_url()
+                for hook in call.before_send:  # resolve the request's files (downloads.py)
+                    await hook(call, self.attempts.deadline)
             except BaseException as exc:
                 await self._failed(observation, exc)
                 raise

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from ._cache import AnthropicCache
+from ._media import check_anthropic
 from ._schema import fit_schema
 from ._turn import Turn, compose
 from ._wire import (
@@ -64,7 +65,11 @@ class Messages(Wire):
                     "messages: final assistant content cannot end with trailing whitespace",
                     {},
                 )
-        problem = check_tools(body) or self.prompt_cache.problem(body)
+        problem = (
+            check_tools(body)
+            or check_anthropic(body, request.headers)
+            or self.prompt_cache.problem(body)
+        )
         if problem is not None:
             return error_plan(400, "invalid_request_error", problem, {})
         calls = _calls(body, reply)

@@ -20,6 +20,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from ._media import check_gemini
 from ._wire import (
     Plan,
     RecordedRequest,
@@ -211,7 +212,7 @@ def check_request(model: str, body: dict[str, Any]) -> str | None:
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         return "* GenerateContentRequest.contents: contents is not specified"
-    problem = _check_tools(body)
+    problem = _check_tools(body) or check_gemini(body)
     if problem:
         return problem
     previous_calls: list[dict[str, Any]] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._cache import OpenAICache
+from ._media import check_chat
 from ._turn import Turn, compose
 from ._wire import (
     Fault,
@@ -47,6 +48,9 @@ class ChatCompletions(Wire):
     def answer(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
     ) -> Plan:
+        problem = check_chat(body)  # files (the Responses wire checks its own)
+        if problem is not None:
+            return error_plan(400, "invalid_request_error", problem, {})
         turn = chat_turn(settings, body, reply, self.prompt_cache)
         if isinstance(turn, Plan):
             return turn

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._media import check_responses_input
 from ._openai import chat_turn, error_plan, finish_of
 from ._turn import Turn
 from ._wire import (
@@ -42,7 +43,7 @@ class Responses(Wire):
         body = super().read(request)
         if isinstance(body, Plan):
             return body
-        problem = check_responses(body)
+        problem = check_responses(body) or check_responses_input(body)
         if problem is not None:
             return error_plan(400, "invalid_request_error", problem, {})
         return body

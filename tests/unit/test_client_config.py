@@ -68,8 +68,11 @@ def test_key_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         ([{"role": "robot", "content": "x"}], "role 'robot'"),
         ([{"role": "user", "content": 42}], "content must be a string or a list"),
         ([{"role": "user"}], "has no 'content'"),
-        ([{"role": "user", "content": [{"text": "no type"}]}], "must be a string or a dict"),
-        (["just a string in a list"], "must be a dict"),
+        (
+            [{"role": "user", "content": [{"text": "no type"}]}],
+            "must be a string, a File or a dict",
+        ),
+        ([42], "must be a dict"),  # (a list of strings and Files is a prompt)
         (42, "must be a string or a list"),
     ],
 )

@@ -33,7 +33,7 @@ PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n-an-image").decode()
 PDF = base64.b64encode(b"%PDF-1.7 a document").decode()
 WAV = base64.b64encode(b"RIFF....WAVEfmt a sound").decode()
 MODELS = {
-    "openai-chat": "gpt-4o-mini",
+    "openai-chat": "gpt-4o-audio-preview",
     "anthropic-messages": "claude-3-haiku-20240307",
     "openai-responses": "openai-responses/gpt-4o",
     "gemini": "gemini-2.5-flash",
@@ -125,15 +125,17 @@ async def test_responses_images_audio_and_native_parts_as_before() -> None:
         "openai-responses",
         image(f"data:image/png;base64,{PNG}", detail="high"),
         image("https://x.test/cat.jpg"),
-        audio(WAV),
         {**native, "cache_control": {"type": "ephemeral"}},
     )
     assert got == [
         {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "high"},
-        {"type": "input_image", "image_url": "https://x.test/cat.jpg"},
-        {"type": "input_audio", "input_audio": {"data": WAV, "format": "wav"}},
+        # the official types require detail: "auto" unless the part says otherwise
+        {"type": "input_image", "image_url": "https://x.test/cat.jpg", "detail": "auto"},
         native,
     ]
+    # Responses input messages have no audio part: refused before sending, named
+    with pytest.raises(ConfigurationError, match=r"content\[1\].*cannot take audio/wav data"):
+        await sent_parts("openai-responses", audio(WAV))
 
 
 async def test_gemini_images_as_before() -> None:
@@ -182,14 +184,18 @@ async def test_files_each_protocol_takes_in_its_own_shape() -> None:
         ("anthropic-messages", audio(WAV), r"anthropic-messages protocol\) cannot take audio/wav"),
         (
             "anthropic-messages",
-            file(file_data=f"data:text/csv;base64,{PDF}"),
-            "cannot take text/csv data; it takes application/pdf, image/gif",
+            file(file_data=f"data:application/zip;base64,{PDF}"),
+            "cannot take application/zip data; it takes as data: application/pdf, image/gif",
         ),
-        ("anthropic-messages", file(file_id="file-abc"), "cannot take a file id"),
         (
-            "gemini",
-            file(file_id="file-abc", filename="a.pdf"),
-            r"gemini protocol\) cannot take a file id",
+            "openai-chat",
+            file(file_id="file-abc", filename="a.png"),
+            r"openai-chat protocol\) cannot take a file id \('file-abc', image/png\)",
+        ),
+        (
+            "openai-chat",
+            image("https://x.test/clip.mp4"),
+            r"cannot take video/mp4 by URL \(https://x.test/clip.mp4\)",
         ),
         ("gemini", file(file_data=f"data:application/zip;base64,{PDF}"), "application/zip"),
     ],
@@ -261,9 +267,7 @@ def test_openai_style_parts_become_neutral_parts() -> None:
     assert to_part(file(file_id="file-1", filename="a.pdf"), w) == FilePart(
         "application/pdf", file_id="file-1", filename="a.pdf"
     )
-    assert to_part(file(file_id="file-1"), w) == FilePart(
-        "application/octet-stream", file_id="file-1"
-    )
+    assert to_part(file(file_id="file-1"), w) == FilePart("", file_id="file-1")  # unknown
     # A data URL that is not base64: percent-decoded into bytes, sent as base64.
     plain = to_part(image("data:text/plain,hello%20world"), w)
     assert plain == FilePart("text/plain", b"hello world")
@@ -305,9 +309,21 @@ def test_a_file_part_holds_one_source() -> None:
 
 # -- what each codec declares it can send ------------------------------------------------
 ACCEPTS = {
-    OpenAIChatCodec: ("image/png", "audio/ogg", "application/pdf", "application/zip", "video/mp4"),
-    OpenAIResponsesCodec: ("image/png", "audio/wav", "application/pdf", "text/csv"),
-    AnthropicCodec: ("image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf"),
+    OpenAIChatCodec: ("image/png", "image/webp", "audio/wav", "audio/mpeg", "application/pdf"),
+    OpenAIResponsesCodec: (
+        "image/png",
+        "application/pdf",
+        "text/csv",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    AnthropicCodec: (
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+    ),
     GeminiCodec: (
         "image/png",
         "image/heic",
@@ -321,16 +337,16 @@ ACCEPTS = {
     ),
 }
 REFUSES = {
-    OpenAIChatCodec: (),
-    OpenAIResponsesCodec: (),
-    AnthropicCodec: ("image/bmp", "image/heic", "audio/wav", "video/mp4", "text/plain"),
+    OpenAIChatCodec: ("audio/ogg", "application/zip", "video/mp4", "text/plain"),
+    OpenAIResponsesCodec: ("audio/wav", "video/mp4", "application/zip"),
+    AnthropicCodec: ("image/bmp", "image/heic", "audio/wav", "video/mp4", "application/zip"),
     GeminiCodec: ("application/zip", "application/octet-stream", "model/gltf+json"),
 }
-TAKES_FILE_IDS = {
-    OpenAIChatCodec: True,
-    OpenAIResponsesCodec: True,
-    AnthropicCodec: False,
-    GeminiCodec: False,
+FILE_ID_REFUSED = {  # a file id of this type cannot be sent
+    OpenAIChatCodec: "image/png",  # Chat Completions' file part: PDFs only
+    OpenAIResponsesCodec: "audio/wav",
+    AnthropicCodec: "audio/wav",
+    GeminiCodec: "application/zip",
 }
 
 
@@ -344,25 +360,25 @@ def test_each_codec_declares_what_it_accepts(codec: Any) -> None:
         assert not takes(codec.accepts, media_type), media_type
         with pytest.raises(ConfigurationError, match=f"cannot take {re.escape(media_type)} data"):
             check_part(FilePart(media_type, b"x"), codec, "x")
-    assert codec.accepts_urls is True  # every protocol takes URLs (images at least)
-    check_part(FilePart("image/png", url="https://x.test/a.png"), codec, "x")
-    assert codec.accepts_file_ids is TAKES_FILE_IDS[codec]
-    if not codec.accepts_file_ids:
-        with pytest.raises(ConfigurationError, match=f"the {codec.protocol} protocol cannot"):
-            check_part(FilePart("application/pdf", file_id="f"), codec, "x")
+    assert takes(codec.accepts_urls, "image/png")  # every protocol takes image URLs
+    assert not check_part(FilePart("image/png", url="https://x.test/a.png"), codec, "x")
+    assert not check_part(FilePart("application/pdf", file_id="f"), codec, "x")
+    with pytest.raises(ConfigurationError, match=f"the {codec.protocol} protocol cannot"):
+        check_part(FilePart(FILE_ID_REFUSED[codec], file_id="f"), codec, "x")
 
 
 @pytest.mark.parametrize("codec", list(ACCEPTS), ids=lambda c: c.protocol)
 def test_every_accepted_file_goes_out_in_a_shape_of_the_protocol(codec: Any) -> None:
     """A request built by the request layer: every accepted kind of file encodes."""
-    model = {"openai-chat": "gpt-4o-mini"}.get(codec.protocol, MODELS[codec.protocol])
+    model = {"openai-chat": "gpt-4o-audio-preview"}.get(codec.protocol, MODELS[codec.protocol])
     route = resolve_model(model)
     for media_type in ACCEPTS[codec]:
         part = file(file_data=f"data:{media_type};base64,{PDF}", filename="f")
         request, _ = build_request(ask(part), {}, route, codec, stream=True)
         assert request.messages[1]["content"][1] == FilePart(media_type, filename="f", b64=PDF)
         body = codec.factory(route.provider, route.model)().encode(request, None).json
-        assert PDF in str(body), media_type
+        # base64 as given; Anthropic's plain-text documents carry the text itself
+        assert PDF in str(body) or base64.b64decode(PDF).decode() in str(body), media_type
 
 
 def test_a_codec_used_directly_still_takes_openai_style_parts() -> None:
@@ -381,9 +397,10 @@ def test_a_codec_used_directly_still_takes_openai_style_parts() -> None:
 def test_estimates_read_neutral_text_parts() -> None:
     neutral = [{"role": "user", "content": [TextPart("hello there"), FilePart("image/png", b"x")]}]
     plain = [{"role": "user", "content": "hello there"}]
-    assert estimate_usage(neutral, "ok", aggregator_type="character") == estimate_usage(
-        plain, "ok", aggregator_type="character"
-    )
+    with_file = estimate_usage(neutral, "ok", aggregator_type="character")
+    text_only = estimate_usage(plain, "ok", aggregator_type="character")
+    # the text counts the same; the image (no size in its bytes) as a 1024x1024 one
+    assert with_file["prompt_tokens"] - text_only["prompt_tokens"] == 765
 
 
 async def test_telemetry_names_file_parts_by_their_kind() -> None:
@@ -407,13 +424,15 @@ async def test_telemetry_names_file_parts_by_their_kind() -> None:
         async with client:
             await client.stream_with_usage(
                 ask(image(f"data:image/png;base64,{PNG}"), audio(WAV), file(file_id="f")),
-                "gpt-4o-mini",
+                "gpt-4o-audio-preview",
             )
     (span,) = spans.get_finished_spans()
     assert (span.attributes or {})["gen_ai.input.messages"] == (
         '[{"role":"user","parts":[{"type":"text","content":"What is this?"},'
-        '{"type":"image_url"},{"type":"input_audio"},{"type":"file"}]}]'
+        '{"type":"image_url","media_type":"image/png","size":17},'
+        '{"type":"input_audio","media_type":"audio/wav","size":23},{"type":"file"}]}]'
     )
+    assert PNG not in str(span.attributes)  # never the bytes
 
 
 # -- the tool loop, over any stream_events-like callable --------------------------------

@@ -18,6 +18,8 @@ from .models.streaming import (
     StreamingOptions,
 )
 from .results import (
+    AudioDelta,
+    FileOutput,
     Finish,
     PartialOutput,
     ReasoningDelta,
@@ -49,7 +51,9 @@ __all__ = [
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
     "AsyncStream",
+    "AudioDelta",
     "File",
+    "FileOutput",
     "Finish",
     "PartialOutput",
     "ReasoningDelta",

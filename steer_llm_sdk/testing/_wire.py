@@ -248,6 +248,7 @@ class Wire:
     comes from ``error``."""
 
     rate_limited = False
+    scripted = True  # scripted replies (queue, rules) apply; False: the Files APIs
     route = ("POST", "")  # the method and path it answers
     not_json = ("invalid_request_error", "body is not JSON")  # the 400 for a bad body
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._files import Files, StoredFile
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -141,7 +142,14 @@ class Emulator:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
-        self._wires: tuple[Wire, ...] = (Responses(), Gemini(), ChatCompletions(), Messages())
+        self._files = Files()  # the three Files APIs, before Gemini (both under /v1beta/)
+        self._wires: tuple[Wire, ...] = (
+            self._files,
+            Responses(),
+            Gemini(),
+            ChatCompletions(),
+            Messages(),
+        )
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
@@ -203,6 +211,12 @@ class Emulator:
     @property
     def gemini_base_url(self) -> str:
         return self.url  # GEMINI_BASE_URL is without /v1beta
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """The files uploaded to the emulated Files APIs, by id (``file-...`` for
+        OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
+        return self._files.stored
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
@@ -282,6 +296,8 @@ class Emulator:
         wire = next((w for w in self._wires if w.matches(request.method, path)), None)
         if wire is None:
             return openai_error(404, "not_found_error", f"no route {path}", {}), None
+        if not wire.scripted:  # the Files APIs: their own state, never a scripted reply
+            return wire.answer(self, request, {}, Reply()), wire
         body = wire.read(request)
         if isinstance(body, Plan):
             return body, wire
@@ -400,6 +416,12 @@ class EmulatorThread:
     @property
     def gemini_base_url(self) -> str:
         return self.emulator.gemini_base_url
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """The files uploaded to the emulated Files APIs, by id (``file-...`` for
+        OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
+        return self.emulator.files
 
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)

@@ -277,8 +277,10 @@ async def test_official_openai_sdk_parses_the_emulators_audio_stream() -> None:
 
 
 # -- hostile servers ---------------------------------------------------------------------
-async def serve(frames: list[bytes]) -> tuple[asyncio.base_events.Server, str]:
-    """A raw server that answers any request with these SSE frames, then closes."""
+async def serve(
+    frames: list[bytes], content_type: bytes = b"text/event-stream"
+) -> tuple[asyncio.base_events.Server, str]:
+    """A raw server that answers any request with these frames, then closes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -292,7 +294,7 @@ async def serve(frames: list[bytes]) -> tuple[asyncio.base_events.Server, str]:
         )
         await reader.readexactly(length)
         writer.write(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ncontent-type: " + content_type + b"\r\nconnection: close\r\n\r\n"
         )
         for frame in frames:
             writer.write(frame)
@@ -381,3 +383,76 @@ async def test_invalid_base64_in_an_image_is_a_typed_error() -> None:
             await client.stream_with_usage(
                 "x", "gemini-2.5-flash-image", response_modalities=["IMAGE"]
             )
+
+
+# -- OpenAI Responses: the image_generation tool ---------------------------------------
+def responses_events(image: bytes) -> list[bytes]:
+    import json
+
+    item = {
+        "id": "ig_1",
+        "type": "image_generation_call",
+        "status": "completed",
+        "output_format": "png",
+        "result": base64.b64encode(image).decode(),
+    }
+    response = {"id": "resp_1", "object": "response", "model": "gpt-5", "status": "completed"}
+    usage = {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12}
+    events = [
+        {"type": "response.created", "response": {**response, "status": "in_progress"}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.output_text.delta", "output_index": 1, "delta": "Here it is."},
+        {"type": "response.completed", "response": {**response, "usage": usage}},
+    ]
+    return [
+        b"event: " + e["type"].encode() + b"\ndata: " + json.dumps(e).encode() + b"\n\n"
+        for e in events
+    ]
+
+
+async def test_responses_image_generation_result_is_a_file_part() -> None:
+    image = png(seed=3)
+    server, url = await serve(responses_events(image))
+    async with (
+        server,
+        SteerLLMClient(api_keys={"openai": OPENAI_KEY}, base_urls={"openai": url}) as client,
+    ):
+        parts = [p async for p in client.stream_events("Draw", "openai-responses/gpt-5")]
+    assert [p.type for p in parts] == ["file", "text-delta", "finish"]
+    assert parts[0].file.data == image  # type: ignore[union-attr]
+    assert parts[-1].response.files[0].media_type == "image/png"  # type: ignore[union-attr]
+
+
+async def test_responses_image_in_a_whole_response() -> None:
+    import json
+
+    image = png(seed=4)
+    body = {
+        "id": "resp_1",
+        "object": "response",
+        "model": "gpt-5",
+        "status": "completed",
+        "output": [
+            {
+                "id": "ig_1",
+                "type": "image_generation_call",
+                "status": "completed",
+                "result": base64.b64encode(image).decode(),
+            },
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Done.", "annotations": []}],
+            },
+        ],
+        "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+    }
+    server, url = await serve([json.dumps(body).encode()], b"application/json")
+    async with (
+        server,
+        SteerLLMClient(api_keys={"openai": OPENAI_KEY}, base_urls={"openai": url}) as client,
+    ):
+        response = await client.generate("Draw", "openai-responses/gpt-5")
+    assert response.text == "Done."
+    assert [f.data for f in response.files] == [image]

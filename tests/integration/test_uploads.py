@@ -373,3 +373,68 @@ def test_oversize_check_costs_nothing_for_text_only_requests() -> None:
         request=SimpleNamespace(messages=[{"role": "user", "content": "hi"}] * 50),
     )
     assert uploads_module.oversize(call) is False
+
+
+# -- the emulator's Files APIs reject what the real ones reject ---------------------------
+async def test_emulated_files_apis_validate_like_the_real_ones() -> None:
+    import httpx
+
+    async with Emulator() as emu, httpx.AsyncClient(base_url=emu.url) as http:
+        bearer = {"authorization": f"Bearer {OPENAI_KEY}"}
+        no_purpose = await http.post("/v1/files", headers=bearer, files={"file": ("a.pdf", pdf())})
+        assert no_purpose.status_code == 400
+        assert "purpose" in no_purpose.json()["error"]["message"]
+        bad_purpose = await http.post(
+            "/v1/files", headers=bearer, files={"file": ("a.pdf", pdf())}, data={"purpose": "x"}
+        )
+        assert bad_purpose.status_code == 400
+        no_file = await http.post("/v1/files", headers=bearer, data={"purpose": "user_data"})
+        assert no_file.status_code == 400
+        no_key = await http.post(
+            "/v1/files", files={"file": ("a.pdf", pdf())}, data={"purpose": "user_data"}
+        )
+        assert no_key.status_code == 401
+        anthropic_no_version = await http.post(
+            "/v1/files", headers={"x-api-key": "k"}, files={"file": ("a.pdf", pdf())}
+        )
+        assert anthropic_no_version.status_code == 400  # Anthropic's own answer
+        assert "anthropic-version" in anthropic_no_version.json()["error"]["message"]
+        goog = {"x-goog-api-key": GEMINI_KEY}
+        not_resumable = await http.post("/upload/v1beta/files", headers=goog, content=b"{}")
+        assert not_resumable.status_code == 400
+        start = await http.post(
+            "/upload/v1beta/files",
+            headers={
+                **goog,
+                "x-goog-upload-protocol": "resumable",
+                "x-goog-upload-command": "start",
+                "x-goog-upload-header-content-length": "10",
+                "x-goog-upload-header-content-type": "application/pdf",
+            },
+            content=b"{}",
+        )
+        assert start.status_code == 200
+        upload_url = start.headers["x-goog-upload-url"]
+        wrong_offset = await http.post(
+            upload_url,
+            headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "4"},
+            content=b"12345",
+        )
+        assert wrong_offset.status_code == 400
+        first = await http.post(
+            upload_url,
+            headers={"x-goog-upload-command": "upload", "x-goog-upload-offset": "0"},
+            content=b"12345",
+        )
+        assert first.headers["x-goog-upload-status"] == "active"
+        short = await http.post(
+            upload_url,
+            headers={"x-goog-upload-command": "upload, finalize", "x-goog-upload-offset": "5"},
+            content=b"123",
+        )
+        assert short.status_code == 400 and "announced" in short.json()["error"]["message"]
+        missing = await http.get("/v1beta/files/nothing", headers=goog)
+        assert missing.status_code == 404
+        no_key_get = await http.get("/v1beta/files/nothing")
+        assert no_key_get.status_code == 403
+    assert emu.files == {}

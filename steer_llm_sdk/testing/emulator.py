@@ -28,6 +28,8 @@ The protocol modules build the bodies; they share only ``_wire.py`` (and
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import math
@@ -319,7 +321,8 @@ class Emulator:
     def _script_over_http(self, path: str, request: RecordedRequest) -> Plan:
         """``POST /emulator/enqueue`` with a Reply's fields as JSON (or a list of them);
         ``POST /emulator/rule`` with ``{"match": "...", "reply": {...}}``. A fault is
-        ``{"kind": "drop", "after": 3}`` (the fields of :class:`Fault`)."""
+        ``{"kind": "drop", "after": 3}`` (the fields of :class:`Fault`); bytes are
+        base64: ``"audio": "..."``, ``"files": [["image/png", "..."]]``."""
         try:
             data = request.json
 
@@ -327,13 +330,21 @@ class Emulator:
                 fields = dict(fields)
                 if fields.get("fault"):
                     fields["fault"] = Fault(**fields["fault"])
+                # Bytes travel as base64 in JSON: "audio", and "files" as [type, base64].
+                if isinstance(fields.get("audio"), str):
+                    fields["audio"] = base64.b64decode(fields["audio"], validate=True)
+                if fields.get("files"):
+                    fields["files"] = [
+                        (str(media), base64.b64decode(data, validate=True))
+                        for media, data in fields["files"]
+                    ]
                 return Reply(**fields)
 
             if path == "/emulator/rule":
                 self.add_rule(str(data["match"]), reply_of(data["reply"]))
             else:
                 self.enqueue(*[reply_of(d) for d in (data if isinstance(data, list) else [data])])
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
             return openai_error(400, "invalid_request_error", f"bad script: {exc}", {})
         return Plan(200, "application/json", [b'{"ok": true}'])
 

@@ -456,3 +456,28 @@ async def test_responses_image_in_a_whole_response() -> None:
         response = await client.generate("Draw", "openai-responses/gpt-5")
     assert response.text == "Done."
     assert [f.data for f in response.files] == [image]
+
+
+async def test_image_and_audio_answers_scripted_over_http() -> None:
+    import httpx
+
+    image, audio = png(seed=7), pcm(2400)
+    async with Emulator() as emu:
+        async with httpx.AsyncClient(base_url=emu.url) as http:
+            scripted = await http.post(
+                "/emulator/enqueue",
+                json=[
+                    {"text": "x", "files": [["image/png", base64.b64encode(image).decode()]]},
+                    {"audio": base64.b64encode(audio).decode(), "transcript": "Hi"},
+                ],
+            )
+            assert scripted.status_code == 200
+            bad = await http.post("/emulator/enqueue", json={"audio": "not base64!"})
+            assert bad.status_code == 400
+        async with gemini_client(emu) as gemini, openai_client(emu) as openai_client_:
+            drawn = await gemini.generate("Draw", "gemini-2.5-flash-image", modalities=["IMAGE"])
+            spoken = await openai_client_.stream_with_usage(
+                "Say", "gpt-4o-audio-preview", modalities=["text", "audio"], audio=AUDIO
+            )
+    assert drawn.files[0].data == image
+    assert spoken.files[0].data == audio and spoken.transcript == "Hi"

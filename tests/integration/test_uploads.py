@@ -438,3 +438,44 @@ async def test_emulated_files_apis_validate_like_the_real_ones() -> None:
         no_key_get = await http.get("/v1beta/files/nothing")
         assert no_key_get.status_code == 403
     assert emu.files == {}
+
+
+async def test_a_stalled_files_api_is_a_timeout_not_a_hang() -> None:
+    from steer_llm_sdk import TimeoutError as SteerTimeout
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)  # never answers
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    async with (
+        server,
+        SteerLLMClient(api_keys={"openai": OPENAI_KEY}, base_urls={"openai": url}) as client,
+    ):
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(SteerTimeout) as caught:
+            await client.upload_file(File(data=pdf()), provider="openai", timeout=0.5)
+        assert asyncio.get_running_loop().time() - started < 5
+    assert OPENAI_KEY not in f"{caught.value!r} {caught.value}"
+
+
+@pytest.mark.skipif(
+    not __import__(
+        "steer_llm_sdk.providers.anthropic", fromlist=["x"]
+    ).AnthropicCodec.accepts_file_ids,
+    reason="the Anthropic codec does not send file ids yet (its file sources come with the "
+    "input side of issue #17); the automatic upload needs them",
+)
+async def test_anthropic_request_past_the_limit_uploads(small_limits: None) -> None:
+    big = pdf(pages=5)
+    async with Emulator() as emu, client_for(emu) as client:
+        response = await client.generate(
+            [{"role": "user", "content": ["Read", pdf_part(big, "big.pdf")]}],
+            "claude-3-haiku-20240307",
+        )
+        sent = emu.requests[-1]
+    file_id = next(iter(emu.files))
+    assert emu.files[file_id].data == big
+    assert file_id.encode() in sent.body and b"base64" not in sent.body
+    assert any(file_id in w for w in response.warnings)

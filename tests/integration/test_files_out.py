@@ -16,6 +16,7 @@ import pytest
 
 from steer_llm_sdk import (
     AudioDelta,
+    BadRequestError,
     File,
     FileOutput,
     Finish,
@@ -138,7 +139,7 @@ async def test_gemini_media_type_comes_from_the_bytes_not_the_server() -> None:
 async def test_emulator_refuses_an_image_answer_the_request_did_not_ask_for() -> None:
     async with Emulator() as emu, gemini_client(emu) as client:
         emu.enqueue(Reply(text="x", files=[("image/png", png())]))
-        with pytest.raises(Exception, match="responseModalities"):
+        with pytest.raises(BadRequestError, match="responseModalities"):
             await client.generate("Draw", "gemini-2.5-flash-image")
 
 
@@ -237,7 +238,7 @@ async def test_openai_audio_in_the_response_of_both_paths(how: str) -> None:
 async def test_emulator_rejects_streamed_audio_other_than_pcm16() -> None:
     async with Emulator() as emu, openai_client(emu) as client:
         emu.enqueue(Reply(audio=b"\x00\x01" * 10, transcript="x"))
-        with pytest.raises(Exception, match="pcm16"):
+        with pytest.raises(BadRequestError, match="pcm16"):
             await client.stream_with_usage(
                 "Say",
                 "gpt-4o-audio-preview",

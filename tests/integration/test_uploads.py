@@ -365,7 +365,7 @@ async def test_a_failed_automatic_upload_is_the_calls_typed_error(
     assert not any("generateContent" in r.path for r in emu.requests)  # never sent
 
 
-def test_oversize_check_costs_nothing_for_text_only_requests() -> None:
+def test_a_text_only_request_is_never_oversize() -> None:
     from types import SimpleNamespace
 
     call = SimpleNamespace(

@@ -19,6 +19,8 @@ from .models.streaming import (
     StreamingOptions,
 )
 from .results import (
+    AudioDelta,
+    FileOutput,
     Finish,
     PartialOutput,
     ReasoningDelta,
@@ -50,7 +52,9 @@ __all__ = [
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
     "AsyncStream",
+    "AudioDelta",
     "File",
+    "FileOutput",
     "Finish",
     "PartialOutput",
     "ReasoningDelta",

@@ -249,6 +249,7 @@ RESPONSE_FIELDS = (
     "logprobs",
     "provider_data",
     "warnings",
+    "transcript",
 )
 
 
@@ -256,6 +257,7 @@ def dump_entry(response: Any, chunks: list[str], parts: list[Any] | None) -> byt
     """A complete answer as bytes to store (None if it holds what JSON cannot)."""
     entry: dict[str, Any] = {name: getattr(response, name) for name in RESPONSE_FIELDS}
     entry["tool_calls"] = [_tool_call(call) for call in response.tool_calls]
+    entry["files"] = [_file(file) for file in getattr(response, "files", ())]
     entry["chunks"] = chunks
     if parts is not None:
         entry["parts"] = [_part(part) for part in parts]
@@ -269,11 +271,48 @@ def _tool_call(call: Any) -> dict[str, Any]:
     return {f.name: getattr(call, f.name) for f in fields(call) if f.init}
 
 
+def _file(file: Any) -> dict[str, Any]:
+    import base64
+
+    data = file.data
+    return {
+        "data": base64.b64encode(data).decode("ascii") if data is not None else None,
+        "url": file.url,
+        "file_id": file.file_id,
+        "media_type": file.media_type,
+        "filename": file.filename,
+    }
+
+
+def rebuild_file(data: dict[str, Any]) -> Any:
+    """A stored file of an answer, as a :class:`~steer_llm_sdk.File` again."""
+    import base64
+
+    from .files import File
+
+    raw = data.get("data")
+    return File(
+        data=base64.b64decode(raw) if raw is not None else None,
+        url=data.get("url"),
+        file_id=data.get("file_id"),
+        media_type=data.get("media_type"),
+        filename=data.get("filename"),
+    )
+
+
 def _part(part: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": part.type}
     for f in fields(part):
         value = getattr(part, f.name)
-        out[f.name] = _tool_call(value) if f.name == "call" else value
+        if f.name == "call":
+            value = _tool_call(value)
+        elif f.name == "file":
+            value = _file(value)
+        elif isinstance(value, bytes):
+            import base64
+
+            value = {"b64": base64.b64encode(value).decode("ascii")}
+        out[f.name] = value
     return out
 
 
@@ -289,6 +328,8 @@ def rebuild_parts(entry: dict[str, Any]) -> list[Any]:
     classes = {
         cls.type: cls
         for cls in (
+            results.FileOutput,
+            results.AudioDelta,
             results.TextDelta,
             results.ReasoningDelta,
             results.ToolCallStart,
@@ -304,5 +345,11 @@ def rebuild_parts(entry: dict[str, Any]) -> list[Any]:
             continue
         if "call" in data:
             data["call"] = results.ToolCall(**data["call"])
+        if "file" in data:
+            data["file"] = rebuild_file(data["file"])
+        if isinstance(data.get("data"), dict):
+            import base64
+
+            data["data"] = base64.b64decode(data["data"]["b64"])
         out.append(cls(**data))
     return out

@@ -6,6 +6,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClientClosedError, ConfigurationError
+from .files import File
 from .models.streaming import StreamingOptions
 from .results import StreamingResponse, StreamPart
 from .streaming.handle import AsyncStream
@@ -176,6 +177,19 @@ class SteerLLMClient:
         from .streaming.replay import start_run
 
         return await start_run(call).generate()
+
+    async def upload_file(
+        self,
+        file: File,
+        *,
+        provider: str,
+        timeout: float = 600.0,  # noqa: ASYNC109
+    ) -> File:
+        """Upload ``file`` to ``provider``'s Files API (OpenAI, Anthropic, Gemini); the
+        File returned names it there (a file id; Gemini: the file's uri as its url)."""
+        from .uploads import upload_file
+
+        return await upload_file(self._wiring, self._transport, file, provider, timeout=timeout)
 
     def batch(self, items: Any, model: str | None = None, **options: Any) -> Any:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["File", "sniff"]
+__all__ = ["File", "answer_file", "sniff"]
 
 # (offset, magic bytes, media type), tried in order. Containers whose brand sits
 # further in (RIFF, ftyp, FORM) are told apart in sniff().
@@ -196,3 +196,22 @@ class File:
             "file_id": self.file_id,
             "filename": self.filename,
         }
+
+
+def answer_file(data: bytes, media_type: str | None, filename: str | None = None) -> File:
+    """A file a model returned: the type its bytes tell, else the one the provider
+    named (raw PCM audio has no magic number: ``audio/pcm`` is taken as named, never
+    sniffed, since its samples may look like anything)."""
+    named = (media_type or "").lower() or None
+    told = None if named == "audio/pcm" else sniff(data)
+    file = object.__new__(File)
+    for name, value in (
+        ("data", bytes(data)),
+        ("url", None),
+        ("file_id", None),
+        ("media_type", told or named or "application/octet-stream"),
+        ("filename", filename),
+        ("detail", None),
+    ):
+        object.__setattr__(file, name, value)
+    return file

@@ -20,9 +20,12 @@ from typing import Any, ClassVar, Literal, get_args
 import orjson
 
 from .errors import JSONParseError, ToolArgumentsError, redact
+from .files import File
 
 __all__ = [
     "FINISH_REASONS",
+    "AudioDelta",
+    "FileOutput",
     "Finish",
     "FinishReason",
     "PartialOutput",
@@ -223,6 +226,10 @@ class StreamingResponse:
     # was replayed from it (cost 0.0, zero usage); the original call's usage.
     cached: bool = False
     cached_usage: dict[str, Any] | None = None
+    # Images and audio the answer carried, in the order the provider sent them (the
+    # streamed audio as one File); the audio's transcript when the answer had audio.
+    files: list[File] = field(default_factory=list)
+    transcript: str | None = None
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
     # Keys a server echoed into the text or a tool call are redacted in repr() (the
@@ -311,6 +318,8 @@ class StreamingResponse:
             "resumptions": self.resumptions,
             "steps": self.steps,
             "warnings": list(self.warnings),
+            "files": [file.to_dict() for file in self.files],
+            "transcript": self.transcript,
         }
 
 
@@ -336,6 +345,32 @@ class ReasoningDelta:
     text: str
     type: ClassVar[str] = "reasoning-delta"
     __repr__ = redacted_repr
+
+
+@dataclass(slots=True)
+class FileOutput:
+    """A whole file of the answer (an image Gemini drew ...): ``file`` is a
+    :class:`~steer_llm_sdk.File` with the bytes and their media type."""
+
+    file: File
+    type: ClassVar[str] = "file"
+
+    def __repr__(self) -> str:  # never the bytes
+        return f"FileOutput({self.file!r})"
+
+
+@dataclass(slots=True)
+class AudioDelta:
+    """A piece of the answer's audio (OpenAI chat audio output): ``data`` is this
+    piece's bytes (decoded from its own base64), ``transcript`` the text of the
+    speech that came with it (often empty: it arrives in its own pieces)."""
+
+    data: bytes
+    transcript: str = ""
+    type: ClassVar[str] = "audio-delta"
+
+    def __repr__(self) -> str:  # never the bytes
+        return redact(f"AudioDelta({len(self.data)} bytes, transcript={self.transcript!r})")
 
 
 @dataclass(slots=True)
@@ -408,6 +443,8 @@ class Finish:
 StreamPart = (
     TextDelta
     | ReasoningDelta
+    | FileOutput
+    | AudioDelta
     | ToolCallStart
     | ToolCallDelta
     | ToolCallEnd

@@ -37,6 +37,7 @@ from typing import Any
 
 from .client import SteerLLMClient
 from .errors import ClientClosedError
+from .files import File
 from .results import StreamingResponse
 
 __all__ = ["SteerLLM"]
@@ -270,6 +271,13 @@ class SteerLLM:
     ) -> StreamingResponse:
         """One request without streaming; the same response as stream_with_usage()."""
         result: StreamingResponse = self._call(self._client.generate(messages, model, **params))
+        return result
+
+    def upload_file(self, file: File, *, provider: str, timeout: float = 600.0) -> File:
+        """:meth:`SteerLLMClient.upload_file`, synchronously."""
+        result: File = self._call(
+            self._client.upload_file(file, provider=provider, timeout=timeout)
+        )
         return result
 
     def __getattr__(self, name: str) -> Callable[..., Any]:

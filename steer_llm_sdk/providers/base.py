@@ -28,7 +28,16 @@ from ..errors import (
     ServerError,
     SteerError,
 )
-from ..results import ReasoningDelta, ToolCall, ToolCallDelta, ToolCallEnd, ToolCallStart
+from ..files import File, answer_file
+from ..results import (
+    AudioDelta,
+    FileOutput,
+    ReasoningDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 
 __all__ = [
     "ChatRequest",
@@ -175,11 +184,17 @@ class StreamState:
     """
 
     __slots__ = (
+        "_audio",
+        "_audio_at",
+        "_audio_type",
+        "_b64_carry",
         "_by_id",
         "_by_key",
         "_ended",
         "_open",
         "done",
+        "file_bytes",
+        "files",
         "finish_reason",
         "logprobs",
         "model",
@@ -191,6 +206,7 @@ class StreamState:
         "response_id",
         "text_logprobs",
         "tool_calls",
+        "transcript_parts",
         "usage",
     )
 
@@ -214,6 +230,15 @@ class StreamState:
         self._by_id: dict[str, int] = {}
         self._open: int | None = None  # the call the last delta went to
         self._ended: set[int] = set()  # calls whose ToolCallEnd was sent
+        # Files of the answer in order (None: where the streamed audio sits), the
+        # bytes so far (capped), the audio and its transcript.
+        self.files: list[File | None] = []
+        self.file_bytes = 0
+        self.transcript_parts: list[str] = []
+        self._audio: bytearray | None = None
+        self._audio_at = 0
+        self._audio_type = "audio/pcm"
+        self._b64_carry = ""  # base64 characters of a piece that ended mid-quantum
 
     # -- reasoning, refusal ----------------------------------------------------
     def reasoning(self, text: str) -> None:
@@ -232,6 +257,75 @@ class StreamState:
                 f"the provider sent a refusal that is not a string: {text!r:.80}"
             )
         self.refusal_parts.append(text)
+
+    # -- files and audio -----------------------------------------------------------
+    def _count(self, size: int) -> None:
+        self.file_bytes += size
+        if self.file_bytes > MAX_ANSWER_FILE_BYTES:
+            raise InvalidResponseError(
+                f"the answer's files passed {MAX_ANSWER_FILE_BYTES // 2**20} MB "
+                "(the SDK's cap on images and audio in one answer)"
+            )
+
+    def file(self, b64: Any, media_type: Any) -> None:
+        """A whole file of the answer, as base64 (Gemini's ``inlineData``)."""
+        if type(media_type) is not str or type(b64) is not str:
+            raise InvalidResponseError(
+                f"a file of the answer has no mimeType or data: {media_type!r:.40}"
+            )
+        data = b64decode(b64, "a file of the answer")
+        self._count(len(data))
+        file = answer_file(data, media_type)
+        self.files.append(file)
+        if self.out is not None:
+            self.out.append(FileOutput(file))
+
+    def audio(self, b64: Any, transcript: Any, media_type: str) -> None:
+        """A piece of streamed audio: its base64 decoded on its own (a piece that ends
+        mid-quantum keeps its last 1-3 characters for the next), and/or transcript."""
+        if b64 is not None and type(b64) is not str:
+            raise InvalidResponseError(f"audio data is not a string: {b64!r:.40}")
+        if transcript is not None and type(transcript) is not str:
+            raise InvalidResponseError(f"an audio transcript is not a string: {transcript!r:.40}")
+        data = b""
+        if b64:
+            if self._b64_carry:
+                b64 = self._b64_carry + b64
+            cut = len(b64) - len(b64) % 4
+            self._b64_carry = b64[cut:]
+            data = b64decode(b64[:cut], "a piece of the answer's audio") if cut else b""
+            self._count(len(data))
+        if self._audio is None and (data or b64):
+            self._audio = bytearray()
+            self._audio_at = len(self.files)
+            self._audio_type = media_type
+            self.files.append(None)
+        if self._audio is not None:
+            self._audio += data
+        if transcript:
+            self.transcript_parts.append(transcript)
+        if self.out is not None and (data or transcript):
+            self.out.append(AudioDelta(data, transcript or ""))
+
+    def answer_files(self) -> list[File]:
+        """The files of the answer in order, the audio as one file."""
+        files = list(self.files)
+        if self._audio is not None:
+            files[self._audio_at] = answer_file(bytes(self._audio), self._audio_type)
+        return [f for f in files if f is not None]
+
+    def audio_end(self) -> None:
+        """The audio is over: base64 characters left that make no whole byte are an
+        InvalidResponseError (never silently dropped)."""
+        if self._b64_carry:
+            raise InvalidResponseError(
+                f"the answer's audio ended with {len(self._b64_carry)} base64 characters "
+                "that make no whole byte"
+            )
+
+    @property
+    def transcript(self) -> str | None:
+        return "".join(self.transcript_parts) if self.transcript_parts else None
 
     # -- tool calls --------------------------------------------------------------
     def tool_delta(
@@ -344,6 +438,21 @@ class StreamState:
 
     def tool_call_list(self) -> list[dict[str, Any]]:
         return [call.to_dict() for call in self.tool_calls]
+
+
+# The most bytes of images and audio one answer may carry (a misbehaving server
+# cannot fill memory); the SSE decoder caps each event on its own.
+MAX_ANSWER_FILE_BYTES = 512 * 2**20
+
+
+def b64decode(text: str, what: str) -> bytes:
+    """Strict base64 → bytes; anything else is an InvalidResponseError naming ``what``."""
+    import binascii
+
+    try:
+        return binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise InvalidResponseError(f"{what} is not valid base64: {text[:40]!r}") from None
 
 
 def function_tools(tools: list[dict[str, Any]], api: str) -> list[dict[str, Any]]:

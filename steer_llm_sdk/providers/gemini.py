@@ -46,6 +46,7 @@ from ..errors import (
     ServerError,
     SteerError,
 )
+from ..results import TextDelta
 from .base import (
     ChatRequest,
     HTTPRequest,
@@ -436,6 +437,8 @@ def _request_body(request: ChatRequest, warn: Callable[[str], None]) -> dict[str
         camel = _camel(key)
         if camel in GENERATION_CONFIG_FIELDS:
             config[camel] = extra.pop(key)
+        elif key == "modalities" and isinstance(extra[key], list):  # OpenAI's name
+            config["responseModalities"] = [str(m).upper() for m in extra.pop(key)]
         elif camel in _COMMON.values() or key in _COMMON:
             config[_COMMON.get(key, camel)] = extra.pop(key)
     if isinstance(merged, dict):
@@ -684,8 +687,16 @@ class GeminiCodec(CodecBase):
             if signature is not None and type(signature) is not str:
                 raise InvalidResponseError(f"a thoughtSignature is not a string: {signature!r:.40}")
             call = part.get("functionCall")
+            inline = part.get("inlineData")
             if call is not None:
                 self._call(call, signature)
+            elif inline is not None and part.get("thought") is not True:
+                if type(inline) is not dict:
+                    raise InvalidResponseError(f"inlineData is not an object: {inline!r:.80}")
+                if texts and state.out is not None:  # the text before it comes first
+                    state.out.append(TextDelta("".join(texts)))
+                    texts.clear()
+                state.file(inline.get("data"), inline.get("mimeType"))
             elif part.get("thought") is True:
                 if text:
                     state.reasoning(text)

@@ -48,6 +48,16 @@ __all__ = ["OpenAIChatCodec", "encode_tool_choice", "encode_tools", "normalize_u
 
 _LOGPROBS_KEYS = (("content", "logprobs.content"), ("refusal", "logprobs.refusal"))
 _MESSAGE_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "refusal"}
+# audio={"format": ...} of an audio answer → the media type of its bytes. Streamed
+# audio is pcm16 only: raw 16-bit little-endian samples, 24 kHz, mono (audio/pcm).
+AUDIO_MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "pcm16": "audio/pcm",
+}
 
 
 # The fast path: a chunk of plain content (nearly every chunk of a stream) read by
@@ -264,6 +274,8 @@ class OpenAIChatCodec(CodecBase):
         self._logprobs = False  # the request asked for logprobs
         self._first = True  # no chunk has named the model and id yet
         self._fast = False  # the fast path is on once the model is named (and no logprobs)
+        self._audio_type = "audio/pcm"  # the media type of an audio answer's bytes
+        self._audio_over = False  # the audio's closing delta (expires_at) came
 
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
@@ -301,6 +313,9 @@ class OpenAIChatCodec(CodecBase):
         if request.cache_prompt and self._prompt_cache_key:
             openai_cache_fields(body, request.model, request.cache_prompt)
         self._logprobs = bool(body.get("logprobs"))
+        audio = body.get("audio")
+        if isinstance(audio, dict) and isinstance(audio.get("format"), str):
+            self._audio_type = AUDIO_MEDIA_TYPES.get(audio["format"], "audio/pcm")
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
@@ -389,6 +404,9 @@ class OpenAIChatCodec(CodecBase):
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning:
             state.reasoning(reasoning)
+        audio = delta.get("audio")
+        if audio:
+            self._audio(audio)
         if delta.get("refusal"):
             state.refusal(delta["refusal"])
         tool_calls = delta.get("tool_calls")
@@ -413,6 +431,17 @@ class OpenAIChatCodec(CodecBase):
                     arguments=fn.get("arguments"),
                 )
         return text
+
+    def _audio(self, audio: Any) -> None:
+        """A piece of an audio answer: base64 ``data`` and/or ``transcript``; the
+        last one holds only ``id`` and ``expires_at`` (and may come with no
+        finish_reason after it: it ends the answer)."""
+        if type(audio) is not dict:
+            raise InvalidResponseError(f"audio is not an object: {audio!r:.80}")
+        self.state.audio(audio.get("data"), audio.get("transcript"), self._audio_type)
+        if audio.get("expires_at") is not None:
+            self._audio_over = True
+            self.state.audio_end()
 
     def _finish(self, reason: Any) -> None:
         state = self.state
@@ -450,8 +479,11 @@ class OpenAIChatCodec(CodecBase):
         """End of body. OpenAI-compatible servers don't all send ``[DONE]``, so a
         stream that ended cleanly after a finish reason or usage counts as complete."""
         state = self.state
-        if not state.done and (state.finish_reason is not None or state.usage is not None):
+        if not state.done and (
+            state.finish_reason is not None or state.usage is not None or self._audio_over
+        ):
             state.done = True
+        state.audio_end()
         if state.done and state.reason != "length":
             state.end_open_tools()
         if state.reason is None and state.done:

@@ -358,6 +358,13 @@ def _add_logprobs(state: StreamState, raw: Any) -> None:
     add_logprobs(state, raw)
 
 
+def _image(item: dict[str, Any], state: StreamState) -> None:
+    """An image the image_generation tool made: its ``result`` (base64) as a file of
+    the answer (``output_format``: png, jpeg or webp; the bytes decide)."""
+    if item.get("result"):
+        state.file(item["result"], f"image/{item.get('output_format') or 'png'}")
+
+
 def _response_output(output: Any, state: StreamState, logprobs: bool) -> list[str]:
     """A whole response's output items into ``state`` (refusals, reasoning, and
     logprobs when asked for): the texts of its messages."""
@@ -373,6 +380,8 @@ def _response_output(output: Any, state: StreamState, logprobs: bool) -> list[st
                         _add_logprobs(state, content.get("logprobs"))
                 elif content.get("type") == "refusal":
                     state.refusal(content.get("refusal") or "")
+        elif item.get("type") == "image_generation_call":
+            _image(item, state)
         elif item.get("type") == "reasoning":
             for summary in item.get("summary") or ():
                 if isinstance(summary, dict) and summary.get("text"):
@@ -483,6 +492,8 @@ class OpenAIResponsesCodec(CodecBase):
             self._items[index if type(index) is int else len(self._items)] = item
             if item.get("type") in _CALLS:
                 self._end_call(item, index)
+            elif item.get("type") == "image_generation_call":
+                _image(item, state)
         elif kind == "response.refusal.delta":
             state.refusal(obj.get("delta") or "")
         elif kind in ("response.created", "response.in_progress", "response.queued"):

@@ -130,8 +130,8 @@ class Attempts:
                 request = replace(request, prefix=prefix)
             http = codec.encode(request, call.api_key)
             if self.count == 1 and codec.warnings:
-                self.warnings = list(codec.warnings)
-                for warning in self.warnings:  # once per call, not per attempt
+                self.warnings += codec.warnings  # after the call's own (uploads ...)
+                for warning in codec.warnings:  # once per call, not per attempt
                     logger.warning("%s (%s)", warning, call.model)
             body = orjson.dumps(http.json)
             headers = http.headers

@@ -144,6 +144,9 @@ def build_response(
     refusal = state.refusal_text
     if reason == "refusal" and refusal is None:
         refusal = text  # Anthropic: a stop reason, with whatever text came before
+    transcript = state.transcript
+    if transcript and not text:
+        text = transcript  # a spoken answer: its transcript is the answer's text
     response = StreamingResponse(
         text=text,
         usage=usage,
@@ -164,6 +167,8 @@ def build_response(
         attempts=attempts.count,
         resumptions=attempts.resumptions,
         warnings=list(attempts.warnings),
+        files=state.answer_files() if state.files else [],
+        transcript=transcript,
     )
     if call.options.enable_json_stream_handler:
         try:

@@ -20,6 +20,7 @@ import httpx
 from ..errors import SteerError, scrub_chain
 from ..results import Finish, PartialOutput, StreamingResponse, TextDelta
 from ..transport.http import map_httpx_error
+from ..uploads import oversize, upload_oversize
 from .attempts import Attempts
 from .call import Call
 from .callbacks import Deltas, bound, invoke
@@ -205,6 +206,12 @@ class StreamRun:
                     call.base_url = await call.resolve_base_url()
                 for hook in call.before_send:  # resolve the request's files (downloads.py)
                     await hook(call, self.attempts.deadline)
+            except BaseException as exc:
+                await self._failed(observation, exc)
+                raise
+        if oversize(call):  # inline files past the provider's limit: uploaded first
+            try:
+                await upload_oversize(call, self.attempts.warnings)
             except BaseException as exc:
                 await self._failed(observation, exc)
                 raise

@@ -228,6 +228,8 @@ def _progress(state: StreamState) -> tuple[Any, ...]:
         len(state.reasoning_parts),
         len(state.refusal_parts),
         len(state.provider_data),
+        state.file_bytes,
+        len(state.transcript_parts),
     )
 
 

@@ -151,6 +151,9 @@ class CachedRun(StreamRun):
         fields: dict[str, Any] = {name: entry.get(name) for name in RESPONSE_FIELDS}
         original = fields.pop("usage") or {}
         fields["warnings"] = list(fields.get("warnings") or ())
+        from ..cache import rebuild_file
+
+        fields["files"] = [rebuild_file(f) for f in entry.get("files") or ()]
         started = self.started_at
         first = self.first_token_at
         response = StreamingResponse(

@@ -15,6 +15,7 @@ signature, a call without a key.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -326,6 +327,16 @@ def _answer(settings: Settings, model: str, kind: str, body: dict[str, Any], rep
     """The answer as one ``GenerateContentResponse`` (``json``), a JSON array of them
     (``array``) or an SSE stream of them (``sse``)."""
     config = body.get("generationConfig") or {}
+    if reply.files and "IMAGE" not in [
+        str(m).upper() for m in config.get("responseModalities") or ()
+    ]:
+        return error_plan(
+            400,
+            "INVALID_ARGUMENT",
+            "This scripted answer holds images: set generationConfig.responseModalities "
+            'to ["TEXT", "IMAGE"] (the model answers in text only otherwise).',
+            {},
+        )
     calls = _calls(reply)
     chunks = _chunks(settings, body, config, reply, bool(calls))
     limit = config.get("maxOutputTokens")
@@ -348,6 +359,7 @@ def _answer(settings: Settings, model: str, kind: str, body: dict[str, Any], rep
             parts.append({"text": reply.reasoning, "thought": True})
         if chunks or not calls:
             parts.append({"text": "".join(chunks)})
+        parts.extend(_inline(reply))
         parts.extend(function_parts)
         candidate = {"content": {"parts": parts, "role": "model"}, "finishReason": finish}
         payload = {"candidates": [{**candidate, "index": 0}], "usageMetadata": usage, **head}
@@ -427,6 +439,12 @@ def _events(
             events.append({"error": {"code": code, "message": message, "status": name}})
             return events
         events.append(event([{"text": chunk}], min(i + 1, candidates)))
+    inline = _inline(reply)
+    if inline and len(events) > 1 and chunks:
+        # The first file rides in the event of the last text (text, then the image),
+        # as image models send them; the rest come one an event.
+        events[-1]["candidates"][0]["content"]["parts"].append(inline.pop(0))
+    events += [event([p], candidates) for p in inline]
     if function_parts:
         if reply.interleave_tool_calls:
             events += [event([p], candidates) for p in function_parts]
@@ -437,6 +455,14 @@ def _events(
     last["usageMetadata"] = final
     events.append(last)
     return events
+
+
+def _inline(reply: Reply) -> list[dict[str, Any]]:
+    """The reply's files as inlineData parts."""
+    return [
+        {"inlineData": {"mimeType": media, "data": base64.b64encode(data).decode()}}
+        for media, data in reply.files or ()
+    ]
 
 
 def _calls(reply: Reply) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ in tools and tool conversations, in its words.
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from ._cache import OpenAICache
@@ -78,6 +79,8 @@ def finish_of(turn: Turn, reply: Reply) -> str:
 
 def plan_of(body: dict[str, Any], turn: Turn, finish: str, reply: Reply) -> Plan:
     """The turn as a completion, or as a stream when the body asks for one."""
+    if reply.audio is not None:
+        return _spoken(body, turn, reply)
     if not body.get("stream"):
         return turn.whole(_message(turn, finish, reply.reasoning), reply)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -87,6 +90,98 @@ def plan_of(body: dict[str, Any], turn: Turn, finish: str, reply: Reply) -> Plan
     if turn.calls or reply.reasoning:
         pieces = _rich(pieces, turn.model, turn.calls, reply)
     return turn.streamed(pieces, reply)
+
+
+_AUDIO_FORMATS = ("wav", "aac", "mp3", "flac", "opus", "pcm16")
+_AUDIO_PIECE = 4800  # bytes of audio a streamed delta carries (0.1 s of 24 kHz pcm16)
+
+
+def _spoken(body: dict[str, Any], turn: Turn, reply: Reply) -> Plan:
+    """A spoken answer (``Reply(audio=..., transcript=...)``), as the real API sends
+    one: content null, the audio in ``message.audio`` or, streamed, transcript deltas
+    and then audio deltas whose ``data`` is each a whole base64 text, closed by a
+    delta with only ``id`` and ``expires_at`` and no finish_reason."""
+    modalities = body.get("modalities")
+    audio = body.get("audio")
+    if not isinstance(modalities, list) or "audio" not in modalities:
+        return error_plan(
+            400,
+            "invalid_request_error",
+            'This scripted answer is audio: set modalities to ["text", "audio"].',
+            {},
+        )
+    if not isinstance(audio, dict) or not audio.get("voice") or not audio.get("format"):
+        return error_plan(
+            400,
+            "invalid_request_error",
+            "Missing required parameter: 'audio' ('voice' and 'format') when modalities "
+            "includes 'audio'.",
+            {},
+        )
+    if audio["format"] not in _AUDIO_FORMATS:
+        return error_plan(
+            400,
+            "invalid_request_error",
+            f"Invalid value: {audio['format']!r}. Supported values are: "
+            + ", ".join(repr(f) for f in _AUDIO_FORMATS)
+            + ".",
+            {},
+        )
+    data = reply.audio or b""
+    transcript = reply.transcript if reply.transcript is not None else turn.text
+    ident = "audio_emulator"
+    if not body.get("stream"):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "audio": {
+                "id": ident,
+                "data": base64.b64encode(data).decode(),
+                "expires_at": 1_900_000_000,
+                "transcript": transcript,
+            },
+        }
+        payload = {
+            "id": "chatcmpl-emu",
+            "object": "chat.completion",
+            "created": 1,
+            "model": turn.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": _usage(turn.usage),
+        }
+        return turn.whole(payload, reply)
+    if audio["format"] != "pcm16":
+        return error_plan(
+            400,
+            "invalid_request_error",
+            f"Audio format {audio['format']!r} is not supported when stream=true; use 'pcm16'.",
+            {},
+        )
+    head = _head(turn.model)
+
+    def frame(delta: dict[str, Any]) -> bytes:
+        return (
+            head
+            + b',"choices":[{"index":0,"delta":'
+            + dumps(delta)
+            + b',"finish_reason":null}]}\n\n'
+        )
+
+    frames = [frame({"role": "assistant", "refusal": None})]
+    for i, piece in enumerate(small_pieces(transcript, 12) if transcript else []):
+        delta: dict[str, Any] = {"audio": {"transcript": piece}}
+        if i == 0:
+            delta = {"content": None, "audio": {"id": ident, "transcript": piece}}
+        frames.append(frame(delta))
+    for start in range(0, len(data), _AUDIO_PIECE):
+        b64 = base64.b64encode(data[start : start + _AUDIO_PIECE]).decode()
+        frames.append(frame({"audio": {"id": ident, "data": b64}}))
+    frames.append(frame({"audio": {"id": ident, "expires_at": 1_900_000_000}}))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        frames.append(head + b',"choices":[],"usage":' + dumps(_usage(turn.usage)) + b"}\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    return turn.streamed(frames, reply)
 
 
 def error_plan(status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:

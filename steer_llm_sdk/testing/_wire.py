@@ -180,6 +180,13 @@ class Reply:
     tool_calls: list[dict[str, Any]] | None = None
     interleave_tool_calls: bool = False  # OpenAI: the calls' deltas alternate
     reasoning: str | None = None  # streamed before the answer (thinking)
+    # Files the answer carries (Gemini: inlineData parts after the text; the request
+    # must ask for them with responseModalities), as (media type, bytes).
+    files: list[tuple[str, bytes]] | None = None
+    # A spoken answer (OpenAI Chat Completions with modalities ["text", "audio"]): the
+    # audio's bytes and its transcript, streamed as the real API streams them.
+    audio: bytes | None = None
+    transcript: str | None = None
 
 
 @dataclass(slots=True)
@@ -241,6 +248,7 @@ class Wire:
     comes from ``error``."""
 
     rate_limited = False
+    scripted = True  # scripted replies (queue, rules) apply; False: the Files APIs
     route = ("POST", "")  # the method and path it answers
     not_json = ("invalid_request_error", "body is not JSON")  # the 400 for a bad body
 

@@ -28,6 +28,8 @@ The protocol modules build the bodies; they share only ``_wire.py`` (and
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import math
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._files import Files, StoredFile
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -141,7 +144,14 @@ class Emulator:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
-        self._wires: tuple[Wire, ...] = (Responses(), Gemini(), ChatCompletions(), Messages())
+        self._files = Files()  # the three Files APIs, before Gemini (both under /v1beta/)
+        self._wires: tuple[Wire, ...] = (
+            self._files,
+            Responses(),
+            Gemini(),
+            ChatCompletions(),
+            Messages(),
+        )
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
@@ -203,6 +213,12 @@ class Emulator:
     @property
     def gemini_base_url(self) -> str:
         return self.url  # GEMINI_BASE_URL is without /v1beta
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """The files uploaded to the emulated Files APIs, by id (``file-...`` for
+        OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
+        return self._files.stored
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
@@ -282,6 +298,8 @@ class Emulator:
         wire = next((w for w in self._wires if w.matches(request.method, path)), None)
         if wire is None:
             return openai_error(404, "not_found_error", f"no route {path}", {}), None
+        if not wire.scripted:  # the Files APIs: their own state, never a scripted reply
+            return wire.answer(self, request, {}, Reply()), wire
         body = wire.read(request)
         if isinstance(body, Plan):
             return body, wire
@@ -303,7 +321,8 @@ class Emulator:
     def _script_over_http(self, path: str, request: RecordedRequest) -> Plan:
         """``POST /emulator/enqueue`` with a Reply's fields as JSON (or a list of them);
         ``POST /emulator/rule`` with ``{"match": "...", "reply": {...}}``. A fault is
-        ``{"kind": "drop", "after": 3}`` (the fields of :class:`Fault`)."""
+        ``{"kind": "drop", "after": 3}`` (the fields of :class:`Fault`); bytes are
+        base64: ``"audio": "..."``, ``"files": [["image/png", "..."]]``."""
         try:
             data = request.json
 
@@ -311,13 +330,21 @@ class Emulator:
                 fields = dict(fields)
                 if fields.get("fault"):
                     fields["fault"] = Fault(**fields["fault"])
+                # Bytes travel as base64 in JSON: "audio", and "files" as [type, base64].
+                if isinstance(fields.get("audio"), str):
+                    fields["audio"] = base64.b64decode(fields["audio"], validate=True)
+                if fields.get("files"):
+                    fields["files"] = [
+                        (str(media), base64.b64decode(data, validate=True))
+                        for media, data in fields["files"]
+                    ]
                 return Reply(**fields)
 
             if path == "/emulator/rule":
                 self.add_rule(str(data["match"]), reply_of(data["reply"]))
             else:
                 self.enqueue(*[reply_of(d) for d in (data if isinstance(data, list) else [data])])
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
             return openai_error(400, "invalid_request_error", f"bad script: {exc}", {})
         return Plan(200, "application/json", [b'{"ok": true}'])
 
@@ -400,6 +427,12 @@ class EmulatorThread:
     @property
     def gemini_base_url(self) -> str:
         return self.emulator.gemini_base_url
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """The files uploaded to the emulated Files APIs, by id (``file-...`` for
+        OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
+        return self.emulator.files
 
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)

@@ -336,3 +336,39 @@ async def test_cli_cache_answers_the_second_time_from_the_data_directory(
     assert (Path(cli_env["XDG_DATA_HOME"]) / "steer-llm" / "response-cache.db").exists()
     code, _, err = await run_cli("stream", "-m", "gpt-4o-mini", "Tell me about owls", env=cli_env)
     assert code == 0 and _posts(emulator) == 2  # without --cache: a model call
+
+
+async def test_images_and_audio_of_an_answer_replay_whole(
+    cached: SteerLLMClient, guide_env: Emulator
+) -> None:
+    from steer_llm_sdk import AudioDelta, FileOutput
+
+    png = PNG + b"\x00" * 64
+    guide_env.enqueue(Reply(text="A picture:", files=[("image/png", png)]))
+    draw: dict[str, Any] = {"model": "gemini-2.5-flash-image", "modalities": ["text", "image"]}
+    live = [p async for p in cached.stream_events("Draw", **draw)]
+    hit = [p async for p in cached.stream_events("Draw", **draw)]
+    assert _posts(guide_env) == 1
+    files = [p.file for p in hit if isinstance(p, FileOutput)]
+    assert [(f.media_type, f.data) for f in files] == [("image/png", png)]
+    assert [p.type for p in hit] == [p.type for p in live]
+    assert hit[-1].response.cached and hit[-1].response.files[0].data == png
+
+    audio = b"\x01\x02" * 6000
+    guide_env.enqueue(
+        Reply(audio=audio, transcript="Hello"), Reply(audio=audio, transcript="Hello")
+    )
+    kw: dict[str, Any] = {
+        "modalities": ["text", "audio"],
+        "audio": {"voice": "alloy", "format": "pcm16"},
+    }
+    live_r = await cached.stream_with_usage("Speak", model="gpt-4o-audio-preview", **kw)
+    parts = [p async for p in cached.stream_events("Speak", model="gpt-4o-audio-preview", **kw)]
+    again = await cached.stream_with_usage("Speak", model="gpt-4o-audio-preview", **kw)
+    assert again.cached and again.transcript == live_r.transcript == "Hello"
+    assert (
+        again.files[0].data == live_r.files[0].data
+        and again.files[0].media_type == live_r.files[0].media_type
+    )
+    # stream_events is its own entry (typed parts): a miss, then parts of the same audio
+    assert b"".join(p.data for p in parts if isinstance(p, AudioDelta)) == audio

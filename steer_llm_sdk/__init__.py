@@ -20,6 +20,8 @@ from .results import (
     Finish,
     PartialOutput,
     ReasoningDelta,
+    Restart,
+    RouteAttempt,
     StreamingResponse,
     StreamPart,
     TextDelta,
@@ -40,6 +42,10 @@ def __getattr__(name: str) -> object:
         from .sync import SteerLLM
 
         return SteerLLM
+    if name in ("Route", "Balance", "Cooldown"):  # routes (README, "Routes")
+        from . import routing
+
+        return getattr(routing, name)
     raise AttributeError(f"module 'steer_llm_sdk' has no attribute {name!r}")
 
 
@@ -48,9 +54,14 @@ __all__ = [
     "JSON_MODE_OPTIONS",
     "LOW_LATENCY_OPTIONS",
     "AsyncStream",
+    "Balance",  # noqa: F405 (given by __getattr__)
+    "Cooldown",  # noqa: F405 (given by __getattr__)
     "Finish",
     "PartialOutput",
     "ReasoningDelta",
+    "Restart",
+    "Route",  # noqa: F405 (given by __getattr__)
+    "RouteAttempt",
     "SteerLLM",  # noqa: F405 (given by __getattr__)
     "SteerLLMClient",
     "StreamPart",

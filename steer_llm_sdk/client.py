@@ -16,6 +16,7 @@ from .transport.http import Transport
 # the first call is made, not by `import steer_llm_sdk` (README, "Performance").
 if TYPE_CHECKING:
     from .catalog import ProviderSpec, Route
+    from .routing import Cooldown, Router
     from .streaming.pipeline import Call
 
 __all__ = ["SteerLLMClient"]
@@ -52,6 +53,9 @@ class SteerLLMClient:
         prices: Mapping[str, Any] | None = None,
         max_connections: int = 1000,
         telemetry: Any = None,
+        routes: Mapping[str, Any] | None = None,
+        cooldown: Cooldown | None = None,
+        fallback_on: Any = None,
     ) -> None:
         self._keys: dict[str, str] = {}
         for name, key in (
@@ -85,6 +89,13 @@ class SteerLLMClient:
             from .telemetry import make_observer
 
             self._observer = make_observer(telemetry)
+        self._router: Router | None = None  # routes= and model=[...] (README, "Routes")
+        self._named: Mapping[str, Any] = {}
+        if routes or cooldown is not None or fallback_on is not None:
+            from .routing import Router
+
+            self._router = Router(routes, cooldown, fallback_on)
+            self._named = self._router.named
 
     def __repr__(self) -> str:  # never shows a key
         known = sorted({*self._keys, *self._base_urls})
@@ -139,7 +150,7 @@ class SteerLLMClient:
     def _prepare(
         self,
         messages: Any,
-        model: str | None,
+        model: Any,
         params: dict[str, Any],
         *,
         stream: bool,
@@ -153,40 +164,30 @@ class SteerLLMClient:
                 f"{method}() on a closed SteerLLMClient (aclose() was called or its "
                 "`async with` block ended): create a new client"
             )
-        from .catalog import resolve_model, select_api
-        from .request import build_request, check_call, take_options
-        from .streaming.pipeline import Call
+        from .request import check_call, take_options
 
         name = check_call(method, model, params)
         options = take_options(params, self._default_options)
-        route = resolve_model(name, self._providers)
-        api = params.pop("api", None)
-        if api is not None:
-            route = select_api(route, api)
-        provider = route.provider
-        codec = codec_class(provider.protocol)
-        request, output = build_request(messages, params, route, codec, stream=stream)
-        return Call(
-            provider=provider,
-            base_url="",  # resolved when the call starts (a local server may need starting)
-            resolve_base_url=lambda: self._base_url(route),
-            api_key=self._api_key(provider),
-            model=route.model,
-            request=request,
-            options=options,
-            codec_factory=codec.factory(provider, route.model),
-            transport=self._transport,
-            price_overrides=self._prices,
-            context={"provider": provider.name, "model": route.model},
-            can_resume=provider.continues_prefix and codec.can_continue(route.model),
-            record=record,
-            output=output,
-            observer=self._observer,
-        )
+        if type(name) is not str or name in self._named:
+            return self._routes().chain(
+                name,
+                lambda entry, p: _wire(self, messages, entry, p, options, stream, record),
+                params,
+                options,
+                record,
+            )
+        if "fallback_on" in params:
+            raise ConfigurationError("fallback_on= applies to routes: give model=[...]")
+        return _wire(self, messages, name, params, options, stream, record)
 
-    def stream(
-        self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> AsyncStream[str]:
+    def _routes(self) -> Router:
+        if self._router is None:
+            from .routing import Router
+
+            self._router = Router()
+        return self._router
+
+    def stream(self, messages: Any = None, model: Any = None, **params: Any) -> AsyncStream[str]:
         """Stream text chunks as they arrive: ``async for chunk in client.stream(...)``.
 
         ``messages`` is a prompt string or a list of message dicts; ``model`` names
@@ -201,7 +202,7 @@ class SteerLLMClient:
         return AsyncStream(StreamRun(call).chunks())
 
     async def stream_with_usage(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> StreamingResponse:
         """Stream the answer and return it whole: text, usage, cost, JSON, timings."""
         call = self._prepare(messages, model, params, stream=True, method="stream_with_usage")
@@ -217,7 +218,7 @@ class SteerLLMClient:
         return run.response()
 
     async def generate(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> StreamingResponse:
         """One request without streaming; the same response shape as stream_with_usage."""
         call = self._prepare(messages, model, params, stream=False, method="generate")
@@ -225,7 +226,7 @@ class SteerLLMClient:
 
         return await StreamRun(call).generate()
 
-    def batch(self, items: Any, model: str | None = None, **options: Any) -> Any:
+    def batch(self, items: Any, model: Any = None, **options: Any) -> Any:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
         ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
         Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
@@ -263,7 +264,7 @@ class SteerLLMClient:
         }
 
     def stream_events(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> AsyncStream[StreamPart]:
         """Stream typed parts as they arrive: :class:`TextDelta`,
         :class:`ReasoningDelta`, :class:`ToolCallStart` / :class:`ToolCallDelta` /
@@ -281,7 +282,7 @@ class SteerLLMClient:
     async def run_tools(
         self,
         messages: Any = None,
-        model: str | None = None,
+        model: Any = None,
         *,
         tools: Any,
         max_steps: int = 8,
@@ -306,7 +307,7 @@ class SteerLLMClient:
     def stream_tools(
         self,
         messages: Any = None,
-        model: str | None = None,
+        model: Any = None,
         *,
         tools: Any,
         max_steps: int = 8,
@@ -320,3 +321,49 @@ class SteerLLMClient:
         return tool_loop.stream_tools(
             self.stream_events, messages, model, tools=tools, max_steps=max_steps, params=params
         )
+
+
+def _wire(
+    client: SteerLLMClient,
+    messages: Any,
+    name: str,
+    params: dict[str, Any],
+    options: StreamingOptions,
+    stream: bool,
+    record: bool,
+) -> Call:
+    """One model's call: the request (built and checked by :mod:`.request`), its
+    route, key, base URL and codec."""
+    from .catalog import resolve_model, select_api
+    from .request import build_request
+    from .streaming.pipeline import Call
+
+    if options.on_interrupt != "resume" and not record:
+        raise ConfigurationError(
+            'on_interrupt="restart" works with stream_events() only (a Restart part tells '
+            "you to clear what you showed); other methods cannot take back delivered text"
+        )
+    route = resolve_model(name, client._providers)
+    api = params.pop("api", None)
+    if api is not None:
+        route = select_api(route, api)
+    provider = route.provider
+    codec = codec_class(provider.protocol)
+    request, output = build_request(messages, params, route, codec, stream=stream)
+    return Call(
+        provider=provider,
+        base_url="",  # resolved when the call starts (a local server may need starting)
+        resolve_base_url=lambda: client._base_url(route),
+        api_key=client._api_key(provider),
+        model=route.model,
+        request=request,
+        options=options,
+        codec_factory=codec.factory(provider, route.model),
+        transport=client._transport,
+        price_overrides=client._prices,
+        context={"provider": provider.name, "model": route.model},
+        can_resume=provider.continues_prefix and codec.can_continue(route.model),
+        record=record,
+        output=output,
+        observer=client._observer,
+    )

@@ -67,6 +67,15 @@ class StreamingOptions:
         max_error_body_bytes: how much of an error response's body is read (default
             64 KiB); the rest is discarded unread.
 
+    Routes (``model=[...]``, README "Routes"):
+        first_token_timeout: no part of the answer within this many seconds of a
+            request → :class:`~steer_llm_sdk.errors.FirstTokenTimeoutError`, not
+            retried on the same route: a route moves on to its next entry at once.
+        on_interrupt: after a part reached the caller, "resume" (resume where the
+            server can, else ``StreamInterruptedError``) or "restart": start again on
+            the route's next entry, announced by a ``Restart`` part
+            (``stream_events()`` only; never while a tool call is open).
+
     Callbacks (sync or async functions): on_start(), on_delta(text), on_usage(usage),
         on_complete(final_text), on_error(error). An exception raised by a callback
         stops the stream and reaches the caller.
@@ -98,6 +107,8 @@ class StreamingOptions:
     max_retry_after: float = 60.0
     max_event_bytes: int | None = 16 * 1024 * 1024
     max_error_body_bytes: int = 64 * 1024
+    first_token_timeout: float | None = None
+    on_interrupt: Literal["resume", "restart"] = "resume"
 
     def __post_init__(self) -> None:
         if self.aggregator_type not in _AGGREGATORS:
@@ -105,7 +116,11 @@ class StreamingOptions:
                 f"aggregator_type={self.aggregator_type!r} is not known: "
                 f"use one of {', '.join(repr(a) for a in _AGGREGATORS)}"
             )
-        for name in ("connection_timeout", "read_timeout", "total_timeout"):
+        if self.on_interrupt not in ("resume", "restart"):
+            raise ConfigurationError(
+                f"on_interrupt={self.on_interrupt!r} is not known: use 'resume' or 'restart'"
+            )
+        for name in ("connection_timeout", "read_timeout", "total_timeout", "first_token_timeout"):
             value = getattr(self, name)
             if value is None:
                 continue

@@ -37,3 +37,4 @@ class Call:
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once
+    routes: Any = None  # a routing.Chain when model= is a route (README, "Routes")

@@ -241,9 +241,12 @@ class SteerLLMClient:
         return self._default_options
 
     def resolve(self, model: str) -> Route:
-        """The provider (this client's own included) and provider-side name of ``model``."""
+        """The provider (this client's own included) and provider-side name of ``model``
+        (of a named route: its first entry's)."""
         from .catalog import resolve_model
 
+        if model in self._named:
+            model = self._routes().first_model(model)
         return resolve_model(model, self._providers)
 
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:

@@ -382,6 +382,11 @@ class Router:
                 raise ConfigurationError(f"routes= names must be strings, not {name!r}")
             self.named[name] = entries_of(route)
 
+    def first_model(self, name: str) -> str:
+        """The model name of a named route's first entry."""
+        first = self.named[name][0]
+        return (first.members[0] if isinstance(first, Balance) else first).model
+
     def deployment(self, route: Route, balance: Balance | None = None) -> Deployment:
         found = self.deployments.get(route.model)
         if found is None:

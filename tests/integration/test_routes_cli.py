@@ -4,6 +4,8 @@ the file STEER_LLM_ROUTES names), run as a real subprocess against the emulator.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from steer_llm_sdk.testing import Emulator
@@ -72,3 +74,26 @@ async def test_batch_cli_over_a_route(
     assert code == 0, err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and all(row.get("error") is None for row in rows)
+
+
+def test_readme_routes_example_runs(tmp_path: Path) -> None:
+    """The README's routes example, run as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Routes: fallbacks, load balancing, cooldowns", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines[:4]] == [
+        "east/gpt-4o-mini",
+        "west/gpt-4o-mini",
+        "east/gpt-4o-mini",
+        "west/gpt-4o-mini",
+    ]
+    assert all("OverloadedError" in line for line in lines[:3])
+    assert "claude" not in lines[3]  # cooling down: not tried
+    assert lines[4] == "anthropic got 9 requests"

@@ -90,12 +90,9 @@ class SteerLLMClient:
 
             self._observer = make_observer(telemetry)
         self._router: Router | None = None  # routes= and model=[...] (README, "Routes")
-        self._named: Mapping[str, Any] = {}
         if routes or cooldown is not None or fallback_on is not None:
-            from .routing import Router
-
-            self._router = Router(routes, cooldown, fallback_on)
-            self._named = self._router.named
+            self._router = _router(self, routes, cooldown, fallback_on)
+        self._named: Mapping[str, Any] = self._router.named if self._router else {}
 
     def __repr__(self) -> str:  # never shows a key
         known = sorted({*self._keys, *self._base_urls})
@@ -324,6 +321,17 @@ class SteerLLMClient:
         return tool_loop.stream_tools(
             self.stream_events, messages, model, tools=tools, max_steps=max_steps, params=params
         )
+
+
+def _router(client: SteerLLMClient, routes: Any, cooldown: Any, fallback_on: Any) -> Router:
+    """The client's routes (``routes=``, ``cooldown=``, ``fallback_on=``), every model
+    name of them known."""
+    from .catalog import resolve_model
+    from .routing import Router
+
+    router = Router(routes, cooldown, fallback_on)
+    router.check(lambda name: resolve_model(name, client._providers))
+    return router
 
 
 def _wire(

@@ -382,6 +382,18 @@ class Router:
                 raise ConfigurationError(f"routes= names must be strings, not {name!r}")
             self.named[name] = entries_of(route)
 
+    def check(self, resolve: Callable[[str], Any]) -> None:
+        """Every model name of the named routes is known (``resolve`` raises if not)."""
+        for name, entries in self.named.items():
+            for entry in entries:
+                for member in entry.members if isinstance(entry, Balance) else (entry,):
+                    try:
+                        resolve(member.model)
+                    except ConfigurationError as exc:
+                        raise ConfigurationError(
+                            f"routes={{{name!r}: ...}}: {exc.message}"
+                        ) from None
+
     def first_model(self, name: str) -> str:
         """The model name of a named route's first entry."""
         first = self.named[name][0]
@@ -499,17 +511,24 @@ class Chain:
                 call.context.get("provider"),
                 type(exc).__name__,
             )
-        chosen = self._choose(self.index, now)
-        if chosen is None:
-            self._note(exc, now)
-            return None
-        index, route, deployment = chosen
-        nxt = self.build_call(route)
-        self._use(index, route, deployment, now)
-        logger.info(
-            "route: %s failed (%s); trying %s", self.records[-1].route, type(exc).__name__, route
-        )
-        return nxt
+        failed = self.records[-1].route
+        while True:
+            chosen = self._choose(self.index, now)
+            if chosen is None:
+                self._note(exc, now)
+                return None
+            index, route, deployment = chosen
+            try:
+                nxt = self.build_call(route)
+            except ConfigurationError as problem:  # no key for it, an unknown name ...
+                self.index = index
+                self.tried.add(route.model)
+                self.records.append(RouteAttempt(route.model, "", route.model, problem, 0.0))
+                logger.warning("route: cannot use %s: %s", route.model, problem.message)
+                continue
+            self._use(index, route, deployment, now)
+            logger.info("route: %s failed (%s); trying %s", failed, type(exc).__name__, route)
+            return nxt
 
     def finish(
         self, error: BaseException | None, call: Call, first_token_at: float | None = None

@@ -354,3 +354,21 @@ async def test_bad_routes_are_refused_before_any_request(emus: Providers) -> Non
         with pytest.raises(ConfigurationError):
             await client.generate("Hi", model=[OPENAI, 3])
     assert not emus.openai.requests
+
+
+async def test_an_entry_without_a_key_is_passed_over_with_a_warning(
+    emus: Providers, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XAI_API_KEY", raising=False)
+    emus.anthropic.outage("down", status=503)
+    async with emus.client() as client:
+        response = await client.stream_with_usage("Hi", model=[ANTHROPIC, "grok-3-mini", OPENAI])
+    assert response.route == f"openai/{OPENAI}"
+    skipped = response.route_attempts[1]
+    assert skipped.route == "grok-3-mini" and isinstance(skipped.error, ConfigurationError)
+    assert "cannot use grok-3-mini" in caplog.text
+
+
+async def test_a_named_route_with_an_unknown_model_is_refused_at_once(emus: Providers) -> None:
+    with pytest.raises(ConfigurationError, match=r"routes=.'smart'"):
+        emus.client(routes={"smart": [OPENAI, "gtp-4o"]})

@@ -372,3 +372,26 @@ async def test_an_entry_without_a_key_is_passed_over_with_a_warning(
 async def test_a_named_route_with_an_unknown_model_is_refused_at_once(emus: Providers) -> None:
     with pytest.raises(ConfigurationError, match=r"routes=.'smart'"):
         emus.client(routes={"smart": [OPENAI, "gtp-4o"]})
+
+
+async def test_outages_for_n_calls_per_model_and_over_http(emus: Providers) -> None:
+    import httpx
+
+    emu = emus.openai
+    emu.outage("down", status=502, calls=2, model="gpt-4o")  # another model: untouched
+    options = FAST.replace(max_reconnect_attempts=2)
+    async with emus.client(default_options=options) as client:
+        response = await client.stream_with_usage("Hi", model=OPENAI)
+        assert response.attempts == 1
+        response = await client.stream_with_usage("Hi", model="gpt-4o")
+        assert response.attempts == 3  # down for two calls, then up
+        async with httpx.AsyncClient() as http:
+            made = await http.post(
+                emu.url + "/emulator/outage", json={"kind": "rate_limit", "retry_after": 90}
+            )
+            assert made.status_code == 200
+        with pytest.raises(RateLimitError) as caught:
+            await client.generate("Hi", model=OPENAI)
+        assert caught.value.retry_after == 90
+        emu.end_outage()
+        assert (await client.generate("Hi", model=OPENAI)).text

@@ -293,3 +293,9 @@ async def test_telemetry_names_the_answering_route(emus: Providers) -> None:
     assert events[0].attributes["error.type"] == "ServerError"
     assert "error.type" not in events[1].attributes
     assert all(k not in str(span.to_json()) for k in KEYS.values())
+
+
+async def test_batch_takes_a_route_by_name_only(emus: Providers) -> None:
+    async with emus.client() as client:
+        with pytest.raises(ConfigurationError, match="routes"):
+            client.batch(["a"], model=[ANTHROPIC, OPENAI])

@@ -221,6 +221,15 @@ def make_steer(
             assert response.cost_usd is not None and response.usage["total_tokens"] > 0
             return seen[0] if options is None else len(response.text.split())
 
+    elif options == "route":  # a one-entry route: model=[name]
+        route = [model]
+
+        async def run() -> int:
+            n = 0
+            async for _ in client.stream(PROMPT, route):
+                n += 1
+            return n
+
     elif options == "events":
 
         async def run() -> int:
@@ -383,6 +392,9 @@ async def bench_protocol(
         contenders["baseline stream() (--baseline)"] = make_steer(
             protocol, port, with_usage=False, package=baseline
         )
+    contenders["steer stream() one-entry route [model]"] = make_steer(
+        protocol, port, with_usage=False, options="route"
+    )
     contenders["steer stream_events()"] = make_steer(
         protocol, port, with_usage=False, options="events"
     )
@@ -694,6 +706,15 @@ def section_cpu(args: argparse.Namespace, ports: Ports, results: dict[str, Any])
     for r in rows:
         print(
             f"{r['protocol']:<10} {r['contender']:<44} {r['us_per_chunk']:>9.2f} {r['ratio']:>8.2f}"
+        )
+    print("\nA one-entry route against a plain call, CPU per chunk (target <= 1.15x)")
+    for protocol in args.protocols:
+        by = {r["contender"]: r for r in rows if r["protocol"] == protocol}
+        plain = by["steer stream()"]
+        route = by["steer stream() one-entry route [model]"]
+        print(
+            f"{protocol:<10} plain {plain['us_per_chunk']:.2f} µs, route "
+            f"{route['us_per_chunk']:.2f} µs: {route['ratio'] / plain['ratio']:.2f}x"
         )
 
 

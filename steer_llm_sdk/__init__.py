@@ -24,6 +24,8 @@ from .results import (
     Finish,
     PartialOutput,
     ReasoningDelta,
+    Restart,
+    RouteAttempt,
     StreamingResponse,
     StreamPart,
     TextDelta,
@@ -44,6 +46,10 @@ def __getattr__(name: str) -> object:
         from .sync import SteerLLM
 
         return SteerLLM
+    if name in ("Route", "Balance", "Cooldown"):  # routes (README, "Routes")
+        from . import routing
+
+        return getattr(routing, name)
     raise AttributeError(f"module 'steer_llm_sdk' has no attribute {name!r}")
 
 
@@ -53,12 +59,17 @@ __all__ = [
     "LOW_LATENCY_OPTIONS",
     "AsyncStream",
     "AudioDelta",
+    "Balance",  # noqa: F405 (given by __getattr__)
+    "Cooldown",  # noqa: F405 (given by __getattr__)
     "File",
     "FileOutput",
     "Finish",
     "PartialOutput",
     "ReasoningDelta",
     "ResponseCache",
+    "Restart",
+    "Route",  # noqa: F405 (given by __getattr__)
+    "RouteAttempt",
     "SteerLLM",  # noqa: F405 (given by __getattr__)
     "SteerLLMClient",
     "StreamPart",

@@ -282,6 +282,9 @@ class Session:
         self.store: LogStore | None = None if args.no_log else LogStore()
         self.messages: list[dict[str, Any]] = []
         self.conversation_id = new_conversation_id()
+        from .cli_common import cli_routes
+
+        self.routes = cli_routes()  # routes.toml: -m NAME of a route
         model = args.model
         if args.continue_ or args.cid:
             store = self.store or LogStore()
@@ -349,7 +352,7 @@ class Session:
 
         base_url = self.args.base_url
         if not base_url:
-            route: Route = resolve_for_cli(self.model)
+            route: Route = resolve_for_cli(self.model, self.routes)
             check_route(route)
             self.local = route.provider.local
             return route
@@ -409,6 +412,7 @@ class Session:
             providers=self.providers or None,
             base_urls=self.base_urls or None,
             response_cache=cache,
+            routes=self.routes or None,
         )
 
     async def prepare(self, progress: Callable[[str, bool], Any]) -> None:

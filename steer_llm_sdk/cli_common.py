@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .catalog import LOCAL_DEFAULT, PROVIDERS, ProviderSpec, Route, resolve_model
@@ -18,7 +20,9 @@ from .catalog import LOCAL_DEFAULT, PROVIDERS, ProviderSpec, Route, resolve_mode
 __all__ = [
     "UsageError",
     "check_route",
+    "cli_routes",
     "closest",
+    "config_dir",
     "key_problem",
     "model_rows",
     "parse_schema",
@@ -186,10 +190,15 @@ def unknown_model_message(model: str) -> str:
     )
 
 
-def resolve_for_cli(model: str) -> Route:
-    """``catalog.resolve_model``, with a command-line error for an unknown name."""
+def resolve_for_cli(model: str, routes: dict[str, Any] | None = None) -> Route:
+    """``catalog.resolve_model``, with a command-line error for an unknown name (a
+    named route of ``routes``: its first entry)."""
     from .errors import ConfigurationError
 
+    if routes and model in routes:
+        first = routes[model][0]
+        members = getattr(first, "members", None)
+        model = first if isinstance(first, str) else (members[0] if members else first).model
     try:
         return resolve_model(model)
     except ConfigurationError:
@@ -262,3 +271,67 @@ def unknown_options(keys: Iterable[str], props: Any) -> tuple[list[str], list[st
         return None
     accepted = LLAMA_CPP_FIELDS | set(params)
     return [key for key in keys if key not in accepted], sorted(accepted)
+
+
+# -- routes.toml -----------------------------------------------------------------------
+ROUTES_FILE = "routes.toml"
+
+
+def config_dir() -> Path:
+    """Where ``steer-llm`` reads its configuration (``routes.toml``):
+    ``$STEER_LLM_CONFIG_DIR`` if set, else ``$XDG_CONFIG_HOME/steer-llm`` (else
+    ``~/.config/steer-llm``) on Linux, ``~/Library/Application Support/steer-llm`` on
+    macOS, ``%APPDATA%\\steer-llm`` on Windows."""
+    explicit = os.environ.get("STEER_LLM_CONFIG_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "steer-llm"
+    if sys.platform == "win32":
+        return Path(os.environ.get("APPDATA") or Path.home()) / "steer-llm"
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return root / "steer-llm"
+
+
+def cli_routes() -> dict[str, Any]:
+    """The named routes of ``routes.toml`` in :func:`config_dir` (``STEER_LLM_ROUTES``
+    names another file); {} when there is none. Each route is a list of model names,
+    ``{model = "...", temperature = 0.2, ...}`` tables (a Route) and ``{balance =
+    [...], strategy = "..."}`` tables (a Balance), at the top level or under ``[routes]``."""
+    import tomllib
+
+    named = os.environ.get("STEER_LLM_ROUTES")
+    path = Path(named).expanduser() if named else config_dir() / ROUTES_FILE
+    if not path.is_file():
+        if named:
+            raise UsageError(f"STEER_LLM_ROUTES={named}: there is no such file")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    table = data.get("routes", data)
+    out: dict[str, Any] = {}
+    for name, entries in table.items():
+        if not isinstance(entries, list) or not entries:
+            raise UsageError(f"{path}: route {name!r} must be a list of models")
+        out[name] = [_route_entry(entry, path, name) for entry in entries]
+    return out
+
+
+def _route_entry(value: Any, path: Path, name: str) -> Any:
+    from .errors import ConfigurationError
+    from .routing import Balance, Route
+
+    try:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict):
+            fields = dict(value)
+            if "balance" in fields:
+                return Balance(fields.pop("balance"), **fields)
+            return Route(fields.pop("model", None), **fields)
+    except (ConfigurationError, TypeError) as exc:
+        raise UsageError(f"{path}: route {name!r}: {exc}") from None
+    raise UsageError(f"{path}: route {name!r}: {value!r} is not a model name or a table")

@@ -16,6 +16,7 @@ from .transport.http import Transport
 # the first call is made, not by `import steer_llm_sdk` (README, "Performance").
 if TYPE_CHECKING:
     from .catalog import ProviderSpec, Route
+    from .routing import Cooldown
     from .streaming.pipeline import Call
 
 __all__ = ["SteerLLMClient"]
@@ -59,6 +60,9 @@ class SteerLLMClient:
         response_cache: Any = None,
         cache_prompt: Any = None,
         allow_private_urls: bool = False,
+        routes: Mapping[str, Any] | None = None,
+        cooldown: Cooldown | None = None,
+        fallback_on: Any = None,
     ) -> None:
         from .wiring import Wiring
 
@@ -83,6 +87,8 @@ class SteerLLMClient:
             from .telemetry import make_observer
 
             self._observer = make_observer(telemetry)
+        if routes or cooldown is not None or fallback_on is not None:
+            self._wiring.set_routes(routes, cooldown, fallback_on)  # README, "Routes"
 
     def __repr__(self) -> str:  # never shows a key
         return f"SteerLLMClient(configured={self._wiring.configured()})"
@@ -112,7 +118,7 @@ class SteerLLMClient:
     def _prepare(
         self,
         messages: Any,
-        model: str | None,
+        model: Any,
         params: dict[str, Any],
         *,
         stream: bool,
@@ -137,9 +143,7 @@ class SteerLLMClient:
             observer=self._observer,
         )
 
-    def stream(
-        self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> AsyncStream[str]:
+    def stream(self, messages: Any = None, model: Any = None, **params: Any) -> AsyncStream[str]:
         """Stream text chunks as they arrive: ``async for chunk in client.stream(...)``.
 
         ``messages`` is a prompt string or a list of message dicts; ``model`` names
@@ -154,7 +158,7 @@ class SteerLLMClient:
         return AsyncStream(start_run(call).chunks())
 
     async def stream_with_usage(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> StreamingResponse:
         """Stream the answer and return it whole: text, usage, cost, JSON, timings."""
         call = self._prepare(messages, model, params, stream=True, method="stream_with_usage")
@@ -170,7 +174,7 @@ class SteerLLMClient:
         return run.response()
 
     async def generate(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> StreamingResponse:
         """One request without streaming; the same response shape as stream_with_usage."""
         call = self._prepare(messages, model, params, stream=False, method="generate")
@@ -191,7 +195,7 @@ class SteerLLMClient:
 
         return await upload_file(self._wiring, self._transport, file, provider, timeout=timeout)
 
-    def batch(self, items: Any, model: str | None = None, **options: Any) -> Any:
+    def batch(self, items: Any, model: Any = None, **options: Any) -> Any:
         """A batch job over ``items`` (prompts, message lists or dicts with ``custom_id``):
         ``async for result in job`` or ``await job.run()``; ``engine="ray"`` runs it on a
         Ray cluster. Options: README, "Batch jobs"; :class:`steer_llm_sdk.batch.BatchJob`."""
@@ -206,7 +210,8 @@ class SteerLLMClient:
         return self._default_options
 
     def resolve(self, model: str) -> Route:
-        """The provider (this client's own included) and provider-side name of ``model``."""
+        """The provider (this client's own included) and provider-side name of ``model``
+        (of a named route: its first entry's)."""
         return self._wiring.resolve(model)
 
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
@@ -220,7 +225,7 @@ class SteerLLMClient:
         return self._wiring.worker_config()
 
     def stream_events(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> AsyncStream[StreamPart]:
         """Stream typed parts as they arrive: :class:`TextDelta`,
         :class:`ReasoningDelta`, :class:`ToolCallStart` / :class:`ToolCallDelta` /
@@ -238,7 +243,7 @@ class SteerLLMClient:
     async def run_tools(
         self,
         messages: Any = None,
-        model: str | None = None,
+        model: Any = None,
         *,
         tools: Any,
         max_steps: int = 8,
@@ -263,7 +268,7 @@ class SteerLLMClient:
     def stream_tools(
         self,
         messages: Any = None,
-        model: str | None = None,
+        model: Any = None,
         *,
         tools: Any,
         max_steps: int = 8,

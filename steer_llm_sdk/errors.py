@@ -18,7 +18,10 @@ __all__ = [
     "ConfigurationError",
     "ConnectTimeoutError",
     "ConnectionError",
+    "ContextWindowError",
+    "CooldownError",
     "FileDownloadError",
+    "FirstTokenTimeoutError",
     "InterruptedInvalidResponseError",
     "InterruptedReadTimeoutError",
     "InterruptedTotalTimeoutError",
@@ -210,6 +213,23 @@ class ServerError(APIStatusError):
     """HTTP 5xx or a provider-side ``api_error``."""
 
 
+class ContextWindowError(BadRequestError):
+    """The prompt (with ``max_tokens``) does not fit the model's context window
+    (OpenAI's ``context_length_exceeded``, Anthropic's "prompt is too long" and their
+    kin). A route moves on to its next (larger) model on it."""
+
+
+class CooldownError(SteerError):
+    """Every deployment a route could use is cooling down after repeated failures
+    (its circuit breaker is open): no request was sent. ``until`` is when the first
+    one may be tried again (``time.time()`` seconds), ``retry_after`` how long that is."""
+
+    def __init__(self, message: str, *, until: float, retry_after: float, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.until = until
+        self.retry_after = retry_after
+
+
 class ConnectionError(SteerError, _BUILTIN_CONNECTION):
     """The connection could not be made or was lost. Also a built-in :class:`ConnectionError`."""
 
@@ -224,6 +244,13 @@ class ConnectTimeoutError(TimeoutError):
 
 class ReadTimeoutError(TimeoutError):
     """``read_timeout`` passed with no byte from the server."""
+
+
+class FirstTokenTimeoutError(TimeoutError):
+    """``first_token_timeout`` passed before any part of the answer arrived. Not
+    retried on the same route: a route moves on to its next entry at once."""
+
+    retryable = False
 
 
 class TotalTimeoutError(TimeoutError):

@@ -30,6 +30,8 @@ __all__ = [
     "FinishReason",
     "PartialOutput",
     "ReasoningDelta",
+    "Restart",
+    "RouteAttempt",
     "StreamPart",
     "StreamingResponse",
     "TextDelta",
@@ -230,6 +232,9 @@ class StreamingResponse:
     # streamed audio as one File); the audio's transcript when the answer had audio.
     files: list[File] = field(default_factory=list)
     transcript: str | None = None
+    # Routes (model=[...]): "provider/model" that answered, and each entry tried.
+    route: str | None = None
+    route_attempts: list[RouteAttempt] = field(default_factory=list)
     _json: Any = field(default=_MISSING, repr=False)
     _json_error: JSONParseError | None = field(default=None, repr=False)
     # Keys a server echoed into the text or a tool call are redacted in repr() (the
@@ -320,6 +325,8 @@ class StreamingResponse:
             "warnings": list(self.warnings),
             "files": [file.to_dict() for file in self.files],
             "transcript": self.transcript,
+            "route": self.route,
+            "route_attempts": [attempt.to_dict() for attempt in self.route_attempts],
         }
 
 
@@ -416,6 +423,42 @@ class PartialOutput:
     __repr__ = redacted_repr
 
 
+@dataclass(frozen=True, slots=True)
+class RouteAttempt:
+    """One entry of a route tried by a call: ``route`` as written, the provider and
+    model it resolved to, the error that moved the call on (None for the one that
+    answered) and its ``latency`` in seconds (its own retries included)."""
+
+    route: str
+    provider: str
+    model: str
+    error: BaseException | None
+    latency: float
+
+    def to_dict(self) -> dict[str, Any]:
+        error = self.error
+        return {
+            "route": self.route,
+            "provider": self.provider,
+            "model": self.model,
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+            "latency": self.latency,
+        }
+
+
+@dataclass(slots=True)
+class Restart:
+    """``stream_events()`` with ``on_interrupt="restart"``: the route that was
+    answering broke after parts reached you; the answer starts again on ``route``
+    ("provider/model"). Clear what you showed: the text before this part is not in the
+    final response. ``reason`` is the error that broke the last one."""
+
+    route: str
+    reason: BaseException
+    type: ClassVar[str] = "restart"
+    __repr__ = redacted_repr
+
+
 @dataclass(slots=True)
 class ToolResult:
     """``stream_tools()`` only: a tool ran and this is what goes back to the model."""
@@ -450,5 +493,6 @@ StreamPart = (
     | ToolCallEnd
     | PartialOutput
     | ToolResult
+    | Restart
     | Finish
 )

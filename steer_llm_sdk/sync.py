@@ -247,7 +247,7 @@ class SteerLLM:
 
     # -- calls ---------------------------------------------------------------
     def stream(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> Generator[str, None, None]:
         """Text chunks as they arrive: ``for chunk in llm.stream("Hi", model=...)``.
 
@@ -258,7 +258,7 @@ class SteerLLM:
         return self._iterate(self._client.stream(messages, model, **params))
 
     def stream_with_usage(
-        self, messages: Any = None, model: str | None = None, **params: Any
+        self, messages: Any = None, model: Any = None, **params: Any
     ) -> StreamingResponse:
         """Stream the answer and return it whole: text, usage, cost, JSON, timings."""
         result: StreamingResponse = self._call(
@@ -266,9 +266,7 @@ class SteerLLM:
         )
         return result
 
-    def generate(
-        self, messages: Any = None, model: str | None = None, **params: Any
-    ) -> StreamingResponse:
+    def generate(self, messages: Any = None, model: Any = None, **params: Any) -> StreamingResponse:
         """One request without streaming; the same response as stream_with_usage()."""
         result: StreamingResponse = self._call(self._client.generate(messages, model, **params))
         return result

@@ -177,6 +177,21 @@ class OTelObserver:
         return _Span(self, span, metric_attributes)
 
 
+def _route_events(span: Any, record: CallRecord) -> None:
+    for tried in record.route_attempts:
+        event: dict[str, Any] = {
+            "steer.route": tried.route,
+            "gen_ai.provider.name": tried.provider,
+            "gen_ai.request.model": tried.model,
+            "steer.route.latency": tried.latency,
+        }
+        if tried.error is not None:
+            event["error.type"] = type(tried.error).__name__
+        span.add_event("steer.route.attempt", event)
+    span.set_attribute("gen_ai.provider.name", record.provider)
+    span.set_attribute("steer.route", f"{record.provider}/{record.model}")
+
+
 class _Span:
     """One call's span: started by :meth:`OTelObserver.start`, ended once by :meth:`end`."""
 
@@ -216,6 +231,8 @@ class _Span:
         if record.finish_reason:
             set_attribute("gen_ai.response.finish_reasons", [record.finish_reason])
         set_attribute("steer.attempts", record.attempts)
+        if record.route_attempts:  # a route: an event per entry tried, who answered
+            _route_events(span, record)
         if record.resumptions:
             set_attribute("steer.resumptions", record.resumptions)
         ttfc = record.time_to_first_token if record.streamed else None

@@ -20,6 +20,7 @@ from .providers import codec_class
 if TYPE_CHECKING:
     from .catalog import ProviderSpec, Route
     from .models.streaming import StreamingOptions
+    from .routing import Router
     from .streaming.call import Call
     from .transport.http import Transport
 
@@ -69,6 +70,8 @@ class Wiring:
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
         self.allow_private_urls = False  # downloads from private addresses (downloads.py)
+        self.router: Router | None = None  # routes= and model=[...] (routing.py)
+        self.named: Mapping[str, Any] = {}  # the named routes
 
     def configured(self) -> list[str]:
         """The names of the providers given a key or a base URL (for a repr)."""
@@ -117,7 +120,28 @@ class Wiring:
     def resolve(self, model: str) -> Route:
         from .catalog import resolve_model
 
+        if model in self.named:  # a named route: its first entry's
+            model = self.routes().first_model(model)
         return resolve_model(model, self.providers)
+
+    # -- routes (routing.py; README, "Routes") ----------------------------------------
+    def set_routes(self, routes: Any, cooldown: Any, fallback_on: Any) -> None:
+        """The client's ``routes=``, ``cooldown=``, ``fallback_on=``, every model name of
+        them known."""
+        from .catalog import resolve_model
+        from .routing import Router
+
+        router = Router(routes, cooldown, fallback_on)
+        router.check(lambda name: resolve_model(name, self.providers))
+        self.router = router
+        self.named = router.named
+
+    def routes(self) -> Router:
+        if self.router is None:
+            from .routing import Router
+
+            self.router = Router()
+        return self.router
 
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
         from .pricing import compute_cost
@@ -135,7 +159,7 @@ class Wiring:
     def prepare(
         self,
         messages: Any,
-        model: str | None,
+        model: Any,
         params: dict[str, Any],
         *,
         stream: bool,
@@ -145,19 +169,52 @@ class Wiring:
         default_options: StreamingOptions,
         observer: Any,
     ) -> Call:
-        """Wire one call: the request (built and checked by :mod:`.request`), its
-        route, key, base URL, codec and signer."""
-        from .catalog import resolve_model, select_api
-        from .request import build_request, check_call, take_options
-        from .streaming.call import Call
+        """Wire one call: of one model, or the first of a route's (``model=[...]`` or a
+        named route) with the route's :class:`~steer_llm_sdk.routing.Chain`."""
+        from .request import check_call, take_options
 
         name = check_call(method, model, params)
         options = take_options(params, default_options)
+
+        def wire(entry: str, entry_params: dict[str, Any]) -> Call:
+            return self.wire(
+                messages, entry, entry_params, options, stream, record, transport, observer
+            )
+
+        if type(name) is not str or name in self.named:
+            return self.routes().chain(name, wire, params, options, record)
+        if "fallback_on" in params:
+            raise ConfigurationError("fallback_on= applies to routes: give model=[...]")
+        return wire(name, params)
+
+    def wire(
+        self,
+        messages: Any,
+        name: str,
+        params: dict[str, Any],
+        options: StreamingOptions,
+        stream: bool,
+        record: bool,
+        transport: Transport,
+        observer: Any,
+    ) -> Call:
+        """One model's call: the request (built and checked by :mod:`.request`), its
+        route, key, base URL, codec, signer, caches and before-send steps."""
+        from .catalog import resolve_model, select_api
+        from .request import build_request
+        from .streaming.call import Call
+
+        if options.on_interrupt != "resume" and not record:
+            raise ConfigurationError(
+                'on_interrupt="restart" works with stream_events() only (a Restart part '
+                "tells you to clear what you showed); other methods cannot take back "
+                "delivered text"
+            )
         use_cache = params.pop("cache", True)
-        if self.cache_prompt is not None:
-            params.setdefault("cache_prompt", self.cache_prompt)
         if not isinstance(use_cache, bool):
             raise ConfigurationError(f"cache= takes True or False, not {use_cache!r}")
+        if self.cache_prompt is not None:
+            params.setdefault("cache_prompt", self.cache_prompt)
         route = resolve_model(name, self.providers)
         api = params.pop("api", None)
         if api is not None:

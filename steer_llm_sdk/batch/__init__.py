@@ -40,6 +40,12 @@ def make_job(
     """``client.batch(...)``: the local engine, or Ray with ``engine="ray"``."""
     from ..errors import ConfigurationError
 
+    if model is not None and not isinstance(model, str):
+        raise ConfigurationError(
+            "batch() takes a model name or the name of one of the client's routes (a job "
+            "keys its journal and rate windows by name): SteerLLMClient(routes={'smart': "
+            "[...]}), then model='smart'"
+        )
     engine = options.pop("engine", "local")
     if engine == "ray":
         from .ray_engine import RayBatchJob

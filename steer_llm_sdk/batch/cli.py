@@ -112,13 +112,19 @@ def _limits(args: argparse.Namespace, journal: str) -> dict[str, Any]:
 
 def _model_problem(model: str) -> str | None:
     """An unknown model or a missing key, said for the command line, before any item."""
-    from ..cli_common import UsageError, check_route, resolve_for_cli
+    from ..cli_common import UsageError, check_route, cli_routes, resolve_for_cli
 
     try:
-        check_route(resolve_for_cli(model))
+        check_route(resolve_for_cli(model, cli_routes()))
     except UsageError as exc:
         return str(exc)
     return None
+
+
+def _routes() -> dict[str, Any]:
+    from ..cli_common import cli_routes
+
+    return cli_routes()
 
 
 def _journal_path(args: argparse.Namespace) -> str:
@@ -164,7 +170,7 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
     from .runner import BatchJob
 
     total = _count_lines(args.input) if args.input != "-" else None
-    async with SteerLLMClient() as client:
+    async with SteerLLMClient(routes=_routes() or None) as client:
         try:
             job = BatchJob(
                 client,
@@ -350,7 +356,7 @@ async def _run_ray(
 
     if args.input == "-":
         return _fail("--engine ray reads a file, not standard input")
-    async with SteerLLMClient() as client:
+    async with SteerLLMClient(routes=_routes() or None) as client:
         try:
             job = RayBatchJob(
                 client,

@@ -72,6 +72,14 @@ class StreamingOptions:
             fails with ``FileDownloadError`` before anything is sent.
         allow_private_urls: download from loopback, private and link-local addresses
             too (default None: the client's ``allow_private_urls``, else refused).
+    Routes (``model=[...]``, README "Routes"):
+        first_token_timeout: no part of the answer within this many seconds of a
+            request → :class:`~steer_llm_sdk.errors.FirstTokenTimeoutError`, not
+            retried on the same route: a route moves on to its next entry at once.
+        on_interrupt: after a part reached the caller, "resume" (resume where the
+            server can, else ``StreamInterruptedError``) or "restart": start again on
+            the route's next entry, announced by a ``Restart`` part
+            (``stream_events()`` only; never while a tool call is open).
 
     Callbacks (sync or async functions): on_start(), on_delta(text), on_usage(usage),
         on_complete(final_text), on_error(error). An exception raised by a callback
@@ -106,6 +114,8 @@ class StreamingOptions:
     max_error_body_bytes: int = 64 * 1024
     max_download_bytes: int = 20 * 1024 * 1024
     allow_private_urls: bool | None = None
+    first_token_timeout: float | None = None
+    on_interrupt: Literal["resume", "restart"] = "resume"
 
     def __post_init__(self) -> None:
         if self.aggregator_type not in _AGGREGATORS:
@@ -113,7 +123,11 @@ class StreamingOptions:
                 f"aggregator_type={self.aggregator_type!r} is not known: "
                 f"use one of {', '.join(repr(a) for a in _AGGREGATORS)}"
             )
-        for name in ("connection_timeout", "read_timeout", "total_timeout"):
+        if self.on_interrupt not in ("resume", "restart"):
+            raise ConfigurationError(
+                f"on_interrupt={self.on_interrupt!r} is not known: use 'resume' or 'restart'"
+            )
+        for name in ("connection_timeout", "read_timeout", "total_timeout", "first_token_timeout"):
             value = getattr(self, name)
             if value is None:
                 continue

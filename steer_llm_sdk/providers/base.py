@@ -10,6 +10,7 @@ nearly every event of a stream: the per-chunk path stays one call and one string
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..errors import (
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
+    ContextWindowError,
     InvalidResponseError,
     NotFoundError,
     OverloadedError,
@@ -519,6 +521,22 @@ _BY_STATUS: dict[int, type[APIStatusError]] = {
     529: OverloadedError,
 }
 
+# A 400 that says the prompt does not fit the model's context window: OpenAI's
+# context_length_exceeded ("maximum context length"), Anthropic's "prompt is too
+# long", Gemini's "exceeds the maximum number of tokens", and kin (xAI, Mistral ...).
+_CONTEXT_WINDOW = re.compile(
+    r"context[_ ]length|context window|context limit|maximum (?:context|prompt) length"
+    r"|prompt is too long|input is too long|too many (?:input )?tokens"
+    r"|exceeds the maximum number of tokens|input token count",
+    re.IGNORECASE,
+)
+
+
+def is_context_window(message: str, body: str | None = None) -> bool:
+    """Whether a 400's message (or body) says the prompt does not fit the context."""
+    return bool(_CONTEXT_WINDOW.search(message)) or "context_length_exceeded" in (body or "")
+
+
 _BY_TYPE: dict[str, type[APIStatusError]] = {
     "invalid_request_error": BadRequestError,
     "authentication_error": AuthenticationError,
@@ -600,6 +618,8 @@ def error_for(
         cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else None)
     if cls is None:
         cls = APIStatusError
+    if cls is BadRequestError and is_context_window(message, kw.get("body")):
+        cls = ContextWindowError
     if cls is RateLimitError:
         return RateLimitError(message, retry_after=retry_after, status_code=status, **kw)
     return cls(message, status_code=status, **kw)

@@ -39,6 +39,7 @@ from ..errors import (
     BadRequestError,
     ConfigurationError,
     ConnectionError,
+    ContextWindowError,
     InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
@@ -54,6 +55,7 @@ from .base import (
     event_json,
     function_calls_only,
     function_tools,
+    is_context_window,
     parse_retry_after,
     token_count,
 )
@@ -494,6 +496,8 @@ def _typed_error(
         return RateLimitError(
             message, retry_after=retry_after, status_code=status, body=body, request_id=request_id
         )
+    if cls is BadRequestError and is_context_window(message):
+        cls = ContextWindowError
     return cls(message, status_code=status, body=body, request_id=request_id)
 
 

@@ -25,6 +25,7 @@ import orjson
 from ..errors import (
     AuthenticationError,
     ConnectionError,
+    FirstTokenTimeoutError,
     InterruptedInvalidResponseError,
     InterruptedReadTimeoutError,
     InterruptedTotalTimeoutError,
@@ -40,6 +41,7 @@ from .fair import turns
 
 if TYPE_CHECKING:
     from ..providers.codec import Codec
+    from ..results import Restart
     from ..transport.sse import SSEDecoder
     from .call import Call
     from .ledger import Ledger
@@ -65,10 +67,12 @@ class Attempts:
         "count",
         "deadline",
         "delivered",
+        "first_by",
         "last_start",
         "ledger",
         "on_open",
         "refreshed",
+        "restarted",
         "resumptions",
         "retries",
         "rich",
@@ -93,6 +97,8 @@ class Attempts:
         self.deadline: float | None = None  # set when the call starts (total_timeout)
         self.on_open: Callable[[], Awaitable[None]] | None = None  # on_start, bound
         self.warnings: list[str] = []  # what the protocol could not send (first attempt's)
+        self.first_by: float | None = None  # first_token_timeout's deadline, until a part
+        self.restarted: Restart | None = None  # on_interrupt="restart": the part to send
         opts = call.options
         self.timeout = httpx.Timeout(
             connect=opts.connection_timeout,
@@ -111,12 +117,16 @@ class Attempts:
         """Send the request (again), retrying what may be retried before any response.
         Returns the attempt's codec, the response, and the white space to drop from
         the start of a resumed answer."""
-        call = self.call
         budget = turns()
         while True:
             wait = budget.step()  # a fair share of the loop for the request's preparation
             if wait is not None:
                 await wait
+            call = self.call
+            if call.routes is not None and not self.count:  # a route: choose its deployment
+                call = self.call = self.ledger.call = call.routes.start(call)
+            if not call.base_url and call.resolve_base_url is not None:  # a route moved on
+                call.base_url = await call.resolve_base_url()
             self.count += 1
             codec = call.codec_factory(record=call.record) if stream else call.codec_factory()
             request = call.request
@@ -135,11 +145,15 @@ class Attempts:
                     logger.warning("%s (%s)", warning, call.model)
             body = orjson.dumps(http.json)
             headers = http.headers
+            first = call.options.first_token_timeout
+            self.first_by = None
+            if first is not None and not self.delivered and not self.rich:
+                self.first_by = loop_time() + first
             try:
                 if call.signer is not None:  # a cloud's credentials, over the exact bytes
                     url = call.base_url.rstrip("/") + "/" + http.path.lstrip("/")
                     headers = {**headers, **await call.signer.sign(http.method, url, headers, body)}
-                response = await call.transport.open(
+                opening = call.transport.open(
                     call.base_url,
                     http.method,
                     http.path,
@@ -152,6 +166,7 @@ class Attempts:
                     options=call.options,
                     turns=budget,  # its connection steps are gated too
                 )
+                response = await (opening if self.first_by is None else _first(self, opening))
             except SteerError as exc:
                 if self.refresh_credentials(exc):
                     continue
@@ -160,7 +175,11 @@ class Attempts:
                     continue
                 if self.delivered or self.rich:
                     raise self.interrupted(exc)  # noqa: B904 - chained to exc on purpose
+                if self.fall_over(exc):
+                    continue
                 raise
+            if call.routes is not None:
+                call.routes.budget(response.headers)
             if not self.started:
                 self.started = True
                 if self.on_open is not None:
@@ -225,8 +244,32 @@ class Attempts:
                 await self.backoff(exc)
                 return
         if delivered or self.rich:
+            routes = self.call.routes  # on_interrupt="restart": on the next entry
+            if routes is not None and routes.restart(self, exc, codec.state):
+                return
             raise self.interrupted(exc)  # chained to exc, an SDK error (redacted)
+        if self.fall_over(exc, codec.state):
+            return
         raise exc
+
+    def fall_over(self, exc: SteerError, state: StreamState | None = None) -> bool:
+        """Nothing reached the caller and the call's route has a next entry for
+        ``exc``: the call moves to it (README, "Routes")."""
+        routes = self.call.routes
+        if routes is None:
+            return False
+        call = routes.next(exc, state, self.call)
+        if call is None:
+            return False
+        self.call = self.ledger.call = call
+        self.retries = 0
+        return True
+
+    def first_token_error(self) -> FirstTokenTimeoutError:
+        first = self.call.options.first_token_timeout
+        return FirstTokenTimeoutError(
+            f"no part of the answer within first_token_timeout={first:g} s", **self.call.context
+        )
 
     def incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
         """The error for a body that ended before the protocol said it was complete."""
@@ -316,3 +359,19 @@ class Attempts:
         error.attempts = self.count
         error.__cause__ = exc  # an SDK error (redacted): safe to chain
         return error
+
+
+async def _first(attempts: Attempts, opening: Awaitable[httpx.Response]) -> httpx.Response:
+    """The response, within first_token_timeout."""
+    import asyncio
+
+    first_by = attempts.first_by
+    assert first_by is not None
+    scope = asyncio.timeout_at(first_by)
+    try:
+        async with scope:
+            return await opening
+    except TimeoutError:
+        if scope.expired():
+            raise attempts.first_token_error() from None
+        raise

@@ -45,3 +45,4 @@ class Call:
     # the first attempt) with (call, deadline): resolve the request's files (download
     # URLs; upload large data). Empty for a call that needs none.
     before_send: tuple[Callable[[Call, float | None], Awaitable[None]], ...] = ()
+    routes: Any = None  # a routing.Chain when model= is a route (README, "Routes")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..providers.base import ChatRequest
-    from ..results import StreamingResponse, ToolCall
+    from ..results import RouteAttempt, StreamingResponse, ToolCall
 
 __all__ = ["CallObserver", "CallRecord", "CallStart", "Observation"]
 
@@ -49,13 +49,21 @@ class CallRecord:
     response_model: str | None = None
     response_id: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    # A route (model=[...]): each entry tried, in order (results.RouteAttempt).
+    route_attempts: tuple[RouteAttempt, ...] = ()
 
     @classmethod
     def of_response(cls, response: StreamingResponse, *call: Any) -> CallRecord:
         """The record of a call that succeeded (``call``: the first eight fields),
         with the response's own figures."""
         same = [getattr(response, name) for name in _FROM_RESPONSE]
-        values: list[Any] = [*call, *same, response.request_id, tuple(response.tool_calls)]
+        values: list[Any] = [
+            *call,
+            *same,
+            response.request_id,
+            tuple(response.tool_calls),
+            tuple(response.route_attempts),
+        ]
         return cls(*values)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..errors import SteerError, scrub_chain
-from ..results import Finish, PartialOutput, StreamingResponse, TextDelta
+from ..results import Finish, PartialOutput, Restart, StreamingResponse, TextDelta
 from ..transport.http import map_httpx_error
 from ..uploads import oversize, upload_oversize
 from .attempts import Attempts
@@ -41,7 +41,6 @@ class StreamRun:
     """One call: its delivered text, attempts, usage, timings, callbacks."""
 
     def __init__(self, call: Call) -> None:
-        self.call = call
         self.delivered: list[str] = []  # every chunk of text the caller got
         self.ledger = Ledger(call)
         self.attempts = Attempts(call, self.delivered, self.ledger)
@@ -51,6 +50,11 @@ class StreamRun:
         self._error_reported = False
         self._output: Any = _MISSING  # the validated output, once validated
         self._response: StreamingResponse | None = None
+
+    @property
+    def call(self) -> Call:
+        """The call's current route (a route's next entry once it moved on)."""
+        return self.attempts.call
 
     # -- the two loops -------------------------------------------------------------
     async def chunks(self) -> AsyncGenerator[str, None]:
@@ -124,6 +128,8 @@ class StreamRun:
                                     await sink(text)
                                 except SteerError as exc:
                                     raise self._callback_error(exc) from None
+                        elif type(part) is Restart:  # on_interrupt="restart"
+                            partial = spec.partial() if spec is not None else None
                         else:
                             self.attempts.rich = True
                         yield part
@@ -146,12 +152,12 @@ class StreamRun:
     # -- non-streaming -------------------------------------------------------------
     async def generate(self) -> StreamingResponse:
         """One non-streamed request, with the same retries and callbacks."""
-        call = self.call
         attempts = self.attempts
         observation = await self._begin()
         try:
             while True:
                 codec, response, _ = await attempts.open(stream=False)
+                call = attempts.call
                 try:
                     try:
                         body = await read_body(response, call, attempts.deadline)
@@ -167,6 +173,8 @@ class StreamRun:
                     fill_context(exc, call.context)
                     if attempts.may_retry(exc):
                         await attempts.backoff(exc)
+                        continue
+                    if attempts.fall_over(exc):
                         continue
                     raise
                 break
@@ -236,6 +244,9 @@ class StreamRun:
             await self._report_error(exc)
 
     def _observed(self, observation: Observation | None, error: BaseException | None) -> None:
+        call = self.call
+        if call.routes is not None:
+            call.routes.finish(error, call, self.first_token_at)
         if observation is not None:
             try:
                 observation.end(_record(self, error), error)
@@ -297,6 +308,8 @@ class StreamRun:
             )
             if self._output is not _MISSING:
                 response.output = self._output
+            if self.call.routes is not None:
+                self.call.routes.attribute(response, self.call, self.first_token_at)
             self._response = response
             if self.call.cache_watch is not None:
                 self.call.cache_watch.observe(response.usage)
@@ -339,10 +352,22 @@ def _record(run: StreamRun, error: BaseException | None) -> CallRecord:
         return CallRecord.of_response(run.response(), *base, *tries)
     text = "".join(run.delivered)
     state = attempts.state
+    routes = () if call.routes is None else tuple(call.routes.records)
     if state is None:
-        return CallRecord(*base, *tries, text=text)
+        return CallRecord(*base, *tries, text=text, route_attempts=routes)
     from ..providers.base import unify_finish
 
     raw = state.finish_reason
     reason = state.reason or (unify_finish(raw) if raw is not None else None)
-    return CallRecord(*base, *tries, text, None, None, reason, raw, state.model, state.response_id)
+    return CallRecord(
+        *base,
+        *tries,
+        text,
+        None,
+        None,
+        reason,
+        raw,
+        state.model,
+        state.response_id,
+        route_attempts=routes,
+    )

@@ -63,6 +63,9 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
         idle = _Idle(opts.read_timeout, state)
         got_text = False
         try:
+            if attempts.restarted is not None:  # on_interrupt="restart": a Restart part
+                yield [attempts.restarted]
+                attempts.restarted = None
             lead = codec.lead_text
             if lead:
                 yield [TextDelta(lead)] if record else [lead]
@@ -76,7 +79,7 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
             else:
                 raw = response.aiter_raw()
                 anext = raw.__anext__
-                deadline = attempts.deadline
+                deadline, first = _deadline(attempts)
                 batch = []
                 while True:
                     if deadline is None:
@@ -85,7 +88,7 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                         except StopAsyncIteration:
                             break
                     else:
-                        got = await _read_by(anext, deadline, context)
+                        got = await _read_by(anext, deadline, context, first)
                         if got is None:
                             break
                         data = got
@@ -128,6 +131,8 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                             idle.quiet(state, len(data))
                     else:
                         idle.since = None
+                        if first is not None:  # a part came: the call's own deadline
+                            deadline, first = attempts.deadline, None
                         if strip_lead:
                             batch, strip_lead = _strip(batch, strip_lead, record)
                         if coalesce and len(batch) > 1:
@@ -275,14 +280,30 @@ class _Idle:
             )
 
 
+def _deadline(attempts: Attempts) -> tuple[float | None, Attempts | None]:
+    """The reads' deadline: total_timeout's, or first_token_timeout's until a part
+    comes (then its attempts, for the error)."""
+    deadline = attempts.deadline
+    first_by = attempts.first_by
+    if first_by is not None and (deadline is None or first_by < deadline):
+        return first_by, attempts
+    return deadline, None
+
+
 async def _read_by(
-    anext: Callable[[], Any], deadline: float, context: dict[str, Any]
+    anext: Callable[[], Any],
+    deadline: float,
+    context: dict[str, Any],
+    first: Attempts | None = None,
 ) -> bytes | None:
-    """One read bounded by what is left of ``total_timeout`` (None: the body ended)."""
+    """One read bounded by what is left of ``total_timeout`` (None: the body ended),
+    or by ``first_token_timeout`` (``first``: its attempts) before any part came."""
     import asyncio
 
     remaining = deadline - loop_time()
     if remaining <= 0:
+        if first is not None:
+            raise first.first_token_error()
         raise TotalTimeoutError("total_timeout passed", **context)
     try:
         async with asyncio.timeout(remaining):
@@ -291,6 +312,8 @@ async def _read_by(
     except StopAsyncIteration:
         return None
     except TimeoutError:
+        if first is not None:
+            raise first.first_token_error() from None
         raise TotalTimeoutError("total_timeout passed while streaming", **context) from None
 
 

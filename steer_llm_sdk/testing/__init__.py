@@ -6,12 +6,13 @@ It stands alone (stdlib only) and imports nothing else from the SDK.
 """
 
 from ._wire import Fault, RecordedRequest, Reply, count_tokens
-from .emulator import Emulator, EmulatorThread, RateLimitStats
+from .emulator import Emulator, EmulatorThread, Outage, RateLimitStats
 
 __all__ = [
     "Emulator",
     "EmulatorThread",
     "Fault",
+    "Outage",
     "RateLimitStats",
     "RecordedRequest",
     "Reply",

@@ -56,7 +56,7 @@ from ._wire import (
     json_plan,
 )
 
-__all__ = ["Emulator", "EmulatorThread", "RateLimitStats"]
+__all__ = ["OUTAGES", "Emulator", "EmulatorThread", "Outage", "RateLimitStats", "outage_reply"]
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
 _IDS = {"x-request-id": "req_emulator", "request-id": "req_emulator"}
@@ -115,6 +115,70 @@ class RateLimitStats:
         return None
 
 
+OUTAGES = ("down", "rate_limit", "slow_first_token", "overloaded_mid_stream")
+
+
+@dataclass(slots=True, eq=False)
+class Outage:
+    """A scripted rule: requests it matches get ``reply``. ``match``: text the body
+    must contain (None: any); ``model``: the model asked for (body or Gemini path);
+    ``calls``: how many requests it answers (None: until :meth:`Emulator.end_outage`).
+    ``answered`` counts the requests it answered."""
+
+    reply: Reply
+    match: bytes | None = None
+    model: str | None = None
+    calls: int | None = None
+    answered: int = 0
+
+    def takes(self, request: RecordedRequest, body: dict[str, Any]) -> bool:
+        if self.calls is not None and self.answered >= self.calls:
+            return False
+        if self.match is not None and self.match not in request.body:
+            return False
+        if self.model is not None and _model_of(request, body) != self.model:
+            return False
+        self.answered += 1
+        return True
+
+
+def _model_of(request: RecordedRequest, body: dict[str, Any]) -> str | None:
+    model = body.get("model")
+    if isinstance(model, str):
+        return model
+    path = request.path.split("?")[0]
+    if "/models/" in path:  # Gemini: /v1beta/models/{model}:streamGenerateContent
+        return path.split("/models/", 1)[1].split(":", 1)[0]
+    return None
+
+
+def outage_reply(
+    kind: str,
+    *,
+    status: int = 503,
+    retry_after: float = 1.0,
+    seconds: float = 1.0,
+    after: int = 2,
+) -> Reply:
+    """The reply of an outage ``kind``:
+
+    - ``"down"``: every request answered ``status`` (503; 500, 502, 529, 401 ...);
+    - ``"rate_limit"``: 429 with ``Retry-After: retry_after`` seconds;
+    - ``"slow_first_token"``: the stream opens, then nothing for ``seconds``;
+    - ``"overloaded_mid_stream"``: ``after`` text chunks, then the protocol's in-band
+      overloaded error (Anthropic's ``event: error``, 529's type).
+    """
+    if kind == "down":
+        return Reply(status=status)
+    if kind == "rate_limit":
+        return Reply(status=429, headers={"retry-after": f"{retry_after:g}"})
+    if kind == "slow_first_token":
+        return Reply(fault=Fault.stall_after(0, seconds, then="continue"))
+    if kind == "overloaded_mid_stream":
+        return Reply(fault=Fault.error_event_after(after, "overloaded_error"))
+    raise ValueError(f"outage kind {kind!r} is not one of {', '.join(OUTAGES)}")
+
+
 class Emulator:
     """The server. Use ``async with Emulator() as emu`` or ``await start()/stop()``."""
 
@@ -161,7 +225,7 @@ class Emulator:
         self.tokens_per_minute = tokens_per_minute
         self.rate_window = rate_window
         self.rate_stats: dict[str, RateLimitStats] = {}
-        self._rules: list[tuple[bytes, Reply]] = []
+        self._rules: list[Outage] = []
         self.peak_open_connections = 0  # the most connections open at one time
 
     # -- lifecycle -------------------------------------------------------------
@@ -224,10 +288,35 @@ class Emulator:
         """Script the next replies, first in first out."""
         self._queue.extend(replies)
 
-    def add_rule(self, match: str, reply: Reply) -> None:
-        """Answer every request whose body contains ``match`` with ``reply``, always
-        (e.g. a poisoned prompt: ``add_rule("item 7", Reply(status=400))``)."""
-        self._rules.append((json.dumps(match)[1:-1].encode(), reply))
+    def add_rule(
+        self,
+        match: str | None,
+        reply: Reply,
+        *,
+        model: str | None = None,
+        calls: int | None = None,
+    ) -> Outage:
+        """Answer every request whose body contains ``match`` (None: any) with
+        ``reply`` (e.g. a poisoned prompt: ``add_rule("item 7", Reply(status=400))``);
+        ``model=``: only requests for that model; ``calls=``: only that many."""
+        encoded = None if match is None else json.dumps(match)[1:-1].encode()
+        rule = Outage(reply, encoded, model, calls)
+        self._rules.append(rule)
+        return rule
+
+    def outage(
+        self, kind: str = "down", *, calls: int | None = None, model: str | None = None, **how: Any
+    ) -> Outage:
+        """Script this provider's bad day (``model=``: one model only) for ``calls``
+        requests, or until :meth:`end_outage`: see :func:`outage_reply` for the kinds."""
+        return self.add_rule(None, outage_reply(kind, **how), model=model, calls=calls)
+
+    def end_outage(self, outage: Outage | None = None) -> None:
+        """End one outage (or rule), or every one."""
+        if outage is None:
+            self._rules.clear()
+        elif outage in self._rules:
+            self._rules.remove(outage)
 
     # -- HTTP ----------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -290,7 +379,11 @@ class Emulator:
         path = request.path.split("?")[0]
         if request.method == "GET" and path == "/emulator/stats":
             return json_plan(200, self.stats()), None
-        if request.method == "POST" and path in ("/emulator/enqueue", "/emulator/rule"):
+        if request.method == "POST" and path in (
+            "/emulator/enqueue",
+            "/emulator/rule",
+            "/emulator/outage",
+        ):
             return self._script_over_http(path, request), None
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}
@@ -303,9 +396,9 @@ class Emulator:
         body = wire.read(request)
         if isinstance(body, Plan):
             return body, wire
-        for match, rule_reply in self._rules:
-            if match in request.body:
-                return wire.plan(self, request, body, rule_reply), wire
+        for rule in self._rules:
+            if rule.takes(request, body):
+                return wire.plan(self, request, body, rule.reply), wire
         if self._queue:
             return wire.plan(self, request, body, self._queue.popleft()), wire
         if not wire.cacheable(request):
@@ -342,6 +435,8 @@ class Emulator:
 
             if path == "/emulator/rule":
                 self.add_rule(str(data["match"]), reply_of(data["reply"]))
+            elif path == "/emulator/outage":
+                self.outage(**data)
             else:
                 self.enqueue(*[reply_of(d) for d in (data if isinstance(data, list) else [data])])
         except (ValueError, TypeError, KeyError, binascii.Error) as exc:
@@ -437,11 +532,25 @@ class EmulatorThread:
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)
 
+    def outage(self, kind: str = "down", **options: Any) -> Outage:
+        """:meth:`Emulator.outage`, from another thread."""
+        future = asyncio.run_coroutine_threadsafe(
+            _call(self.emulator.outage, kind, **options), self._loop
+        )
+        return future.result(10)
+
+    def end_outage(self, outage: Outage | None = None) -> None:
+        self._loop.call_soon_threadsafe(self.emulator.end_outage, outage)
+
     def stop(self) -> None:
         future = asyncio.run_coroutine_threadsafe(self.emulator.stop(), self._loop)
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
 
 
 # -- writing, and the faults -----------------------------------------------------------

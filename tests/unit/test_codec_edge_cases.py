@@ -15,6 +15,7 @@ from steer_llm_sdk.errors import (
     BadRequestError,
     ConfigurationError,
     ConnectionError,
+    ContextWindowError,
     InvalidResponseError,
     NotFoundError,
     RateLimitError,
@@ -195,7 +196,7 @@ CODES = [
     ("internal_error", ServerError, True),
     ("vector_store_timeout", ServerError, True),
     ("invalid_prompt", BadRequestError, False),
-    ("context_length_exceeded", BadRequestError, False),
+    ("context_length_exceeded", ContextWindowError, False),  # a BadRequestError
     ("invalid_image_url", BadRequestError, False),
     ("image_too_large", BadRequestError, False),
     ("invalid_api_key", AuthenticationError, False),

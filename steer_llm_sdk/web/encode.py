@@ -213,11 +213,11 @@ class UIEncoder(Encoder):
         )
 
     def error(self, message: str) -> bytes:
-        out = self._begin() + self._close_block()
+        out = (b"" if self._started else self._begin()) + self._close_block()
         return out + _data({"type": "error", "errorText": message}) + DONE
 
     def end(self) -> bytes:
-        out = self._begin() + self._close_block()
+        out = (b"" if self._started else self._begin()) + self._close_block()
         if self._in_step:
             self._in_step = False
             out += b'data: {"type":"finish-step"}\n\n'

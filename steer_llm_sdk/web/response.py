@@ -196,8 +196,7 @@ class _Direct(_Stream):
         ticker = None
         started = False
         try:
-            if self.keepalive:
-                await asyncio.wait({first}, timeout=self.keepalive)
+            await asyncio.wait({first}, timeout=self.keepalive or None)
             if not first.done():  # a slow first part: headers now, keep-alives meanwhile
                 started = True
                 ticker = await self._start(send)
@@ -229,6 +228,12 @@ class _Direct(_Stream):
         await self._finish(send, ticker, end)
 
 
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a failure as seen: a producer's first part may fail with no listener left."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _no_receive() -> Message:  # pragma: no cover - never called
     return {"type": "http.disconnect"}
 
@@ -248,6 +253,7 @@ class _Producer:
         self.chunks: list[bytes] = []  # chunk seq = index + 1, ids included
         self.done = False
         self.first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.first.add_done_callback(_retrieved)
         self.listeners = 0
         self.last_listened = time.monotonic()
         self._wake: asyncio.Future[None] | None = None
@@ -341,11 +347,19 @@ class _Listener(_Stream):
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         producer = self.producer
+        ticker = None
         if producer is not None:
+            first = producer.first
+            await asyncio.wait({first}, timeout=self.keepalive or None)
+            if not first.done():  # a slow first part: headers now, keep-alives meanwhile
+                ticker = await self._start(send)
             try:
-                await asyncio.shield(producer.first)
+                await asyncio.shield(first)
             except Exception as exc:
-                await _error_response(exc, self.encoding)(scope, receive, send)
+                if ticker is None:
+                    await _error_response(exc, self.encoding)(scope, receive, send)
+                else:
+                    await self._finish(send, ticker, self.encoder.error(error_message(exc)))
                 return
         else:
             if self.stream_id is None and self.chat_id is not None:
@@ -354,9 +368,10 @@ class _Listener(_Stream):
                 await Response(None, 204)(scope, receive, send)
                 return
             producer = _PRODUCERS.get(self.stream_id)
-        self._hdrs["x-steer-stream-id"] = self.stream_id or ""
-        self.init_headers(self._hdrs)
-        ticker = await self._start(send)
+        if ticker is None:
+            self._hdrs["x-steer-stream-id"] = self.stream_id or ""
+            self.init_headers(self._hdrs)
+            ticker = await self._start(send)
         if producer is not None:
             await self._local(producer, send)
         else:
@@ -442,6 +457,8 @@ class _ResumableStart(_Listener):
         super().__init__(
             store, stream_id=producer.stream_id, producer=producer, encoding=encoding, **kw
         )
+        self._hdrs["x-steer-stream-id"] = producer.stream_id
+        self.init_headers(self._hdrs)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         producer = self.producer

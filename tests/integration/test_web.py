@@ -170,6 +170,24 @@ async def test_errors_before_the_first_byte_get_real_statuses(
     assert r.text  # a message the page can show
 
 
+@pytest.mark.parametrize(("resumable", "keepalive"), [(False, None), (True, 15.0), (True, None)])
+async def test_a_rate_limit_is_a_429_with_or_without_keepalives_and_resume(
+    client: SteerLLMClient, emulator: Emulator, store: SQLiteStore, resumable: bool, keepalive: Any
+) -> None:
+    emulator.enqueue(Reply(status=429, headers={"retry-after": "9"}, error_type="rate_limit_error"))
+
+    async def make(request: Request) -> Response:
+        opts = StreamingOptions(max_reconnect_attempts=0, max_retry_after=1)
+        stream = client.stream_events("hi", model="gpt-4o-mini", streaming_options=opts)
+        return stream_response(
+            stream, keepalive=keepalive, resumable=resumable, chat_id="c", store=store
+        )
+
+    async with uvicorn_app(app_of(make)) as url, httpx.AsyncClient() as http:
+        r = await http.post(f"{url}/chat")
+    assert (r.status_code, r.headers.get("retry-after")) == (429, "9")
+
+
 def test_error_status_mapping_names_no_provider_401() -> None:
     from steer_llm_sdk.errors import AuthenticationError, RateLimitError
 

@@ -180,6 +180,25 @@ class _Direct(_Stream):
             if close is not None:
                 await close()
 
+    async def _relay(self, first: bytes, it: AsyncIterator[Any], send: Send) -> None:
+        """Send what a reader task encodes, in batches, until the stream ends."""
+        batches = _Batches(first)
+        reader = asyncio.ensure_future(batches.read(it, self.encoder))
+        try:
+            while True:
+                if batches.buf:
+                    await self._send_body(send, batches.take())
+                elif reader.done():
+                    reader.result()  # its failure, if any
+                    return
+                else:
+                    batches.waiting.clear()
+                    await batches.waiting.wait()
+        finally:
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
     async def _pump(self, it: AsyncIterator[Any], scope: Scope, send: Send) -> None:
         first = asyncio.ensure_future(anext(it))
         try:
@@ -214,18 +233,48 @@ class _Direct(_Stream):
                 started = True
                 ticker = await self._start(send)
             if part is not None:
-                data = enc.part(part)
-                if data:
-                    await self._send_body(send, data)
-                async for part in it:
-                    data = enc.part(part)
-                    if data:
-                        await self._send_body(send, data)
+                await self._relay(enc.part(part), it, send)
             end = enc.end()
         except Exception as exc:
             _log_error(exc)
             end = enc.error(error_message(exc))
         await self._finish(send, ticker, end)
+
+
+class _Batches:
+    """The parts a reader task encoded and the sender has not sent yet: the sender
+    takes them all at once (one send per network read, not per part); the reader
+    waits while ``HIGH_WATER`` bytes wait (a slow client slows the read)."""
+
+    HIGH_WATER = 64 * 1024
+
+    def __init__(self, data: bytes) -> None:
+        self.buf = [data] if data else []
+        self.size = len(data)
+        self.waiting = asyncio.Event()  # something to send (or the end)
+        self.room = asyncio.Event()  # below the high-water mark
+        self.room.set()
+
+    async def read(self, it: AsyncIterator[Any], encoder: Encoder) -> None:
+        try:
+            async for part in it:
+                data = encoder.part(part)
+                if data:
+                    self.buf.append(data)
+                    self.size += len(data)
+                    self.waiting.set()
+                    if self.size >= self.HIGH_WATER:
+                        self.room.clear()
+                        await self.room.wait()
+        finally:
+            self.waiting.set()
+
+    def take(self) -> bytes:
+        data = b"".join(self.buf)
+        self.buf.clear()
+        self.size = 0
+        self.room.set()
+        return data
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
@@ -383,9 +432,10 @@ class _Listener(_Stream):
         producer.listeners += 1
         try:
             while True:
-                while i < len(producer.chunks):
-                    await self._send_body(send, producer.chunks[i])
-                    i += 1
+                if i < len(producer.chunks):
+                    n = len(producer.chunks)
+                    await self._send_body(send, b"".join(producer.chunks[i:n]))
+                    i = n
                 if producer.done:
                     return
                 await producer.wait()

@@ -138,6 +138,26 @@ async def test_openai_and_sse_encodings(client: SteerLLMClient, emulator: Emulat
     assert json.loads(typed[2]["data"])["text"] == "xy"
 
 
+async def test_plain_text_stream_in_every_encoding(
+    client: SteerLLMClient, emulator: Emulator
+) -> None:
+    """``stream()`` yields strings: each encoding wraps them as text."""
+    emulator.enqueue(*[Reply(chunks=["p", "q"]) for _ in range(3)])
+    encoding = iter(["ui", "openai", "sse"])
+
+    async def make(request: Request) -> Response:
+        return stream_response(client.stream("hi", model="gpt-4o-mini"), next(encoding))
+
+    async with uvicorn_app(app_of(make)) as url, httpx.AsyncClient() as http:
+        ui, oa, typed = [(await http.post(f"{url}/chat")).text for _ in range(3)]
+    chunks = ui_chunks(ui)
+    assert ui_text(chunks) == "pq" and chunks[-2] == {"type": "finish"}
+    deltas = [json.loads(e["data"]) for e in sse_events(oa) if e["data"] != "[DONE]"]
+    assert "".join(d["choices"][0]["delta"].get("content", "") for d in deltas) == "pq"
+    assert deltas[-1]["choices"][0]["finish_reason"] == "stop"
+    assert [json.loads(e["data"]) for e in sse_events(typed)][:2] == [{"text": "p"}, {"text": "q"}]
+
+
 @pytest.mark.parametrize(
     ("reply", "status", "retry_after"),
     [

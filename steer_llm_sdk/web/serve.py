@@ -42,7 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
         help="a chat page, /api/chat (useChat) and /v1/chat/completions on one port",
-        description=__doc__,
+        description="A chat page, /api/chat (the AI SDK's UI message stream: useChat works "
+        "against it; resumable with --resumable) and /v1/chat/completions (OpenAI-compatible) "
+        "on one port, over any model this SDK reaches (the local model by default).",
     )
     p.add_argument("-m", "--model", help="the model (default: the local model)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -191,8 +191,8 @@ class _Serve:
     async def chat(self, request: Any) -> Any:
         from starlette.responses import PlainTextResponse
 
-        from . import from_ui_messages, stream_response
-        from .response import error_status
+        from .messages import from_ui_messages
+        from .response import error_status, stream_response
 
         if (no := self.denied(request)) is not None:
             return no
@@ -223,7 +223,7 @@ class _Serve:
     async def resume(self, request: Any) -> Any:
         from starlette.responses import PlainTextResponse, Response
 
-        from . import resume_response
+        from .response import resume_response
 
         if (no := self.denied(request)) is not None:
             return no
@@ -240,7 +240,7 @@ class _Serve:
             return PlainTextResponse(str(exc), 400)
 
     async def completions(self, request: Any) -> Any:
-        from . import stream_response
+        from .response import stream_response
 
         if (no := self.denied(request)) is not None:
             return no

@@ -218,3 +218,16 @@ async def test_resume_across_two_server_processes_sharing_redis(
     assert after.status_code == 204
     assert len(emu.requests) == 1  # one model call for the three readings
     assert keys and all(0 < t <= 3600 for t in ttls), dict(zip(keys, ttls, strict=True))
+
+
+def test_the_cli_parser_loads_no_web_machinery() -> None:
+    """`steer-llm` registers `serve` without importing Starlette, uvicorn, Redis or sqlite3."""
+    import sys
+
+    code = (
+        "import sys, steer_llm_sdk.cli; steer_llm_sdk.cli._parser(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn', 'redis', 'sqlite3', 'anyio')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

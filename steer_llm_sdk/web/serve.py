@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
-import secrets
-import socket
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from importlib import resources
 from typing import Any
 
 from ..errors import ConfigurationError, SteerError
@@ -160,9 +156,13 @@ class _Serve:
         self.defaults: dict[str, Any] = dict(config["params"] or {})
         self.system: str | None = config["system"]
         self.log = config["log"]
+        from importlib import resources
+
         self.page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
     def denied(self, request: Any) -> Any:
+        import hmac
+
         from starlette.responses import PlainTextResponse
 
         if self.token is None:
@@ -393,6 +393,9 @@ def _model_and_client(args: argparse.Namespace) -> tuple[str, Any, bool]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``steer-llm serve`` until Ctrl-C."""
+    import secrets
+    import socket
+
     from ..cli_common import UsageError
 
     try:

@@ -39,7 +39,7 @@ __all__ = ["UsageError", "load_tools", "main", "parse_schema"]
 # on its own at about 300-450 tokens when it ends it at all; 640 lets those finish
 # (finish=stop) and stops a rambling one after about 10 s instead of minutes.
 LOCAL_MAX_TOKENS = 640
-_COMMANDS = ("stream", "chat", "logs", "models", "batch")
+_COMMANDS = ("stream", "chat", "logs", "models", "batch", "serve")
 
 
 # -- arguments -----------------------------------------------------------------------
@@ -183,7 +183,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     parser = _TopParser(
         prog="steer-llm",
         usage="steer-llm [OPTIONS] [PROMPT]   (a prompt: the same as steer-llm stream)\n"
-        "       steer-llm {stream,chat,logs,models,batch} ...",
+        "       steer-llm {stream,chat,logs,models,batch,serve} ...",
         description="Stream answers from LLMs (OpenAI, Anthropic, local ...). "
         'Without a command, `stream` is meant: steer-llm "Tell me a story", or pipe '
         'the prompt in: echo "What is 2+2?" | steer-llm',
@@ -252,6 +252,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     from .batch.cli import add_parser as add_batch
 
     add_batch(sub)
+    from .web.serve import add_parser as add_serve
+
+    add_serve(sub)
     return parser, dict(sub.choices)
 
 

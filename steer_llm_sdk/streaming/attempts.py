@@ -40,6 +40,7 @@ from .fair import turns
 
 if TYPE_CHECKING:
     from ..providers.codec import Codec
+    from ..transport.eventstream import EventStreamDecoder
     from ..transport.sse import SSEDecoder
     from .call import Call
     from .ledger import Ledger
@@ -228,7 +229,9 @@ class Attempts:
             raise self.interrupted(exc)  # chained to exc, an SDK error (redacted)
         raise exc
 
-    def incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
+    def incomplete(
+        self, state: StreamState, got_text: bool, sse: SSEDecoder | EventStreamDecoder
+    ) -> SteerError:
         """The error for a body that ended before the protocol said it was complete."""
         context = self.call.context
         if (

@@ -1,6 +1,7 @@
 """An emulator of the providers' wire protocols: OpenAI Chat Completions
 (``_openai.py``), Anthropic Messages (``_anthropic.py``), OpenAI Responses
-(``_responses.py``) and the Gemini API (``_gemini.py``).
+(``_responses.py``), the Gemini API (``_gemini.py``) and the AWS Bedrock runtime
+(``_bedrock.py``: Converse and Invoke in event-stream frames, SigV4 checked).
 
 A small HTTP/1.1 server on 127.0.0.1 (stdlib asyncio only), speaking the streaming
 formats as the real APIs do, with scripted replies and faults. Bodies are built
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._bedrock import EVENTSTREAM, TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, Bedrock
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -128,6 +130,8 @@ class Emulator:
         tokens_per_minute: float | None = None,
         rate_window: float = 60.0,
         backlog: int = 4096,
+        aws_credentials: dict[str, tuple[str, str | None]] | None = None,
+        bedrock_api_keys: set[str] | None = None,
     ) -> None:
         self.host = host
         self.backlog = backlog  # pending connections the listening socket queues
@@ -141,7 +145,21 @@ class Emulator:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
-        self._wires: tuple[Wire, ...] = (Responses(), Gemini(), ChatCompletions(), Messages())
+        self._wires: tuple[Wire, ...] = (
+            Responses(),
+            Gemini(),
+            ChatCompletions(),
+            Messages(),
+            Bedrock(),
+        )
+        # Bedrock: the credentials whose SigV4 signatures are valid (access key id →
+        # (secret, session token or None)) and the Bedrock API keys (bearer tokens).
+        self.aws_credentials = (
+            {TEST_ACCESS_KEY: (TEST_SECRET_KEY, None)}
+            if aws_credentials is None
+            else aws_credentials
+        )
+        self.bedrock_api_keys = {TEST_API_KEY} if bedrock_api_keys is None else bedrock_api_keys
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
@@ -204,6 +222,12 @@ class Emulator:
     def gemini_base_url(self) -> str:
         return self.url  # GEMINI_BASE_URL is without /v1beta
 
+    @property
+    def bedrock_base_url(self) -> str:
+        """The Bedrock runtime endpoint (``BEDROCK_BASE_URL``,
+        ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, boto3's ``endpoint_url``)."""
+        return self.url
+
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
         self._queue.extend(replies)
@@ -258,7 +282,7 @@ class Emulator:
         if fault is not None and fault.kind in _HOSTILE:
             return await _hostile(fault, plan, request, writer)
         headers = {**_IDS, **plan.extra_headers}
-        if plan.content_type != "text/event-stream":
+        if plan.content_type not in ("text/event-stream", EVENTSTREAM):
             body = b"".join(plan.pieces)
             writer.write(_head(plan.status, plan.content_type, headers, length=len(body)) + body)
             await writer.drain()
@@ -400,6 +424,10 @@ class EmulatorThread:
     @property
     def gemini_base_url(self) -> str:
         return self.emulator.gemini_base_url
+
+    @property
+    def bedrock_base_url(self) -> str:
+        return self.emulator.bedrock_base_url
 
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)

@@ -8,7 +8,7 @@ metadata. Credentials are read from it for every request (``get_frozen_credentia
 refreshes those that expire, in a thread when that may mean network I/O), never cached
 past their expiry; a 403 drops them so that the next request resolves the chain again.
 
-The region: ``aws_region=`` given to the client, else ``AWS_REGION``,
+The region: the client's signer setting ``aws_region``, else ``AWS_REGION``,
 ``AWS_DEFAULT_REGION``, the profile's ``region``. The endpoint: the SDK's base URL
 (``base_urls={"bedrock": ...}``, ``BEDROCK_BASE_URL``), else
 ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` / ``AWS_ENDPOINT_URL`` (botocore's convention),
@@ -67,8 +67,8 @@ def bedrock_endpoint(region: str | None) -> str:
             return url.rstrip("/")
     if not region:
         raise ConfigurationError(
-            "no AWS region for Bedrock: set AWS_REGION (or AWS_DEFAULT_REGION, a profile's "
-            "region, SteerLLMClient(aws_region=...)), or the endpoint with "
+            "no AWS region for Bedrock: set AWS_REGION (or AWS_DEFAULT_REGION, or a "
+            "profile's region), or the endpoint with "
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME or BEDROCK_BASE_URL"
         )
     return f"https://bedrock-runtime.{region}.amazonaws.com"
@@ -97,8 +97,8 @@ def _region_of(url: str, settings: Mapping[str, Any]) -> str:
     region = aws_region(settings)
     if not region:
         raise ConfigurationError(
-            f"no AWS region to sign requests to {host!r} with: set AWS_REGION or "
-            "SteerLLMClient(aws_region=...)"
+            f"no AWS region to sign requests to {host!r} with: set AWS_REGION (or "
+            "AWS_DEFAULT_REGION, or a profile's region)"
         )
     return region
 

@@ -82,7 +82,22 @@ _STOP_REASONS = {
     "malformed_tool_use": "other",
 }
 _UNSUPPORTED_PARAMS = ("seed", "frequency_penalty", "presence_penalty", "n", "logprobs")
-_MODEL_FIELDS = ("thinking", "top_k", "reasoning_effort")  # → additionalModelRequestFields
+# Converse's own top-level fields: an extra_body key among them goes to the body; any
+# other (thinking=, top_k=, a model's own parameter) to additionalModelRequestFields.
+_CONVERSE_FIELDS = frozenset(
+    {
+        "additionalModelRequestFields",
+        "additionalModelResponseFieldPaths",
+        "guardrailConfig",
+        "inferenceConfig",
+        "outputConfig",
+        "performanceConfig",
+        "promptVariables",
+        "requestMetadata",
+        "serviceTier",
+        "toolConfig",
+    }
+)
 _CACHE_POINT = {"cachePoint": {"type": "default"}}
 _NAME_RE = re.compile(r"[^A-Za-z0-9\-\(\)\[\] ]+")
 
@@ -355,18 +370,21 @@ def _converse_body(request: ChatRequest, warn: Any) -> tuple[dict[str, Any], str
     if inference:
         body["inferenceConfig"] = inference
     fields: dict[str, Any] = {}
-    for key in _MODEL_FIELDS:
-        value = params.pop(key, None)
-        if value is not None:
-            fields[key] = value
     put_params(fields, params, _UNSUPPORTED_PARAMS,
                "Bedrock's Converse API does not take {key!r}; it was not sent", warn)  # fmt: skip
-    if fields:
-        body["additionalModelRequestFields"] = fields
     tool_config, output_tool = _tool_config(request, warn)
     if tool_config is not None:
         body["toolConfig"] = tool_config
-    body.update(request.extra_body)
+    for key, value in request.extra_body.items():
+        if key not in _CONVERSE_FIELDS:
+            fields[key] = value
+        elif isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    if fields:
+        extra = body.get("additionalModelRequestFields")
+        body["additionalModelRequestFields"] = {**fields, **(extra or {})}
     return body, output_tool
 
 

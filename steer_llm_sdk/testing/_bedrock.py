@@ -298,7 +298,8 @@ class Bedrock(Wire):
                 return None
             return "UnrecognizedClientException:Invalid API Key format or the key is not valid"
         credentials = getattr(settings, "aws_credentials", {})
-        return check_sigv4(request, credentials, time.time())
+        skew = getattr(settings, "aws_clock_skew", 0.0)  # the server's clock ahead by
+        return check_sigv4(request, credentials, time.time() + skew)
 
     def answer(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply

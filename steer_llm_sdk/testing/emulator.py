@@ -160,6 +160,7 @@ class Emulator:
             else aws_credentials
         )
         self.bedrock_api_keys = {TEST_API_KEY} if bedrock_api_keys is None else bedrock_api_keys
+        self.aws_clock_skew = 0.0  # seconds the emulator's clock runs ahead (expired signatures)
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0

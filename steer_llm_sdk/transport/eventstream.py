@@ -8,14 +8,14 @@ prelude (total length, headers length, both big-endian uint32, and the CRC32 of 
 Feed the bytes in whatever pieces they arrive; :meth:`EventStreamDecoder.feed`
 returns the complete messages. Both CRCs are checked, a frame larger than
 ``max_event_bytes`` is refused as soon as its prelude arrives, and the cost per byte
-does not depend on the frame size or on how the bytes are cut: bytes are appended to
-one buffer once, a frame's length is read once from its prelude, and a read shorter
-than what the frame still needs returns at once.
+does not depend on the frame size or on how the bytes are cut: the pieces of an
+incomplete frame are joined once, when its length (read from its prelude) has
+arrived, and a read shorter than what the frame still needs returns at once.
 """
 
 from __future__ import annotations
 
-from struct import unpack_from
+from struct import Struct, unpack_from
 from typing import Any, NamedTuple
 from zlib import crc32
 
@@ -26,6 +26,8 @@ __all__ = ["EventMessage", "EventStreamDecoder"]
 
 _PRELUDE = 12  # total length, headers length, prelude CRC
 _MIN_FRAME = 16  # a prelude and the message CRC
+_unpack_prelude = Struct("!III").unpack_from
+_unpack_crc = Struct("!I").unpack_from
 
 
 class EventMessage(NamedTuple):
@@ -92,69 +94,107 @@ def _headers(view: memoryview, start: int, end: int) -> dict[str, Any]:
 
 class EventStreamDecoder:
     """Turns a byte stream into :class:`EventMessage` frames; :meth:`events` gives
-    them as ``(name, payload)`` pairs for a codec, like the SSE decoder's."""
+    them as ``(name, payload)`` pairs for a codec, like the SSE decoder's.
 
-    __slots__ = ("_buf", "_max", "_need")
+    A read that holds whole frames is parsed in place; the bytes of an incomplete
+    frame are kept as a list of pieces and joined once the frame's length (known from
+    its prelude) has arrived. A frame's headers are parsed once per distinct header
+    block (a stream repeats the same few): later frames cost a dict lookup.
+    """
+
+    __slots__ = ("_headers", "_max", "_names", "_need", "_pending", "_pending_len")
 
     def __init__(self, max_event_bytes: int | None = DEFAULT_MAX_EVENT_BYTES) -> None:
-        self._buf = bytearray()
-        self._need = _PRELUDE  # bytes the frame at the buffer's start needs in all
+        self._pending: list[bytes] = []  # pieces of an incomplete frame
+        self._pending_len = 0
+        self._need = _PRELUDE  # bytes the incomplete frame needs in all
         self._max = max_event_bytes
+        self._headers: dict[bytes, dict[str, Any]] = {}  # header block → parsed
+        self._names: dict[bytes, str | None] = {}  # header block → events() name
 
     @property
     def pending_bytes(self) -> int:
         """Bytes held for an incomplete frame."""
-        return len(self._buf)
+        return self._pending_len
 
     def feed(self, data: bytes) -> list[EventMessage]:
         """The frames these bytes complete (each CRC-checked)."""
-        buf = self._buf
-        buf += data
-        size = len(buf)
-        if size < self._need:
-            return []
-        out: list[EventMessage] = []
-        pos = 0
-        view = memoryview(buf)
-        try:
-            while size - pos >= _PRELUDE:
-                total, hlen, crc = unpack_from("!III", view, pos)
-                if crc32(view[pos : pos + 8]) != crc:
-                    raise _bad("the prelude CRC does not match (corrupt or not an event stream)")
-                if total < _MIN_FRAME or hlen > total - _MIN_FRAME:
-                    raise _bad(f"a frame declares {total} bytes with {hlen} bytes of headers")
-                if self._max is not None and total > self._max:
-                    raise _bad(
-                        f"a frame of {total} bytes is larger than max_event_bytes={self._max}"
-                    )
-                if size - pos < total:
-                    self._need = total
-                    break
-                end = pos + total - 4
-                (expected,) = unpack_from("!I", view, end)
-                if crc32(view[pos:end]) != expected:
-                    raise _bad("a frame's message CRC does not match (corrupt data)")
-                headers = _headers(view, pos + _PRELUDE, pos + _PRELUDE + hlen)
-                out.append(EventMessage(headers, bytes(view[pos + _PRELUDE + hlen : end])))
-                pos += total
-            else:
-                self._need = _PRELUDE
-        finally:
-            view.release()
-        if pos:
-            del buf[:pos]
+        out: list[Any] = []
+        self._split(data, out, False)
         return out
 
     def events(self, data: bytes) -> list[tuple[str | None, bytes]]:
         """The frames as ``(name, payload)``: an event's ``:event-type``;
         ``exception:<:exception-type>`` for an exception frame; ``error:<:error-code>``
         with the ``:error-message`` as payload for an error frame."""
-        return [_pair(message) for message in self.feed(data)]
+        out: list[Any] = []
+        self._split(data, out, True)
+        return out
 
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of stream: an incomplete frame is dropped (the codec sees the stream
         as truncated)."""
         return []
+
+    def _split(self, data: bytes, out: list[Any], pairs: bool) -> None:
+        if self._pending:
+            self._pending.append(data)
+            self._pending_len += len(data)
+            if self._pending_len < self._need:
+                return
+            data = b"".join(self._pending)
+            self._pending = []
+            self._pending_len = 0
+        size = len(data)
+        view = memoryview(data)
+        names = self._names
+        limit = self._max
+        pos = 0
+        while size - pos >= _PRELUDE:
+            total, hlen, crc = _unpack_prelude(data, pos)
+            if crc32(view[pos : pos + 8]) != crc:
+                raise _bad("the prelude CRC does not match (corrupt or not an event stream)")
+            if total < _MIN_FRAME or hlen > total - _MIN_FRAME:
+                raise _bad(f"a frame declares {total} bytes with {hlen} bytes of headers")
+            if limit is not None and total > limit:
+                raise _bad(f"a frame of {total} bytes is larger than max_event_bytes={limit}")
+            if size - pos < total:
+                self._need = total
+                break
+            end = pos + total - 4
+            if crc32(view[pos + 8 : end], crc) != _unpack_crc(data, end)[0]:
+                raise _bad("a frame's message CRC does not match (corrupt data)")
+            start = pos + _PRELUDE
+            block = data[start : start + hlen]
+            payload = data[start + hlen : end]
+            pos += total
+            if pairs:
+                name = names.get(block)
+                if name is not None:
+                    out.append((name, payload))
+                else:
+                    out.append(self._pair(block, payload))
+            else:
+                out.append(EventMessage(dict(self._parsed(block)), payload))
+        else:
+            self._need = _PRELUDE
+        if pos < size:
+            self._pending = [data[pos:]]
+            self._pending_len = size - pos
+
+    def _parsed(self, block: bytes) -> dict[str, Any]:
+        headers = self._headers.get(block)
+        if headers is None:
+            headers = _headers(memoryview(block), 0, len(block))
+            if len(self._headers) < 64:
+                self._headers[block] = headers
+        return headers
+
+    def _pair(self, block: bytes, payload: bytes) -> tuple[str | None, bytes]:
+        name, payload = _pair(EventMessage(self._parsed(block), payload))
+        if name is not None and not name.startswith("error:") and len(self._names) < 64:
+            self._names[block] = name
+        return name, payload
 
 
 def _pair(message: EventMessage) -> tuple[str | None, bytes]:

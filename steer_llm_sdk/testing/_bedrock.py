@@ -228,9 +228,13 @@ def _converse_turn_body(model: str, body: dict[str, Any]) -> dict[str, Any]:
         return out
 
     inference = body.get("inferenceConfig") or {}
+    system = blocks(body.get("system"))
+    # A model told in the system prompt to answer in JSON does (as Claude does).
+    wants_json = any("JSON" in str(block.get("text", "")) for block in system)
     return {
         "model": model,
-        "system": blocks(body.get("system")),
+        "response_format": {"type": "json_object"} if wants_json else None,
+        "system": system,
         "messages": [
             {"role": m.get("role"), "content": blocks(m.get("content"))}
             for m in body.get("messages") or ()

@@ -437,3 +437,20 @@ def test_models_command_lists_bedrock(aws_env: dict[str, str], capsys: Any) -> N
     assert f"AWS Bedrock: region {REGION}" in out
     assert "bedrock-runtime.us-east-1.amazonaws.com" in out
     assert TEST_SECRET_KEY not in out and "AWS_ACCESS_KEY_ID" in out
+
+
+async def test_json_mode_and_options_everywhere(emu: Emulator, client: Any) -> None:
+    from steer_llm_sdk.models.streaming import JSON_MODE_OPTIONS
+
+    result = await client.stream_with_usage(
+        "A product, please",
+        model=MODEL,
+        response_format={"type": "json_object"},
+        streaming_options=JSON_MODE_OPTIONS,
+    )
+    assert isinstance(json.loads(result.get_text()), dict)
+    assert "JSON" in emu.requests[0].json["system"][-1]["text"]
+    stop = await client.stream_with_usage("hi", model=MODEL, stop=["sea"], temperature=0.2)
+    sent = emu.requests[-1].json["inferenceConfig"]
+    assert sent == {"temperature": 0.2, "stopSequences": ["sea"]}
+    assert "sea" not in stop.get_text()

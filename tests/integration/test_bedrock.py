@@ -37,6 +37,7 @@ MODEL_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 MODEL = f"bedrock/{MODEL_ID}"
 REGION = "us-east-1"
 FAST = StreamingOptions(reconnect_delay=0.01)
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture
@@ -454,3 +455,42 @@ async def test_json_mode_and_options_everywhere(emu: Emulator, client: Any) -> N
     sent = emu.requests[-1].json["inferenceConfig"]
     assert sent == {"temperature": 0.2, "stopSequences": ["sea"]}
     assert "sea" not in stop.get_text()
+
+
+async def test_cli_streams_a_bedrock_model(
+    emu: Emulator, aws_env: dict[str, str], tmp_path: Path
+) -> None:
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_API_KEY", "_BASE_URL"))}
+    env.update(XDG_DATA_HOME=str(tmp_path / "data"), BEDROCK_BASE_URL=emu.bedrock_base_url)
+    env["PYTHONPATH"] = ROOT  # this checkout's package
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "steer_llm_sdk.cli", "-m", MODEL, "Tell me about the sea",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    expected = await asyncio.to_thread(_boto_converse, emu, "Tell me about the sea")
+    assert expected["text"] in out.decode()
+    assert TEST_SECRET_KEY not in out.decode() + err.decode()
+
+
+async def test_telemetry_names_aws_bedrock(emu: Emulator, aws_env: dict[str, str]) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from steer_llm_sdk.telemetry import OTelObserver, TelemetryOptions
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    observer = OTelObserver(TelemetryOptions(tracer_provider=provider))
+    async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}, telemetry=observer) as c:
+        await c.stream_with_usage("hi", model=MODEL)
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["gen_ai.provider.name"] == "aws.bedrock"
+    assert span.attributes["gen_ai.request.model"] == MODEL_ID

@@ -126,6 +126,11 @@ async def test_generate_uses_converse(emu: Emulator, client: Any) -> None:
     streamed = await client.stream_with_usage("Tell me about the sea", model=MODEL)
     assert getattr(text, "text", text) == streamed.get_text()
     assert emu.requests[0].path.endswith("/converse")
+    invoked = await client.generate("Tell me about the sea", model=MODEL, api="invoke")
+    assert getattr(invoked, "text", invoked) == streamed.get_text()
+    assert emu.requests[-1].path.endswith("%3A0/invoke")
+    with pytest.raises(ConfigurationError, match="'converse' or 'invoke'"):
+        await client.generate("hi", model=MODEL, api="responses")
 
 
 def _boto_invoke(emu: Emulator, prompt: str) -> dict[str, Any]:
@@ -494,3 +499,44 @@ async def test_telemetry_names_aws_bedrock(emu: Emulator, aws_env: dict[str, str
     (span,) = exporter.get_finished_spans()
     assert span.attributes["gen_ai.provider.name"] == "aws.bedrock"
     assert span.attributes["gen_ai.request.model"] == MODEL_ID
+
+
+_LAZY = """
+import asyncio, os, sys
+from steer_llm_sdk import SteerLLMClient
+from steer_llm_sdk.errors import ConfigurationError
+from steer_llm_sdk.testing import Emulator
+from steer_llm_sdk.testing._bedrock import TEST_API_KEY
+
+async def main():
+    async with Emulator() as emu:
+        urls = {"openai": emu.openai_base_url, "bedrock": emu.bedrock_base_url}
+        async with SteerLLMClient(api_keys={"openai": "sk-x"}, base_urls=urls) as c:
+            await c.stream_with_usage("hi", model="gpt-4o-mini")
+            print("after openai", "botocore" in sys.modules)
+            os.environ["AWS_BEARER_TOKEN_BEDROCK"] = TEST_API_KEY
+            await c.stream_with_usage("hi", model=sys.argv[1])
+            print("after bearer", "botocore" in sys.modules)
+            del os.environ["AWS_BEARER_TOKEN_BEDROCK"]
+            sys.modules["botocore"] = None  # as if the bedrock extra were not installed
+            try:
+                await c.stream_with_usage("hi", model=sys.argv[1])
+            except ConfigurationError as exc:
+                print("without botocore:", exc)
+
+asyncio.run(main())
+"""
+
+
+async def test_botocore_is_imported_only_when_signing(aws_env: dict[str, str]) -> None:
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LAZY, MODEL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = out.decode().splitlines()
+    assert lines[:2] == ["after openai False", "after bearer False"], err.decode()
+    assert "pip install 'steer-llm-sdk[bedrock]'" in lines[2]

@@ -260,6 +260,21 @@ def _check_converse(body: dict[str, Any]) -> str | None:
             return f"messages.{i}.content: must be a list of content blocks"
     if messages[0].get("role") != "user":
         return "A conversation must start with a user message."
+    previous: set[Any] = set()
+    for i, m in enumerate(messages):
+        blocks = [b for b in m["content"] if isinstance(b, dict)]
+        results = {b["toolResult"].get("toolUseId") for b in blocks if "toolResult" in b}
+        if results != previous:
+            return (
+                f"messages.{i}: the toolResult blocks ({sorted(map(str, results))}) do not "
+                f"match the toolUse blocks of the previous turn ({sorted(map(str, previous))})"
+            )
+        previous = {b["toolUse"].get("toolUseId") for b in blocks if "toolUse" in b}
+        for b in blocks:
+            thought = b.get("reasoningContent")
+            if thought is not None and m["role"] == "assistant":
+                if not (thought.get("reasoningText") or {}).get("signature"):
+                    return f"messages.{i}: a reasoningContent block needs its signature"
     for name in ("model", "stream", "max_tokens", "temperature"):
         if name in body:
             return f"extraneous key [{name}] is not permitted"

@@ -376,6 +376,8 @@ class Emulator:
             return plan
         headers = request.headers
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        if key.startswith("AWS4-HMAC-SHA256 Credential="):  # SigV4: the access key id
+            key = key[28:].split("/", 1)[0]
         stats = self.rate_stats.get(key)
         if stats is None:
             stats = self.rate_stats[key] = RateLimitStats()

@@ -28,6 +28,7 @@ from steer_llm_sdk.errors import (
 )
 from steer_llm_sdk.models.streaming import StreamingOptions
 from steer_llm_sdk.testing import Emulator, Fault, Reply
+from steer_llm_sdk.testing._anthropic import SIGNATURE
 from steer_llm_sdk.testing._bedrock import TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY
 
 boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) checks the emulator")
@@ -540,3 +541,30 @@ async def test_botocore_is_imported_only_when_signing(aws_env: dict[str, str]) -
     lines = out.decode().splitlines()
     assert lines[:2] == ["after openai False", "after bearer False"], err.decode()
     assert "pip install 'steer-llm-sdk[bedrock]'" in lines[2]
+
+
+async def test_tool_loop_and_reasoning_round_trip(emu: Emulator, client: Any) -> None:
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"Sunny in {city}"
+
+    emu.enqueue(
+        Reply(
+            tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}],
+            reasoning="One city: one call.",
+        ),
+        Reply(text="Sunny in Paris."),
+    )
+    response = await client.run_tools("Weather?", MODEL, tools=[get_weather])
+    assert response.text == "Sunny in Paris."
+    sent = emu.requests[-1].json["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    thought, use = sent[1]["content"]
+    assert thought["reasoningContent"]["reasoningText"] == {
+        "text": "One city: one call.",
+        "signature": SIGNATURE,
+    }
+    assert use["toolUse"]["input"] == {"city": "Paris"}
+    (result,) = sent[2]["content"]
+    assert result["toolResult"]["toolUseId"] == use["toolUse"]["toolUseId"]
+    assert result["toolResult"]["content"] == [{"text": "Sunny in Paris"}]

@@ -568,3 +568,43 @@ async def test_tool_loop_and_reasoning_round_trip(emu: Emulator, client: Any) ->
     (result,) = sent[2]["content"]
     assert result["toolResult"]["toolUseId"] == use["toolUse"]["toolUseId"]
     assert result["toolResult"]["content"] == [{"text": "Sunny in Paris"}]
+
+
+_PROCESS = """
+import datetime, json, pathlib, sys
+counter = pathlib.Path(sys.argv[1])
+n = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+counter.write_text(str(n))
+expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+print(json.dumps({"Version": 1, "AccessKeyId": f"AKIAROTATING{n:08d}",
+                  "SecretAccessKey": f"rotating-secret-{n}", "SessionToken": f"token-{n}",
+                  "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+"""
+
+
+async def test_expiring_credentials_are_read_again_not_cached(
+    emu: Emulator, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential_process whose credentials expire within botocore's refresh window
+    (15 min): every request gets them from the chain again, never a stale copy."""
+    import sys
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    folder = Path(aws_env["dir"])
+    script = folder / "creds.py"
+    script.write_text(_PROCESS)
+    counter = folder / "count"
+    (folder / "config").write_text(
+        f"[profile rotating]\ncredential_process = {sys.executable} {script} {counter}\n"
+    )
+    monkeypatch.setenv("AWS_PROFILE", "rotating")
+    emu.aws_credentials = {
+        f"AKIAROTATING{n:08d}": (f"rotating-secret-{n}", f"token-{n}") for n in range(1, 9)
+    }
+    async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
+        for _ in range(3):
+            assert (await c.stream_with_usage("hi", model=MODEL)).get_text()
+    used = [r.headers["x-amz-security-token"] for r in emu.requests]
+    assert len(set(used)) == 3, used  # fresh credentials for each request
+    assert not any("rotating-secret" in repr(r.headers) for r in emu.requests)

@@ -608,3 +608,48 @@ async def test_expiring_credentials_are_read_again_not_cached(
     used = [r.headers["x-amz-security-token"] for r in emu.requests]
     assert len(set(used)) == 3, used  # fresh credentials for each request
     assert not any("rotating-secret" in repr(r.headers) for r in emu.requests)
+
+
+async def test_container_credentials_are_fetched_off_the_event_loop(
+    emu: Emulator, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container provider of the chain (ECS, EKS Pod Identity) over HTTP on this
+    loop: botocore's blocking fetch must run in a thread, or the call would hang."""
+    import datetime
+
+    served: list[str] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        served.append(head.decode("latin-1"))
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+        body = json.dumps(
+            {
+                "AccessKeyId": "AKIACONTAINER0000000",
+                "SecretAccessKey": "container-secret",
+                "Token": "container-token",
+                "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/creds")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-identity-token")
+    emu.aws_credentials = {"AKIACONTAINER0000000": ("container-secret", "container-token")}
+    try:
+        async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
+            result = await asyncio.wait_for(c.stream_with_usage("hi", model=MODEL), 20)
+            assert result.get_text()
+    finally:
+        server.close()
+    assert served and "authorization: pod-identity-token" in served[0].lower()
+    assert emu.requests[0].headers["x-amz-security-token"] == "container-token"

@@ -140,7 +140,12 @@ class BedrockSigner:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
-        request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+        # The Host header as httpx sends it (botocore would parse the URL twice for it).
+        parts = urlsplit(url)
+        host = parts.netloc
+        if (parts.scheme, parts.port) in (("https", 443), ("http", 80)):
+            host = host.rsplit(":", 1)[0]
+        request = AWSRequest(method=method, url=url, data=body, headers={**headers, "host": host})
         SigV4Auth(frozen, SERVICE, _region_of(url, self._settings)).add_auth(request)
         out = {"Authorization": request.headers["Authorization"]}
         out["X-Amz-Date"] = request.headers["X-Amz-Date"]

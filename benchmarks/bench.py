@@ -6,14 +6,14 @@
 Starts the package's emulator in its own process (precomputed bodies, so it costs
 the client nothing), then runs, interleaved over several rounds:
 
-- floor: raw httpx + a minimal SSE split + json.loads (what any client must do);
+- floor: raw httpx + a minimal SSE split (Bedrock: event-stream frame split) +
+  json.loads (what any client must do);
 - steer stream(): this SDK's text chunks;
 - steer stream_with_usage(): with usage, cost and callbacks on;
 - the official openai / anthropic / google-genai SDKs, and LiteLLM when installed.
 
-The CPU table covers OpenAI chat, Anthropic, Gemini and OpenAI Responses; the other
-sections OpenAI and
-Anthropic.
+The CPU table covers OpenAI chat, Anthropic, Gemini, OpenAI Responses and Bedrock
+(Converse, SigV4-signed); the other sections OpenAI and Anthropic.
 
 It prints CPU per chunk (µs, median of rounds) and the ratio to the floor (median of
 the rounds' ratios; each round starts at another contender), time to
@@ -47,7 +47,19 @@ MODELS = {
     "anthropic": "claude-3-haiku-20240307",
     "gemini": "gemini-2.5-flash",
     "responses": "openai-responses/gpt-4o-mini",
+    "bedrock": "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
 }
+# Bedrock: the SDK signs with SigV4 (botocore) using the emulator's test credentials;
+# the floor sends the emulator's test Bedrock API key (no signing cost at all).
+BEDROCK_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAEMULATOR00000000",
+    "AWS_SECRET_ACCESS_KEY": "emulator/secret+key/0000000000000000000000",
+    "AWS_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
+BEDROCK_API_KEY = "ABSKZW11bGF0b3ItYmVkcm9jay1rZXk="
 GEMINI_KEY = "AIzaSyBENCH-0000000000000000000000000000"
 SECTIONS = ("cpu", "ttfc", "per_call", "concurrency", "linearity", "partial", "import")
 
@@ -105,12 +117,15 @@ def load_baseline(path: str) -> Any:
 
 def steer_client(port: int, max_connections: int = 1000, package: Any = None) -> Any:
     SteerLLMClient = (package or importlib.import_module("steer_llm_sdk")).SteerLLMClient
+    for name, value in BEDROCK_ENV.items():
+        os.environ.setdefault(name, value)
     return SteerLLMClient(
         api_keys={"openai": "sk-bench", "anthropic": "sk-bench", "gemini": GEMINI_KEY},
         base_urls={
             "openai": f"http://127.0.0.1:{port}/v1",
             "anthropic": f"http://127.0.0.1:{port}",
             "gemini": f"http://127.0.0.1:{port}",
+            "bedrock": f"http://127.0.0.1:{port}",
         },
         max_connections=max_connections,
     )
@@ -124,6 +139,8 @@ def make_floor(
     protocol: str, port: int, max_connections: int = 100
 ) -> tuple[Runner, Callable[[], Awaitable[None]]]:
     client = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=max_connections))
+    if protocol == "bedrock":
+        return _bedrock_floor(client, port), client.aclose
     if protocol == "openai":
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
         body = {
@@ -190,6 +207,39 @@ def make_floor(
         return n
 
     return run, client.aclose
+
+
+def _bedrock_floor(client: httpx.AsyncClient, port: int) -> Runner:
+    """Raw httpx, a minimal event-stream frame split (no CRC check) and json.loads."""
+    import struct
+
+    model = MODELS["bedrock"].split("/", 1)[1].replace(":", "%3A")
+    url = f"http://127.0.0.1:{port}/model/{model}/converse-stream"
+    body = {"messages": [{"role": "user", "content": [{"text": PROMPT}]}]}
+    headers = {"authorization": f"Bearer {BEDROCK_API_KEY}"}
+    unpack = struct.Struct("!II").unpack_from
+
+    async def run() -> int:
+        n = 0
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            buf = b""
+            async for raw in response.aiter_raw():
+                buf += raw
+                pos, size = 0, len(buf)
+                while size - pos >= 12:
+                    total, hlen = unpack(buf, pos)
+                    if size - pos < total:
+                        break
+                    head = buf[pos + 12 : pos + 12 + hlen]
+                    if b"contentBlockDelta" in head:
+                        obj = json.loads(buf[pos + 12 + hlen : pos + total - 4])
+                        if obj["delta"].get("text"):
+                            n += 1
+                    pos += total
+                buf = buf[pos:]
+        return n
+
+    return run
 
 
 def make_steer(
@@ -404,7 +454,7 @@ async def bench_protocol(
     contenders["steer stream_with_usage() HIGH_THROUGHPUT"] = make_steer(
         protocol, port, with_usage=True, options=HIGH_THROUGHPUT_OPTIONS
     )
-    if official:
+    if official and protocol != "bedrock":  # boto3 is synchronous: not in this table
         contenders[f"official {protocol} SDK"] = make_official(protocol, port)
     lite = make_litellm(protocol, port) if official else None
     if lite is not None:
@@ -840,7 +890,7 @@ def main() -> None:
         nargs="+",
         choices=list(MODELS),
         default=list(MODELS),
-        help="the CPU table's protocols (default: all four)",
+        help="the CPU table's protocols (default: all five)",
     )
     args = parser.parse_args()
     if args.quick:

@@ -171,6 +171,31 @@ PROVIDERS["openai-responses"] = ProviderSpec(
     "OPENAI_API_KEY",
     examples=("o3-pro", "gpt-5-pro", "gpt-5-codex", "openai-responses/gpt-4o"),
 )
+# AWS Bedrock: Converse by default; ``api="invoke"`` (or ``bedrock-invoke/<id>``) the
+# InvokeModel API with the Anthropic Messages body. Credentials: the aws-sigv4 signer.
+_BEDROCK_URL = "https://bedrock-runtime.{region}.amazonaws.com"  # region: the codec's
+PROVIDERS["bedrock"] = ProviderSpec(
+    "bedrock",
+    "bedrock-converse",
+    _BEDROCK_URL,
+    None,
+    key_required=False,
+    auth="aws-sigv4",
+    examples=(
+        "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "bedrock/amazon.nova-lite-v1:0",
+        "bedrock/<model id or inference profile>",
+    ),
+)
+PROVIDERS["bedrock-invoke"] = ProviderSpec(
+    "bedrock",
+    "bedrock-invoke",
+    _BEDROCK_URL,
+    None,
+    key_required=False,
+    auth="aws-sigv4",
+    examples=("bedrock-invoke/us.anthropic.claude-sonnet-4-5-20250929-v1:0",),
+)
 _RESPONSES_ONLY = re.compile(r"(?:^|-)pro(?:-|$)|codex", re.IGNORECASE)
 
 
@@ -300,7 +325,12 @@ def configured_base_url(spec: ProviderSpec, base_urls: Mapping[str, str]) -> str
 
 def select_api(route: Route, api: object) -> Route:
     """``api="responses"`` / ``api="chat"``: the OpenAI API a route speaks (OpenAI
-    models; another provider only when it already speaks the one asked for)."""
+    models; another provider only when it already speaks the one asked for);
+    ``api="converse"`` / ``api="invoke"`` for Bedrock models."""
+    if route.provider.name == "bedrock" and route.provider.auth == "aws-sigv4":
+        if api not in ("converse", "invoke"):
+            raise ConfigurationError(f"api={api!r}: Bedrock models take 'converse' or 'invoke'")
+        return Route(PROVIDERS["bedrock-invoke" if api == "invoke" else "bedrock"], route.model)
     if api not in ("chat", "responses"):
         raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
     spec = route.provider

@@ -944,6 +944,11 @@ def _run_models(args: argparse.Namespace) -> int:
         + (f"not installed: {' && '.join(missing)}" if missing else "installed.")
     )
     print("MODEL stands for the name of a model on that server, PATH for a .gguf file's path.")
+    from .auth.aws import describe
+
+    bedrock = describe()
+    print(f"AWS Bedrock: region {bedrock['region']}, endpoint {bedrock['endpoint']}, "
+          f"credentials from {bedrock['credentials']}.")  # fmt: skip
     model, source = default_model_choice()
     print(f"Default model: {model} ({_default_source(source)}); set it with "
           "`steer-llm models default NAME`.")  # fmt: skip

@@ -113,10 +113,14 @@ def parse_schema(text: str) -> dict[str, Any]:
 
 
 def _label(key: str, spec: ProviderSpec) -> str:
-    return "openai (Responses API)" if key == "openai-responses" else spec.name
+    if key == "openai-responses":
+        return "openai (Responses API)"
+    return "bedrock (Invoke API)" if key == "bedrock-invoke" else spec.name
 
 
 def _key_status(spec: ProviderSpec) -> str:
+    if spec.auth is not None:
+        return "cloud credentials"
     if spec.key_env is None or not spec.key_required:
         return "no key needed"
     for env in (spec.key_env, *spec.alt_key_envs):

@@ -40,6 +40,7 @@ _PROVIDER_IDS: dict[str, str | None] = {
     "deepseek": "deepseek",
     "mistral": "mistral",
     "together": "together",
+    "bedrock": "aws",
 }
 _FREE_PROVIDERS = frozenset({"local"})
 

@@ -24,6 +24,8 @@ PROTOCOLS: dict[str, tuple[str, str]] = {
     "anthropic-messages": ("anthropic", "AnthropicCodec"),
     "openai-responses": ("openai_responses", "OpenAIResponsesCodec"),
     "gemini": ("gemini", "GeminiCodec"),
+    "bedrock-converse": ("bedrock", "BedrockConverseCodec"),
+    "bedrock-invoke": ("bedrock", "BedrockInvokeCodec"),
 }
 
 

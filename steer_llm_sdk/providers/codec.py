@@ -38,6 +38,7 @@ class Codec(Protocol):
     """One attempt's codec, as the pipeline uses it."""
 
     state: StreamState
+    framing: ClassVar[str]  # how the body is cut into events: "sse" or "eventstream"
     lead_text: str  # text the request put in the answer's mouth (JSON prefill)
     warnings: list[str]  # what encode() could not send, said once per call
 
@@ -62,6 +63,10 @@ class CodecBase:
     accepts: ClassVar[frozenset[str]] = frozenset()
     accepts_urls: ClassVar[frozenset[str]] = frozenset()
     accepts_file_ids: ClassVar[frozenset[str]] = frozenset()
+    # How a streamed body is cut into the events ``decode`` takes: "sse" (``event``,
+    # ``data``) or "eventstream" (AWS frames: ``:event-type``, payload; see
+    # transport/eventstream.py). Read once per attempt, never per chunk.
+    framing: ClassVar[str] = "sse"
 
     lead_text = ""
 

@@ -42,6 +42,7 @@ from .fair import turns
 if TYPE_CHECKING:
     from ..providers.codec import Codec
     from ..results import Restart
+    from ..transport.eventstream import EventStreamDecoder
     from ..transport.sse import SSEDecoder
     from .call import Call
     from .ledger import Ledger
@@ -271,7 +272,9 @@ class Attempts:
             f"no part of the answer within first_token_timeout={first:g} s", **self.call.context
         )
 
-    def incomplete(self, state: StreamState, got_text: bool, sse: SSEDecoder) -> SteerError:
+    def incomplete(
+        self, state: StreamState, got_text: bool, sse: SSEDecoder | EventStreamDecoder
+    ) -> SteerError:
         """The error for a body that ended before the protocol said it was complete."""
         context = self.call.context
         if (

@@ -18,6 +18,7 @@ import httpx
 
 from ..errors import InvalidResponseError, ReadTimeoutError, SteerError, TotalTimeoutError
 from ..results import TextDelta
+from ..transport.eventstream import EventStreamDecoder
 from ..transport.http import map_httpx_error
 from ..transport.sse import SSEDecoder
 from .attempts import loop_time
@@ -58,8 +59,14 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
         state = codec.state
         out = state.out if record else None
         decode = codec.decode
-        sse = SSEDecoder(opts.max_event_bytes)
-        feed = sse.feed
+        sse: SSEDecoder | EventStreamDecoder
+        feed: Callable[[bytes], list[tuple[str | None, bytes]]]
+        if codec.framing == "sse":
+            sse = SSEDecoder(opts.max_event_bytes)
+            feed = sse.feed
+        else:  # AWS event stream frames (Bedrock): (":event-type", payload) pairs
+            sse = EventStreamDecoder(opts.max_event_bytes)
+            feed = sse.events
         idle = _Idle(opts.read_timeout, state)
         got_text = False
         try:
@@ -333,7 +340,7 @@ async def _drain(raw: AsyncIterator[bytes]) -> None:
 
 
 def _tail(
-    sse: SSEDecoder,
+    sse: SSEDecoder | EventStreamDecoder,
     decode: Callable[[str | None, bytes], str | None],
     state: StreamState,
     out: list[Any] | None,

@@ -23,6 +23,7 @@ async def _serve(args: argparse.Namespace) -> None:
     print(f"OpenAI base URL:    {emulator.openai_base_url}", flush=True)
     print(f"Anthropic base URL: {emulator.anthropic_base_url}", flush=True)
     print(f"Gemini base URL:    {emulator.gemini_base_url}", flush=True)
+    print(f"Bedrock endpoint:   {emulator.bedrock_base_url}", flush=True)
     await asyncio.Event().wait()
 
 

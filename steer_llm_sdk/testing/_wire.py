@@ -89,6 +89,16 @@ class Fault:
         return cls("error_event", after=chunks, error_type=error_type)
 
     @classmethod
+    def bad_crc_after(cls, chunks: int) -> Fault:
+        """Bedrock: the frame after ``chunks`` text frames has a corrupt message CRC."""
+        return cls("bad_crc", after=chunks)
+
+    @classmethod
+    def cut_frame_after(cls, chunks: int) -> Fault:
+        """Bedrock: after ``chunks`` text frames, half a frame, then the connection drops."""
+        return cls("cut_frame", after=chunks)
+
+    @classmethod
     def garbage(cls) -> Fault:
         """A 200 ``text/event-stream`` whose body is not SSE at all."""
         return cls("garbage")

@@ -1,6 +1,7 @@
 """An emulator of the providers' wire protocols: OpenAI Chat Completions
 (``_openai.py``), Anthropic Messages (``_anthropic.py``), OpenAI Responses
-(``_responses.py``) and the Gemini API (``_gemini.py``).
+(``_responses.py``), the Gemini API (``_gemini.py``) and the AWS Bedrock runtime
+(``_bedrock.py``: Converse and Invoke in event-stream frames, SigV4 checked).
 
 A small HTTP/1.1 server on 127.0.0.1 (stdlib asyncio only), speaking the streaming
 formats as the real APIs do, with scripted replies and faults. Bodies are built
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._bedrock import EVENTSTREAM, TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, Bedrock
 from ._files import Files, StoredFile
 from ._gemini import Gemini
 from ._openai import ChatCompletions
@@ -195,6 +197,8 @@ class Emulator:
         tokens_per_minute: float | None = None,
         rate_window: float = 60.0,
         backlog: int = 4096,
+        aws_credentials: dict[str, tuple[str, str | None]] | None = None,
+        bedrock_api_keys: set[str] | None = None,
     ) -> None:
         self.host = host
         self.backlog = backlog  # pending connections the listening socket queues
@@ -215,7 +219,17 @@ class Emulator:
             Gemini(),
             ChatCompletions(),
             Messages(),
+            Bedrock(),
         )
+        # Bedrock: the credentials whose SigV4 signatures are valid (access key id →
+        # (secret, session token or None)) and the Bedrock API keys (bearer tokens).
+        self.aws_credentials = (
+            {TEST_ACCESS_KEY: (TEST_SECRET_KEY, None)}
+            if aws_credentials is None
+            else aws_credentials
+        )
+        self.bedrock_api_keys = {TEST_API_KEY} if bedrock_api_keys is None else bedrock_api_keys
+        self.aws_clock_skew = 0.0  # seconds the emulator's clock runs ahead (expired signatures)
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
@@ -283,6 +297,12 @@ class Emulator:
         """The files uploaded to the emulated Files APIs, by id (``file-...`` for
         OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
         return self._files.stored
+
+    @property
+    def bedrock_base_url(self) -> str:
+        """The Bedrock runtime endpoint (``BEDROCK_BASE_URL``,
+        ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, boto3's ``endpoint_url``)."""
+        return self.url
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""
@@ -363,7 +383,7 @@ class Emulator:
         if fault is not None and fault.kind in _HOSTILE:
             return await _hostile(fault, plan, request, writer)
         headers = {**_IDS, **plan.extra_headers}
-        if plan.content_type != "text/event-stream":
+        if plan.content_type not in ("text/event-stream", EVENTSTREAM):
             body = b"".join(plan.pieces)
             writer.write(_head(plan.status, plan.content_type, headers, length=len(body)) + body)
             await writer.drain()
@@ -473,6 +493,8 @@ class Emulator:
             return plan
         headers = request.headers
         key = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        if key.startswith("AWS4-HMAC-SHA256 Credential="):  # SigV4: the access key id
+            key = key[28:].split("/", 1)[0]
         stats = self.rate_stats.get(key)
         if stats is None:
             stats = self.rate_stats[key] = RateLimitStats()
@@ -528,6 +550,10 @@ class EmulatorThread:
         """The files uploaded to the emulated Files APIs, by id (``file-...`` for
         OpenAI, ``file_...`` for Anthropic, ``files/...`` for Gemini)."""
         return self.emulator.files
+
+    @property
+    def bedrock_base_url(self) -> str:
+        return self.emulator.bedrock_base_url
 
     def enqueue(self, *replies: Reply) -> None:
         self._loop.call_soon_threadsafe(self.emulator.enqueue, *replies)

@@ -95,7 +95,10 @@ _DEFAULT_HEADERS = {
     "connection": "keep-alive",
     "user-agent": "steer-llm-sdk",
 }
-_READABLE_TYPES = frozenset({"text/event-stream", "application/json"})
+# JSON, SSE, and AWS event stream frames (Bedrock's codecs declare that framing).
+_READABLE_TYPES = frozenset(
+    {"text/event-stream", "application/json", "application/vnd.amazon.eventstream"}
+)
 
 
 async def _read_capped(response: httpx.Response, cap: int, deadline: float | None) -> bytes:

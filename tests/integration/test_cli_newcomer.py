@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from steer_llm_sdk.testing import Emulator, Reply
+from steer_llm_sdk.testing._bedrock import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 from .test_cli import STORY, run_cli
 from .test_cli_features import terminal
@@ -119,6 +120,15 @@ async def test_every_name_models_lists_is_taken_by_m(
     for provider in ("xai", "groq", "openrouter", "deepseek", "mistral", "together", "ollama",
                      "vllm", "lmstudio", "llamacpp"):  # fmt: skip
         env[f"{provider.upper()}_BASE_URL"] = emulator.openai_base_url
+    env.update(  # Bedrock: SigV4 with the emulator's test credentials
+        BEDROCK_BASE_URL=emulator.bedrock_base_url,
+        AWS_ACCESS_KEY_ID=TEST_ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=TEST_SECRET_KEY,
+        AWS_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
     slots = asyncio.Semaphore(4)
 
     async def ask(name: str) -> tuple[str, int, str]:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from steer_llm_sdk.providers.anthropic import AnthropicCodec
+from steer_llm_sdk.providers.bedrock import BedrockConverseCodec
 from steer_llm_sdk.providers.gemini import GeminiCodec
 from steer_llm_sdk.providers.openai_chat import OpenAIChatCodec
 from steer_llm_sdk.providers.openai_responses import OpenAIResponsesCodec
@@ -246,8 +247,30 @@ def _logprobs(codec: Any) -> None:  # the request asked for logprobs
     codec._logprobs = True
 
 
+# Bedrock Converse: event names come from the frames' :event-type headers; every
+# payload carries a "p" padding field.
+PROTOCOLS["bedrock-converse"] = {
+    "codec": BedrockConverseCodec,
+    "lead": [("messageStart", {"role": "assistant", "p": "abcdefghijkl"})],
+    "text": ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hi"}, "p": "abcd"}),
+    "names": [
+        "text",
+        "delta",
+        "toolUse",
+        "reasoningContent",
+        "contentBlockIndex",
+        "input",
+        "signature",
+        "start",
+        "stopReason",
+        "usage",
+        "p",
+    ],
+}
+
 # Codec settings that change how a text event is read.
 SETUPS: dict[str, list[Any]] = {
+    "bedrock-converse": [None],
     "openai-chat": [None, _logprobs],
     "anthropic-messages": [None, _prefill],
     "openai-responses": [None, _logprobs],

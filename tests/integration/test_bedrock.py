@@ -373,7 +373,7 @@ async def test_files_and_cache_points(emu: Emulator, client: Any) -> None:
         "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
     )
     pdf = "JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDw+PgplbmRvYmoKdHJhaWxlcgo8PD4+CiUlRU9G"
-    long_text = "context " * 400
+    long_text = "context " * 700  # past the 1,024-token minimum cacheable length
     messages = [
         {
             "role": "user",

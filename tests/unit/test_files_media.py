@@ -80,3 +80,23 @@ def test_base64_is_made_once_per_part() -> None:
     assert part.base64() is first
     assert part.data_url() is part.data_url()
     assert part.data_url().endswith(first)
+
+
+def test_only_calls_with_urls_to_download_get_the_before_send_step() -> None:
+    from steer_llm_sdk import SteerLLMClient
+
+    client = SteerLLMClient(api_keys={"openai": "sk-test-key-000000"})
+    text = client._prepare("Hi", "gpt-4o-mini", {}, stream=True, method="stream")
+    data = client._prepare(["Hi", File(data=png())], "gpt-4o-mini", {}, stream=True, method="s")
+    fetched = client._prepare(  # an image URL: OpenAI fetches it
+        ["Hi", File(url="https://x.test/cat.png")], "gpt-4o-mini", {}, stream=True, method="s"
+    )
+    assert text.before_send == data.before_send == fetched.before_send == ()
+    pdf_url = client._prepare(  # a PDF by URL: Chat Completions takes PDFs only as data
+        ["Hi", File(url="https://x.test/a.pdf")], "gpt-4o-mini", {}, stream=True, method="s"
+    )
+    unknown = client._prepare(  # no telling extension: downloaded and sniffed
+        ["Hi", File(url="https://x.test/render")], "gpt-4o-mini", {}, stream=True, method="s"
+    )
+    assert len(pdf_url.before_send) == len(unknown.before_send) == 1
+    assert pdf_url.request.unresolved == [(0, 1)]

@@ -51,10 +51,14 @@ def test_bad_parameters_are_configuration_errors(model: str, kwargs: dict, fragm
 def test_content_that_is_not_json_names_the_message() -> None:
     messages = [
         {"role": "user", "content": "Hi"},
-        {"role": "user", "content": [{"type": "text", "text": datetime.date.today}]},
+        {"role": "user", "content": "Hello", "name": datetime.date.today},
     ]
     with pytest.raises(ConfigurationError, match=r"messages\[1\] cannot be sent as JSON"):
         client().stream(messages, "gpt-4o-mini")
+    # a content part's own fields are checked when the part is read, named
+    bad = [{"role": "user", "content": [{"type": "text", "text": datetime.date.today}]}]
+    with pytest.raises(ConfigurationError, match=r"messages\[0\]\.content\[0\]: a text part"):
+        client().stream(bad, "gpt-4o-mini")
 
 
 def test_json_serialisable_odd_values_still_pass() -> None:

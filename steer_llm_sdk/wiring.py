@@ -52,6 +52,13 @@ class Wiring:
         self.prices: dict[str, Any] | None = None
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
+        self.pricing_models: dict[str, str] = {}  # "azure/deployment" → the model priced
+
+    def set_clouds(self, pricing_models: Mapping[str, str] | None, **settings: Any) -> None:
+        """The clouds' client options (``clouds.py``, ``auth/``): Vertex project and
+        location, Azure's api_version and token provider; who prices a deployment."""
+        self.signer_settings.update({k: v for k, v in settings.items() if v is not None})
+        self.pricing_models.update(pricing_models or {})
 
     def configured(self) -> list[str]:
         """The names of the providers given a key or a base URL (for a repr)."""
@@ -81,9 +88,8 @@ class Wiring:
         if signer is None:
             from . import auth
 
-            signer = self.signers[spec.name] = auth.make_signer(
-                spec.auth, spec.name, self.signer_settings
-            )
+            settings = {**self.signer_settings, "api_keys": self.keys}
+            signer = self.signers[spec.name] = auth.make_signer(spec.auth, spec.name, settings)
         return signer
 
     async def base_url(self, route: Route) -> str:
@@ -95,6 +101,10 @@ class Wiring:
             from .local import ensure_server
 
             return str(codec.local_base_url(await ensure_server(route.model)))
+        if spec.variant is not None:
+            from .clouds import base_url
+
+            return base_url(spec, self.base_urls, self.signer_settings)
         return str(codec.normalize_base_url(configured_base_url(spec, self.base_urls)))
 
     def resolve(self, model: str) -> Route:
@@ -105,7 +115,9 @@ class Wiring:
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
         from .pricing import compute_cost
 
-        return compute_cost(route.provider.name, route.model, usage, self.prices)
+        name = route.provider.name
+        priced = self.pricing_models.get(f"{name}/{route.model}")
+        return compute_cost(name, route.model, usage, self.prices, priced)
 
     def worker_config(self) -> dict[str, Any]:
         return {
@@ -142,6 +154,16 @@ class Wiring:
             route = select_api(route, api)
         provider = route.provider
         codec = codec_class(provider.protocol)
+        variant: dict[str, Any] = {}
+        if provider.variant is not None:  # a cloud's paths (clouds.py)
+            from .clouds import codec_options
+
+            variant = codec_options(
+                provider, route.model, self.base_urls, self.signer_settings, params
+            )
+        pricing_model = params.pop("pricing_model", None) or self.pricing_models.get(
+            f"{provider.name}/{route.model}"
+        )
         request, output = build_request(messages, params, route, codec, stream=stream)
         return Call(
             provider=provider,
@@ -151,7 +173,7 @@ class Wiring:
             model=route.model,
             request=request,
             options=options,
-            codec_factory=codec.factory(provider, route.model),
+            codec_factory=codec.factory(provider, route.model, **variant),
             transport=transport,
             price_overrides=self.prices,
             context={"provider": provider.name, "model": route.model},
@@ -160,4 +182,5 @@ class Wiring:
             output=output,
             observer=observer,
             signer=self.signer(provider),
+            pricing_model=pricing_model,
         )

@@ -42,7 +42,10 @@ class Signer(Protocol):
 
 # signer kind → (module in this package, factory name). A factory is called as
 # factory(provider_name, settings) with the client's signer settings, and returns a Signer.
-SIGNERS: dict[str, tuple[str, str]] = {}
+SIGNERS: dict[str, tuple[str, str]] = {
+    "google": ("google", "make_google_signer"),
+    "azure": ("azure", "make_azure_signer"),
+}
 
 
 def make_signer(kind: str, provider: str, settings: Mapping[str, Any]) -> Signer:

@@ -170,8 +170,27 @@ def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
     # A 5xx keeps its status class even when the body says "invalid_request".
     if status >= 500 or status in (429, 401, 403, 404):
         error_type = None
+    if code == "content_filter":  # Azure's content filter refused the prompt
+        message = f"the prompt was filtered by the content filter (content_filter): {message}"
+        error_type = "invalid_request_error"
     error = http_error(status, headers, body, message, error_type)
     return mark_not_retryable(error, code)  # a 429 insufficient_quota
+
+
+def azure_errors(where: str) -> Callable[[int, Any, bytes], SteerError]:
+    """The error parser of an Azure deployment: ``DeploymentNotFound`` (404) says which
+    deployment at which endpoint (``where``)."""
+
+    def parse(status: int, headers: Any, body: bytes) -> SteerError:
+        error = _parse_error(status, headers, body)
+        if status == 404 and b"DeploymentNotFound" in body[:2000]:
+            error.message = (
+                f"{where} does not exist (DeploymentNotFound): name it as "
+                f"'azure/<deployment name>', as listed in the Azure portal; {error.message}"
+            )
+        return error
+
+    return parse
 
 
 class OpenAIChatCodec(CodecBase):
@@ -185,12 +204,12 @@ class OpenAIChatCodec(CodecBase):
     accepts_file_ids = True
 
     @classmethod
-    def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
+    def factory(cls, spec: Any, model: str, **options: Any) -> Callable[..., Codec]:
         """What the pipeline calls to get a fresh codec for each attempt."""
         field = spec.max_tokens_field
 
         def make(*, record: bool = False) -> Codec:
-            return cls(max_tokens_field=field, record=record)
+            return cls(max_tokens_field=field, record=record, **options)
 
         return make
 
@@ -202,8 +221,18 @@ class OpenAIChatCodec(CodecBase):
     def can_continue(model: str) -> bool:
         return True  # where the server does (ProviderSpec.continues_prefix)
 
-    def __init__(self, *, max_tokens_field: str = "max_tokens", record: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        max_tokens_field: str = "max_tokens",
+        record: bool = False,
+        path: str = "/chat/completions",
+        where: str | None = None,
+    ) -> None:
         super().__init__(record=record)
+        self._path = path  # Azure: /deployments/{name}/chat/completions?api-version=...
+        if where is not None:  # Azure: a 404 names the deployment and endpoint
+            self.parse_error = azure_errors(where)  # type: ignore[assignment]
         self._max_tokens_field = max_tokens_field
         self._logprobs = False  # the request asked for logprobs
         self._first = True  # no chunk has named the model and id yet
@@ -246,7 +275,7 @@ class OpenAIChatCodec(CodecBase):
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        return HTTPRequest("POST", "/chat/completions", headers, body)
+        return HTTPRequest("POST", self._path, headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

@@ -39,3 +39,4 @@ class Call:
     output: Any = None  # an output.OutputSpec when output= was given
     signer: Signer | None = None  # per-request credentials (auth/), applied after encode
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once
+    pricing_model: str | None = None  # the model priced (an Azure deployment's model)

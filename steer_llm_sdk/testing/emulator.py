@@ -1,6 +1,7 @@
 """An emulator of the providers' wire protocols: OpenAI Chat Completions
 (``_openai.py``), Anthropic Messages (``_anthropic.py``), OpenAI Responses
-(``_responses.py``) and the Gemini API (``_gemini.py``).
+(``_responses.py``) and the Gemini API (``_gemini.py``), and the clouds serving them
+(``_clouds.py``: Vertex AI, Azure OpenAI, Google's OAuth token endpoint).
 
 A small HTTP/1.1 server on 127.0.0.1 (stdlib asyncio only), speaking the streaming
 formats as the real APIs do, with scripted replies and faults. Bodies are built
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._clouds import Azure, CloudState, TokenEndpoint, Vertex
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -141,7 +143,16 @@ class Emulator:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
-        self._wires: tuple[Wire, ...] = (Responses(), Gemini(), ChatCompletions(), Messages())
+        self.clouds = CloudState()  # Vertex AI's tokens, Azure's keys and deployments
+        self._wires: tuple[Wire, ...] = (
+            Responses(),
+            Gemini(),
+            ChatCompletions(),
+            Messages(),
+            Vertex(self.clouds, Gemini(), Messages()),
+            Azure(self.clouds, ChatCompletions(), Responses()),
+            TokenEndpoint(self.clouds),
+        )
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far
         self.open_connections = 0
@@ -203,6 +214,19 @@ class Emulator:
     @property
     def gemini_base_url(self) -> str:
         return self.url  # GEMINI_BASE_URL is without /v1beta
+
+    @property
+    def vertex_base_url(self) -> str:
+        return self.url  # VERTEX_BASE_URL is without /v1
+
+    @property
+    def azure_endpoint(self) -> str:
+        return self.url  # AZURE_OPENAI_ENDPOINT: the resource, without /openai
+
+    @property
+    def token_uri(self) -> str:
+        """Google's OAuth token endpoint, emulated (a service-account file's token_uri)."""
+        return self.url + "/oauth2/token"
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""

@@ -189,7 +189,7 @@ PROVIDERS["azure"] = ProviderSpec(
     "",  # AZURE_OPENAI_ENDPOINT (clouds.py)
     None,
     key_required=False,
-    examples=("azure/my-gpt-4o-mini-deployment",),
+    examples=("azure/DEPLOYMENT",),
     auth="azure",
     variant="azure",
 )
@@ -199,7 +199,7 @@ PROVIDERS["azure-responses"] = ProviderSpec(
     "",
     None,
     key_required=False,
-    examples=("azure-responses/my-deployment",),
+    examples=(),
     auth="azure",
     variant="azure",
 )

@@ -116,8 +116,10 @@ def codec_options(
     ``params``: a per-call parameter, never sent in the body)."""
     if spec.variant == "vertex":
         return {"vertex": True}
+    # Per call, else the client's, else a v1 endpoint's "v1", else OPENAI_API_VERSION.
     version = params.pop("api_version", None) or settings.get("api_version")
-    version = version or os.environ.get("OPENAI_API_VERSION")
+    if version is None and not _azure_v1(base_urls):
+        version = os.environ.get("OPENAI_API_VERSION")
     if version is not None and (not isinstance(version, str) or not version.strip()):
         raise ConfigurationError(f"api_version must be a non-empty string, not {version!r}")
     responses = spec.protocol == "openai-responses"

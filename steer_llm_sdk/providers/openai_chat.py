@@ -188,6 +188,11 @@ def azure_errors(where: str) -> Callable[[int, Any, bytes], SteerError]:
                 f"{where} does not exist (DeploymentNotFound): name it as "
                 f"'azure/<deployment name>', as listed in the Azure portal; {error.message}"
             )
+        elif status == 404 and b"Resource not found" in body[:2000]:
+            error.message = (
+                f"{where}: {error.message}: Azure says this for a wrong endpoint or an "
+                "api-version it does not serve (set api_version= or OPENAI_API_VERSION)"
+            )
         return error
 
     return parse

@@ -211,11 +211,10 @@ _FILTER_RESULTS = {
     name: {"filtered": False, "severity": "safe"}
     for name in ("hate", "self_harm", "sexual", "violence")
 }
+_RESULTS_JSON = json.dumps(_FILTER_RESULTS, separators=(",", ":")).encode()
 _PROMPT_FILTER = (
     b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":'
-    b'[{"prompt_index":0,"content_filter_results":'
-    + json.dumps(_FILTER_RESULTS, separators=(",", ":")).encode()
-    + b"}]}\n\n"
+    b'[{"prompt_index":0,"content_filter_results":' + _RESULTS_JSON + b"}]}\n\n"
 )
 
 
@@ -310,5 +309,9 @@ class Azure(Wire):
         inner = RecordedRequest(request.method, "/v1/chat/completions", request.headers, b"")
         plan = self.chat.plan(settings, inner, body, reply)
         if plan.status == 200 and plan.content_type == "text/event-stream" and plan.pieces:
-            plan.pieces = [_PROMPT_FILTER + plan.pieces[0], *plan.pieces[1:]]
+            # Azure: a first chunk with the prompt's filter results and no choices,
+            # then each choice with its own content_filter_results.
+            results = b'"index":0,"content_filter_results":' + _RESULTS_JSON + b","
+            pieces = [p.replace(b'"index":0,', results) for p in plan.pieces]
+            plan.pieces = [_PROMPT_FILTER + pieces[0], *pieces[1:]]
         return plan

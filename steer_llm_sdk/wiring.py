@@ -125,6 +125,10 @@ class Wiring:
             "base_urls": dict(self.base_urls),
             "providers": dict(self.providers),
             "prices": self.prices,
+            # the clouds' options (a Ray worker's client; credentials found there by ADC
+            # or the environment, or the token provider when it pickles)
+            **{k: v for k, v in self.signer_settings.items() if k != "api_keys"},
+            **({"pricing_models": dict(self.pricing_models)} if self.pricing_models else {}),
         }
 
     def prepare(

@@ -242,3 +242,13 @@ async def test_google_genai_in_vertex_mode_agrees(vertex: Emulator) -> None:
     assert ours.usage["prompt_tokens"] == theirs.usage_metadata.prompt_token_count
     assert ours.usage["completion_tokens"] == theirs.usage_metadata.candidates_token_count
     assert str(theirs.candidates[0].finish_reason).endswith("STOP") and ours.finish_reason == "stop"
+
+
+async def test_a_batch_job_on_vertex_shares_one_token(vertex: Emulator, tmp_path: Path) -> None:
+    async with SteerLLMClient() as client:
+        items = ({"custom_id": f"t{i}", "prompt": f"Classify ticket {i}"} for i in range(40))
+        job = client.batch(items, model=CLAUDE, max_tokens=16, journal=tmp_path / "job.sqlite")
+        results = [r async for r in job]
+    assert len(results) == 40 and all(r.text and not r.error for r in results)
+    assert all(r.cost_usd is not None for r in results)
+    assert vertex.clouds.token_requests == 1

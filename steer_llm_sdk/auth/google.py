@@ -73,7 +73,7 @@ def _request_class() -> Any:
                             raise exceptions.TransportError(
                                 f"the token response from {url} is over {_MAX_TOKEN_RESPONSE} bytes"
                             )
-                    return _Response(response.status_code, dict(response.headers), data)
+                    return _Response(response.status_code, response.headers, data)
             except httpx.HTTPError as exc:
                 raise exceptions.TransportError(f"{type(exc).__name__} for {url}") from None
 

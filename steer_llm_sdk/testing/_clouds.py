@@ -9,7 +9,8 @@ cloud's credentials:
   with ``anthropic_version``), answered only with a bearer token the emulator issued
   at its OAuth token endpoint ``POST /oauth2/token`` (a service account's JWT grant
   or a user's refresh token), which expires after ``token_lifetime`` seconds or when
-  :meth:`CloudState.expire_tokens` is called (then a 401, as Google answers).
+  :meth:`CloudState.expire_tokens` is called (then a 401, as Google answers); the GCE
+  metadata server's ping, project id and token routes too (``GET /computeMetadata/v1``).
 - Azure OpenAI: ``/openai/deployments/{d}/chat/completions?api-version=...``,
   ``/openai/responses?api-version=...`` and the v1 API ``/openai/v1/chat/completions``
   and ``/openai/v1/responses`` (model in the body, no api-version), with ``api-key`` or
@@ -33,7 +34,7 @@ from urllib.parse import parse_qs, unquote
 
 from ._wire import Plan, RecordedRequest, Reply, Settings, Wire, json_plan
 
-__all__ = ["Azure", "CloudState", "TokenEndpoint", "Vertex"]
+__all__ = ["Azure", "CloudState", "Metadata", "TokenEndpoint", "Vertex"]
 
 _VERTEX = re.compile(
     r"^/v1/projects/([^/]+)/locations/([^/]+)/publishers/(google|anthropic)/models/([^/:]+):(\w+)$"
@@ -139,6 +140,47 @@ class TokenEndpoint(Wire):
 
     def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
         return json_plan(status, {"error": error_type, "error_description": message}, headers)
+
+
+class Metadata(Wire):
+    """The GCE metadata server, as google-auth asks it (``GCE_METADATA_HOST`` and
+    ``GCE_METADATA_IP`` pointed here): the ping, the project id, the default service
+    account and its token. Every answer needs the ``Metadata-Flavor: Google`` header."""
+
+    _ACCOUNT = "/computeMetadata/v1/instance/service-accounts/default/"
+
+    def __init__(self, state: CloudState) -> None:
+        self.state = state
+
+    def matches(self, method: str, path: str) -> bool:
+        return method == "GET" and (path == "/" or path.startswith("/computeMetadata/v1/"))
+
+    def read(self, request: RecordedRequest) -> dict[str, Any] | Plan:
+        flavor = {"metadata-flavor": "Google"}
+        if request.headers.get("metadata-flavor") != "Google":
+            return Plan(403, "text/html", [b"Missing Metadata-Flavor:Google header."])
+        path = request.path.partition("?")[0]
+        if path == "/":
+            return Plan(200, "application/text", [b"computeMetadata/"], extra_headers=flavor)
+        if path == "/computeMetadata/v1/project/project-id":
+            project = (self.state.vertex_project or "emulator-project").encode()
+            return Plan(200, "application/text", [project], extra_headers=flavor)
+        if path == self._ACCOUNT:
+            info = {
+                "aliases": ["default"],
+                "email": "emulator@developer.gserviceaccount.com",
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            }
+            return json_plan(200, info, flavor)
+        if path == self._ACCOUNT + "token":
+            self.state.token_requests += 1
+            token, lifetime = self.state.issue_token()
+            answer = {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}
+            return json_plan(200, answer, flavor)
+        return Plan(404, "text/html", [b"Not Found"], extra_headers=flavor)
+
+    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
+        return Plan(status, "text/html", [message.encode()])
 
 
 class Vertex(Wire):

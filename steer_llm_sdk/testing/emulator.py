@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
-from ._clouds import Azure, CloudState, TokenEndpoint, Vertex
+from ._clouds import Azure, CloudState, Metadata, TokenEndpoint, Vertex
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -152,6 +152,7 @@ class Emulator:
             Vertex(self.clouds, Gemini(), Messages()),
             Azure(self.clouds, ChatCompletions(), Responses()),
             TokenEndpoint(self.clouds),
+            Metadata(self.clouds),
         )
         self._plan_cache: dict[tuple[str, bytes], Plan] = {}  # default replies, by body
         self.connections = 0  # connections accepted so far

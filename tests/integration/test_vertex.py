@@ -252,3 +252,61 @@ async def test_a_batch_job_on_vertex_shares_one_token(vertex: Emulator, tmp_path
     assert len(results) == 40 and all(r.text and not r.error for r in results)
     assert all(r.cost_usd is not None for r in results)
     assert vertex.clouds.token_requests == 1
+
+
+_ON_GCE = """
+import asyncio, sys
+from steer_llm_sdk import SteerLLMClient
+
+async def main():
+    async with SteerLLMClient() as client:
+        for _ in range(2):
+            print((await client.generate("hello", sys.argv[1])).text[:20])
+
+asyncio.run(main())
+"""
+
+
+async def test_metadata_server_credentials(vertex: Emulator, tmp_path: Path) -> None:
+    """No key file, no gcloud user: google-auth finds the GCE metadata server (here
+    the emulator's, through google-auth's own GCE_METADATA_* variables). A fresh
+    process: google-auth reads those variables when it is imported."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GCE_"))}
+    host = f"127.0.0.1:{vertex.port}"
+    env.update(
+        GCE_METADATA_HOST=host,
+        GCE_METADATA_IP=host,
+        CLOUDSDK_CONFIG=str(tmp_path / "no-gcloud"),  # no user credentials there
+        GOOGLE_CLOUD_PROJECT=PROJECT,
+        GOOGLE_CLOUD_LOCATION=LOCATION,
+        VERTEX_BASE_URL=vertex.vertex_base_url,
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _ON_GCE,
+        GEMINI,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert len(out.decode().split("\n")) == 3 and out.strip()
+    token_paths = [r.path for r in vertex.requests if "/default/token" in r.path]
+    assert len(token_paths) == 1 and "cloud-platform" in token_paths[0]  # one token, two calls
+    assert vertex.clouds.refused == 0
+
+
+def test_without_google_auth_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from steer_llm_sdk.auth import make_signer
+
+    monkeypatch.setitem(sys.modules, "google.auth", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"steer-llm-sdk\[vertex\]"):
+        make_signer("google", "vertex", {})

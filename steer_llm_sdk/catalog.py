@@ -179,6 +179,7 @@ PROVIDERS["vertex-anthropic"] = ProviderSpec(
     "https://{location}-aiplatform.googleapis.com",
     None,
     key_required=False,
+    continues_prefix=True,  # as on Anthropic's API (before Claude 4.6)
     examples=("vertex/claude-haiku-4-5@20251001",),
     auth="google",
     variant="vertex",

@@ -310,3 +310,16 @@ def test_without_google_auth_the_error_names_the_extra(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "google.auth", None)  # as if not installed
     with pytest.raises(ConfigurationError, match=r"steer-llm-sdk\[vertex\]"):
         make_signer("google", "vertex", {})
+
+
+async def test_a_broken_claude_stream_resumes_from_its_text(vertex: Emulator) -> None:
+    from steer_llm_sdk.testing import Fault, Reply
+
+    async with SteerLLMClient() as client:
+        whole = await client.generate("Tell me a story", CLAUDE, max_tokens=60)
+        vertex.enqueue(Reply(fault=Fault.drop_after(3)))
+        chunks = [c async for c in client.stream("Tell me a story", CLAUDE, max_tokens=60)]
+    assert "".join(chunks) == whole.text  # nothing lost, nothing twice
+    last = json.loads(vertex.requests[-1].body)
+    assert last["messages"][-1]["role"] == "assistant"  # resumed with the text so far
+    assert "model" not in last and last["anthropic_version"]

@@ -43,14 +43,15 @@ def _checked(url: str, where: str) -> str:
     return url
 
 
-def vertex_place(settings: Mapping[str, Any]) -> tuple[str, str]:
+def vertex_place(settings: Mapping[str, Any], found: str | None = None) -> tuple[str, str]:
     """Vertex AI's project and location: the client's options, else
-    ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION`` (location ``global`` by default)."""
-    project = settings.get("vertex_project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+    ``GOOGLE_CLOUD_PROJECT`` / ``GOOGLE_CLOUD_LOCATION`` (location ``global`` by
+    default), else the credentials' project (``found``)."""
+    project = settings.get("vertex_project") or os.environ.get("GOOGLE_CLOUD_PROJECT") or found
     if not project:
         raise ConfigurationError(
             "no Google Cloud project for vertex/ models: set GOOGLE_CLOUD_PROJECT or pass "
-            "SteerLLMClient(vertex_project=...)"
+            "SteerLLMClient(vertex_project=...) (the credentials name none)"
         )
     location = (
         settings.get("vertex_location")
@@ -96,10 +97,16 @@ def _azure_v1(base_urls: Mapping[str, str]) -> bool:
     return url.rstrip("/").endswith("/openai/v1")
 
 
-def base_url(spec: ProviderSpec, base_urls: Mapping[str, str], settings: Mapping[str, Any]) -> str:
-    """The base URL of a call to a cloud provider (``spec.variant``)."""
+async def base_url(
+    spec: ProviderSpec, base_urls: Mapping[str, str], settings: Mapping[str, Any], signer: Any
+) -> str:
+    """The base URL of a call to a cloud provider (``spec.variant``); Vertex's project
+    may come from the credentials (``signer.default_project()``)."""
     if spec.variant == "vertex":
-        project, location = vertex_place(settings)
+        found = None
+        if not (settings.get("vertex_project") or os.environ.get("GOOGLE_CLOUD_PROJECT")):
+            found = await signer.default_project()
+        project, location = vertex_place(settings, found)
         root = _vertex_root(base_urls, location)
         return f"{root}/v1/projects/{quote(project, safe='')}/locations/{quote(location, safe='')}"
     return azure_endpoint(base_urls) + "/openai"

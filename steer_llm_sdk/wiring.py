@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import register_secret
+from .errors import ConfigurationError, register_secret
 from .providers import codec_class
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class Wiring:
         if spec.variant is not None:
             from .clouds import base_url
 
-            return base_url(spec, self.base_urls, self.signer_settings)
+            return await base_url(spec, self.base_urls, self.signer_settings, self.signer(spec))
         return str(codec.normalize_base_url(configured_base_url(spec, self.base_urls)))
 
     def resolve(self, model: str) -> Route:
@@ -168,6 +168,8 @@ class Wiring:
         pricing_model = params.pop("pricing_model", None) or self.pricing_models.get(
             f"{provider.name}/{route.model}"
         )
+        if pricing_model is not None and not isinstance(pricing_model, str):
+            raise ConfigurationError(f"pricing_model must be a model name, not {pricing_model!r}")
         request, output = build_request(messages, params, route, codec, stream=stream)
         return Call(
             provider=provider,

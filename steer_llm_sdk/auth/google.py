@@ -86,6 +86,7 @@ class GoogleSigner:
     def __init__(self, provider: str, credentials: Any = None) -> None:
         self.provider = provider
         self._credentials = credentials  # None: Application Default Credentials, on first use
+        self._project: str | None = getattr(credentials, "project_id", None)
         self._stale = False  # the server refused the token: refresh before the next request
         self._lock = threading.Lock()  # one refresh at a time (worker threads)
         self._request: Any = None
@@ -114,7 +115,15 @@ class GoogleSigner:
         self._stale = True
         return True
 
-    def _fresh(self) -> Any:
+    async def default_project(self) -> str | None:
+        """The credentials' own project (a service-account file's, the metadata
+        server's, ``GOOGLE_CLOUD_PROJECT``'s as google-auth reads it), if any."""
+        import asyncio
+
+        await asyncio.to_thread(self._fresh, False)
+        return self._project
+
+    def _fresh(self, refresh: bool = True) -> Any:
         """Load the credentials (first use) and refresh the token if it is not valid
         (or was refused): in a worker thread, one at a time."""
         google_auth = _import_google_auth()
@@ -124,9 +133,9 @@ class GoogleSigner:
                 self._request = _request_class()()
             try:
                 if self._credentials is None:
-                    self._credentials, _ = google_auth.default(scopes=list(SCOPES))
+                    self._credentials, self._project = google_auth.default(scopes=list(SCOPES))
                 creds = self._credentials
-                if self._stale or not creds.valid:
+                if refresh and (self._stale or not creds.valid):
                     creds.refresh(self._request)
                     self.refreshes += 1
                     self._stale = False
@@ -145,7 +154,7 @@ class GoogleSigner:
                 raise AuthenticationError(
                     f"Google refused the credentials: {_first_line(exc)}", provider=self.provider
                 ) from None
-            if not creds.token:
+            if refresh and not creds.token:
                 raise AuthenticationError("Google gave no access token", provider=self.provider)
             return creds
 

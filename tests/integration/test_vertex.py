@@ -105,10 +105,12 @@ async def test_global_location_host(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.delenv("VERTEX_BASE_URL", raising=False)
     spec = resolve_model(GEMINI).provider
-    assert base_url(spec, {}, {"vertex_project": "p", "vertex_location": "global"}) == (
+    place = {"vertex_project": "p", "vertex_location": "global"}
+    assert await base_url(spec, {}, place, None) == (
         "https://aiplatform.googleapis.com/v1/projects/p/locations/global"
     )
-    assert base_url(spec, {}, {"vertex_project": "p", "vertex_location": "europe-west4"}) == (
+    place["vertex_location"] = "europe-west4"
+    assert await base_url(spec, {}, place, None) == (
         "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4"
     )
     assert resolve_model(CLAUDE).provider.protocol == "anthropic-messages"
@@ -168,17 +170,31 @@ async def test_bad_service_account_signature_is_an_authentication_error(
     assert not [r for r in vertex.requests if r.path.startswith("/v1/")]  # nothing sent
 
 
-async def test_no_project_is_a_configuration_error(
-    vertex: Emulator, monkeypatch: pytest.MonkeyPatch
+def _without_project(tmp_path: Path) -> str:
+    import os
+
+    info = json.loads(Path(os.environ["GOOGLE_APPLICATION_CREDENTIALS"]).read_text())
+    del info["project_id"]
+    bare = tmp_path / "no-project.json"
+    bare.write_text(json.dumps(info))
+    return str(bare)
+
+
+async def test_the_project_from_the_key_file_or_none(
+    vertex: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    async with SteerLLMClient() as client:  # the service-account file's project_id
+        assert (await client.generate("hello", GEMINI)).text
+    assert f"/projects/{PROJECT}/" in vertex.requests[-1].path
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", _without_project(tmp_path))
+    sent = len(vertex.requests)
     async with SteerLLMClient() as client:
         with pytest.raises(ConfigurationError, match="GOOGLE_CLOUD_PROJECT"):
             await client.generate("hello", GEMINI)
-        # a client option wins over the environment
-        options = SteerLLMClient(vertex_project=PROJECT, vertex_location=LOCATION)
-        assert (await options.generate("hello", GEMINI)).text
-        await options.aclose()
+    assert len(vertex.requests) == sent  # nothing sent
+    async with SteerLLMClient(vertex_project=PROJECT, vertex_location=LOCATION) as client:
+        assert (await client.generate("hello", GEMINI)).text  # a client option
 
 
 async def test_anthropic_vertex_agrees(vertex: Emulator) -> None:

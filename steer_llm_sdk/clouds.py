@@ -144,10 +144,7 @@ def codec_options(
 def describe(variant: str, base_urls: Mapping[str, str], settings: Mapping[str, Any]) -> str:
     """What is configured for a cloud (``steer-llm models``), never a secret."""
     if variant == "vertex":
-        try:
-            project, location = vertex_place(settings)
-        except ConfigurationError:
-            return "not configured: set GOOGLE_CLOUD_PROJECT (and GOOGLE_CLOUD_LOCATION)"
+        project, location = vertex_place(settings, "(the credentials' own)")
         creds = (
             "GOOGLE_APPLICATION_CREDENTIALS file"
             if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")

@@ -339,3 +339,31 @@ async def test_a_broken_claude_stream_resumes_from_its_text(vertex: Emulator) ->
     last = json.loads(vertex.requests[-1].body)
     assert last["messages"][-1]["role"] == "assistant"  # resumed with the text so far
     assert "model" not in last and last["anthropic_version"]
+
+
+
+async def test_user_credentials_given_to_the_client_with_a_quota_project(
+    vertex: Emulator,
+) -> None:
+    """A gcloud user's credentials (a refresh-token grant; google-auth always sends
+    those to Google's own token URI when read from a file, so they are built here with
+    the emulator's), given as vertex_credentials=; the quota project goes as
+    x-goog-user-project."""
+    from google.oauth2.credentials import Credentials
+
+    user = Credentials(
+        token=None,
+        refresh_token="1//emu-refresh-token",
+        client_id="emu-client.apps.googleusercontent.com",
+        client_secret="emu-client-secret",
+        token_uri=vertex.token_uri,
+        quota_project_id="billing-project",
+    )
+    async with SteerLLMClient(vertex_credentials=user) as client:
+        assert (await client.generate("hello", GEMINI)).text
+        assert (await client.generate("hello", GEMINI)).text
+    grants = [r for r in vertex.requests if r.path == "/oauth2/token"]
+    assert len(grants) == 1 and b"grant_type=refresh_token" in grants[0].body
+    call = vertex.requests[-1]
+    assert call.headers["x-goog-user-project"] == "billing-project"
+    assert call.headers["authorization"].startswith("Bearer ya29.emu-")

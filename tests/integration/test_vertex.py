@@ -341,7 +341,6 @@ async def test_a_broken_claude_stream_resumes_from_its_text(vertex: Emulator) ->
     assert "model" not in last and last["anthropic_version"]
 
 
-
 async def test_user_credentials_given_to_the_client_with_a_quota_project(
     vertex: Emulator,
 ) -> None:

@@ -229,6 +229,9 @@ class Vertex(Wire):
     def cacheable(self, request: RecordedRequest) -> bool:
         return b"cache_control" not in request.body
 
+    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
+        return _google_error(status, "INVALID_ARGUMENT" if status == 400 else error_type, message)
+
     def plan(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
     ) -> Plan:
@@ -311,6 +314,9 @@ class Azure(Wire):
         if any(word.lower() in text for word in state.azure_filtered):
             return self._filtered()
         return {**body, "model": name}
+
+    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
+        return _azure_error(status, str(status), message)
 
     @staticmethod
     def _filtered() -> Plan:

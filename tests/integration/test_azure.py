@@ -264,3 +264,22 @@ async def test_cli_lists_what_is_configured_and_runs_a_deployment(
     assert code == 0, err
     assert out.strip() and KEY not in out + err
     assert azure.requests[-1].path.startswith("/openai/deployments/my-gpt/chat/completions")
+
+
+async def test_clouds_answer_a_body_that_is_not_json_with_their_400(azure: Emulator) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=azure.url) as raw:
+        bad = await raw.post(
+            f"/openai/deployments/d/chat/completions?api-version={VERSION}",
+            content=b"{not json",
+            headers={"api-key": KEY},
+        )
+        token, _ = azure.clouds.issue_token()
+        vertex = await raw.post(
+            "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:generateContent",
+            content=b"{not json",
+            headers={"authorization": f"Bearer {token}"},
+        )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "400"
+    assert vertex.status_code == 400 and vertex.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -9,6 +9,7 @@ from collections import Counter
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.streaming import fair
+from steer_llm_sdk.wiring import Wiring
 
 STREAMS = 40
 PER_TURN = 4
@@ -169,15 +170,15 @@ async def test_a_calls_start_is_a_step_too(client: SteerLLMClient, model: str) -
         if not done:
             loop.call_soon(tick)
 
-    base_url = SteerLLMClient._base_url
+    base_url = Wiring.base_url  # the call's first step resolves its base URL here
 
-    async def counted(self: SteerLLMClient, route: object) -> str:
+    async def counted(self: Wiring, route: object) -> str:
         started[turn[0]] += 1
         return await base_url(self, route)  # type: ignore[arg-type]
 
     previous = fair._by_loop.get(loop)
     fair._by_loop[loop] = fair.Turns(loop, per_turn=PER_TURN)
-    SteerLLMClient._base_url = counted  # type: ignore[method-assign]
+    Wiring.base_url = counted  # type: ignore[method-assign]
     loop.call_soon(tick)
     try:
 
@@ -187,7 +188,7 @@ async def test_a_calls_start_is_a_step_too(client: SteerLLMClient, model: str) -
         texts = await asyncio.gather(*(text() for _ in range(STREAMS)))
     finally:
         done = True
-        SteerLLMClient._base_url = base_url  # type: ignore[method-assign]
+        Wiring.base_url = base_url  # type: ignore[method-assign]
         if previous is None:
             del fair._by_loop[loop]
         else:

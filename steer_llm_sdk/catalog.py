@@ -60,6 +60,9 @@ class ProviderSpec:
     # False: text only, whatever the protocol's codec takes (the local SmolLM2 model);
     # a file in the content is a ConfigurationError before anything is sent.
     accepts_files: bool = True
+    # A cloud's variant of the protocol (clouds.py: its base URL and codec options):
+    # "vertex" or "azure"; None for a provider's own API.
+    variant: str | None = None
 
     @property
     def base_url_env(self) -> str:
@@ -161,6 +164,51 @@ PROVIDERS: dict[str, ProviderSpec] = {
     )
 }
 
+# The clouds (clouds.py): Vertex AI serves Gemini and Claude models (the Anthropic
+# protocol for claude-* names), Azure OpenAI a deployment by Chat Completions or
+# Responses (api="responses"). Credentials come from auth/ signers, not a key header.
+PROVIDERS["vertex"] = ProviderSpec(
+    "vertex",
+    "gemini",
+    "https://{location}-aiplatform.googleapis.com",
+    None,
+    key_required=False,
+    examples=("vertex/gemini-2.5-flash", "vertex/claude-sonnet-4-5@20250929"),
+    auth="google",
+    variant="vertex",
+)
+PROVIDERS["vertex-anthropic"] = ProviderSpec(
+    "vertex",
+    "anthropic-messages",
+    "https://{location}-aiplatform.googleapis.com",
+    None,
+    key_required=False,
+    continues_prefix=True,  # as on Anthropic's API (before Claude 4.6)
+    examples=("vertex/claude-haiku-4-5@20251001",),
+    auth="google",
+    variant="vertex",
+)
+PROVIDERS["azure"] = ProviderSpec(
+    "azure",
+    "openai-chat",
+    "",  # AZURE_OPENAI_ENDPOINT (clouds.py)
+    None,
+    key_required=False,
+    examples=("azure/DEPLOYMENT",),
+    auth="azure",
+    variant="azure",
+)
+PROVIDERS["azure-responses"] = ProviderSpec(
+    "azure",
+    "openai-responses",
+    "",
+    None,
+    key_required=False,
+    examples=(),
+    auth="azure",
+    variant="azure",
+)
+
 # OpenAI's Responses API: the same provider (key, base URL, prices), another protocol.
 # ``openai-responses/<model>`` or ``api="responses"`` selects it; models that exist
 # only there go to it by themselves.
@@ -239,6 +287,8 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
     head, sep, rest = model.partition("/")
     name = head.lower()
     if sep and name in providers and rest:
+        if name == "vertex" and rest.lower().startswith("claude-"):
+            name = "vertex-anthropic"  # Claude on Vertex speaks the Anthropic protocol
         return Route(providers[name], rest)
     if sep and rest and os.environ.get(f"{_env_name(name)}_BASE_URL"):
         # A provider registered through the environment: NAME_BASE_URL (+ NAME_API_KEY),
@@ -334,6 +384,8 @@ def select_api(route: Route, api: object) -> Route:
     if api not in ("chat", "responses"):
         raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
     spec = route.provider
+    if spec.variant == "azure":
+        return Route(PROVIDERS["azure-responses" if api == "responses" else "azure"], route.model)
     if spec is PROVIDERS["openai"] or spec is PROVIDERS["openai-responses"]:
         return Route(PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model)
     wanted = "openai-responses" if api == "responses" else "openai-chat"

@@ -936,6 +936,11 @@ def _run_models(args: argparse.Namespace) -> int:
     width = [max(len(row[i]) for row in rows) for i in (0, 1)]
     for provider, key, names in rows:
         print(f"{provider:<{width[0]}}  {key:<{width[1]}}  {names}")
+    from .cli_common import cloud_rows
+
+    print("\nClouds:")
+    for cloud, configured in cloud_rows():
+        print(f"  {cloud}: {configured}")
     from .local._model import missing_packages
 
     missing = missing_packages("smollm2")

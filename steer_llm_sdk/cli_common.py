@@ -119,6 +119,8 @@ def _label(key: str, spec: ProviderSpec) -> str:
 
 
 def _key_status(spec: ProviderSpec) -> str:
+    if spec.variant is not None:
+        return "cloud credentials (below)"
     if spec.auth is not None:
         return "cloud credentials"
     if spec.key_env is None or not spec.key_required:
@@ -129,16 +131,31 @@ def _key_status(spec: ProviderSpec) -> str:
     return f"key not set: {spec.key_env}"
 
 
+_FIRST = {"vertex": "vertex-anthropic", "azure": "azure-responses"}
+_SECOND = tuple(_FIRST.values())
+
+
+def cloud_rows() -> list[tuple[str, str]]:
+    """(cloud, what is configured: project, location, endpoint, credential source;
+    never a secret), for ``steer-llm models``."""
+    from .clouds import describe
+
+    return [(name, describe(name, {}, {})) for name in _FIRST]
+
+
 def model_rows() -> list[tuple[str, str, list[str]]]:
     """(provider, key status, names ``-m`` takes) for each provider, as
     ``steer-llm models`` lists them. A name in capitals (``vllm/MODEL``) stands for
     any model of that server."""
     rows = []
-    keys = [k for k in PROVIDERS if k != "openai-responses"]
+    # a cloud's second protocol is listed with its first (vertex/claude-*, api="responses")
+    keys = [k for k in PROVIDERS if k not in ("openai-responses", *_SECOND)]
     keys.insert(keys.index("openai") + 1, "openai-responses")  # beside its provider
     for key in keys:
         spec = PROVIDERS[key]
         names = [name for name in spec.examples if "<" not in name]
+        if key in _FIRST:
+            names += PROVIDERS[_FIRST[key]].examples
         if spec.local:
             names.append("local/PATH.gguf")
         elif not names:

@@ -63,6 +63,12 @@ class SteerLLMClient:
         routes: Mapping[str, Any] | None = None,
         cooldown: Cooldown | None = None,
         fallback_on: Any = None,
+        vertex_project: str | None = None,
+        vertex_location: str | None = None,
+        vertex_credentials: Any = None,
+        azure_ad_token_provider: Any = None,
+        api_version: str | None = None,
+        pricing_models: Mapping[str, str] | None = None,
     ) -> None:
         from .wiring import Wiring
 
@@ -80,6 +86,14 @@ class SteerLLMClient:
         self._default_options = default_options or _DEFAULT_OPTIONS
         self._wiring.prices = dict(prices) if prices else None
         self._wiring.allow_private_urls = bool(allow_private_urls)  # file URLs (downloads.py)
+        self._wiring.set_clouds(  # README, "Google Vertex AI" and "Azure OpenAI"
+            pricing_models,
+            vertex_project=vertex_project,
+            vertex_location=vertex_location,
+            vertex_credentials=vertex_credentials,
+            azure_ad_token_provider=azure_ad_token_provider,
+            api_version=api_version,
+        )
         self._transport = Transport(max_connections=max_connections)
         self._observer: Any = None
         if telemetry is not None and telemetry is not False:

@@ -41,7 +41,11 @@ _PROVIDER_IDS: dict[str, str | None] = {
     "mistral": "mistral",
     "together": "together",
     "bedrock": "aws",
+    "vertex": "google",  # Vertex AI: Gemini at Google's prices, Claude at Anthropic's
 }
+# Clouds whose model names say nothing of the model (an Azure deployment): priced only
+# when the caller names the model behind it (pricing_model=, pricing_models=).
+_NAMED_ONLY: dict[str, str] = {"azure": "azure"}
 _FREE_PROVIDERS = frozenset({"local"})
 
 
@@ -124,14 +128,37 @@ def compute_cost(
     model: str,
     usage: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
+    priced_as: str | None = None,
 ) -> float | None:
-    """USD cost of ``usage``; None when the price of the model is not known."""
+    """USD cost of ``usage``; None when the price of the model is not known.
+    ``priced_as``: the model to price (the model behind an Azure deployment)."""
     override = _find_override(provider, model, overrides)
+    if override is None and priced_as:
+        override = _find_override(provider, priced_as, overrides)
     if override is not None:
         return override.cost(usage)
     if provider in _FREE_PROVIDERS:
         return 0.0
-    if provider not in _PROVIDER_IDS:
+    if provider in _NAMED_ONLY:
+        if not priced_as:
+            _warn_once(
+                provider,
+                model,
+                f"cost_usd is None for {provider}/{model}: a deployment's name does not say "
+                "which model it serves. Name it with pricing_model='gpt-4o-mini' (per call) "
+                f"or SteerLLMClient(pricing_models={{'{provider}/{model}': ...}}), or prices=",
+            )
+            return None
+        provider_id: str | None = _NAMED_ONLY[provider]
+        model = priced_as
+    elif priced_as:
+        model = priced_as
+        provider_id = _PROVIDER_IDS.get(provider)
+    else:
+        provider_id = _PROVIDER_IDS.get(provider)
+    if provider == "vertex":
+        model = model.partition("@")[0]  # claude-sonnet-4-5@20250929: the version after @
+    if provider not in _PROVIDER_IDS and provider not in _NAMED_ONLY:
         _warn_once(
             provider,
             model,
@@ -150,7 +177,6 @@ def compute_cost(
         cache_write_tokens=write,
         output_tokens=completion,
     )
-    provider_id = _PROVIDER_IDS.get(provider)
     try:
         result = calc_price(price_usage, model, provider_id=provider_id)
     except LookupError:

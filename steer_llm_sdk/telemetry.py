@@ -37,7 +37,13 @@ logger = logging.getLogger("steer_llm_sdk")
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 # gen_ai.provider.name: the conventions' well-known values where they differ from ours.
-_PROVIDER_NAMES = {"xai": "x_ai", "mistral": "mistral_ai", "bedrock": "aws.bedrock"}
+_PROVIDER_NAMES = {
+    "xai": "x_ai",
+    "mistral": "mistral_ai",
+    "bedrock": "aws.bedrock",
+    "vertex": "gcp.vertex_ai",
+    "azure": "azure.ai.openai",
+}
 # The conventions' advisory bucket boundaries.
 _TOKEN_BUCKETS = [4.0**i for i in range(14)]  # 1, 4, 16, ... 67,108,864
 _SECOND_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01, 0.02, ... 81.92

@@ -72,6 +72,13 @@ class Wiring:
         self.allow_private_urls = False  # downloads from private addresses (downloads.py)
         self.router: Router | None = None  # routes= and model=[...] (routing.py)
         self.named: Mapping[str, Any] = {}  # the named routes
+        self.pricing_models: dict[str, str] = {}  # "azure/deployment" → the model priced
+
+    def set_clouds(self, pricing_models: Mapping[str, str] | None, **settings: Any) -> None:
+        """The clouds' client options (``clouds.py``, ``auth/``): Vertex project and
+        location, Azure's api_version and token provider; who prices a deployment."""
+        self.signer_settings.update({k: v for k, v in settings.items() if v is not None})
+        self.pricing_models.update(pricing_models or {})
 
     def configured(self) -> list[str]:
         """The names of the providers given a key or a base URL (for a repr)."""
@@ -101,9 +108,8 @@ class Wiring:
         if signer is None:
             from . import auth
 
-            signer = self.signers[spec.name] = auth.make_signer(
-                spec.auth, spec.name, self.signer_settings
-            )
+            settings = {**self.signer_settings, "api_keys": self.keys}
+            signer = self.signers[spec.name] = auth.make_signer(spec.auth, spec.name, settings)
         return signer
 
     async def base_url(self, route: Route) -> str:
@@ -115,6 +121,10 @@ class Wiring:
             from .local import ensure_server
 
             return str(codec.local_base_url(await ensure_server(route.model)))
+        if spec.variant is not None:
+            from .clouds import base_url
+
+            return await base_url(spec, self.base_urls, self.signer_settings, self.signer(spec))
         return str(codec.normalize_base_url(configured_base_url(spec, self.base_urls)))
 
     def resolve(self, model: str) -> Route:
@@ -146,7 +156,9 @@ class Wiring:
     def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
         from .pricing import compute_cost
 
-        return compute_cost(route.provider.name, route.model, usage, self.prices)
+        name = route.provider.name
+        priced = self.pricing_models.get(f"{name}/{route.model}")
+        return compute_cost(name, route.model, usage, self.prices, priced)
 
     def worker_config(self) -> dict[str, Any]:
         return {
@@ -154,6 +166,10 @@ class Wiring:
             "base_urls": dict(self.base_urls),
             "providers": dict(self.providers),
             "prices": self.prices,
+            # the clouds' options (a Ray worker's client; credentials found there by ADC
+            # or the environment, or the token provider when it pickles)
+            **{k: v for k, v in self.signer_settings.items() if k != "api_keys"},
+            **({"pricing_models": dict(self.pricing_models)} if self.pricing_models else {}),
         }
 
     def prepare(
@@ -221,6 +237,18 @@ class Wiring:
             route = select_api(route, api)
         provider = route.provider
         codec = codec_class(provider.protocol)
+        variant: dict[str, Any] = {}
+        if provider.variant is not None:  # a cloud's paths (clouds.py)
+            from .clouds import codec_options
+
+            variant = codec_options(
+                provider, route.model, self.base_urls, self.signer_settings, params
+            )
+        pricing_model = params.pop("pricing_model", None) or self.pricing_models.get(
+            f"{provider.name}/{route.model}"
+        )
+        if pricing_model is not None and not isinstance(pricing_model, str):
+            raise ConfigurationError(f"pricing_model must be a model name, not {pricing_model!r}")
         request, output = build_request(messages, params, route, codec, stream=stream)
         hooks: tuple[Any, ...] = ()
         if request.unresolved:  # URLs to download before sending (downloads.py)
@@ -237,7 +265,7 @@ class Wiring:
             model=route.model,
             request=request,
             options=options,
-            codec_factory=codec.factory(provider, route.model),
+            codec_factory=codec.factory(provider, route.model, **variant),
             transport=transport,
             price_overrides=self.prices,
             context={"provider": provider.name, "model": route.model},
@@ -249,4 +277,5 @@ class Wiring:
             cache=self.response_cache if use_cache else None,
             cache_watch=self.cache_watch,
             before_send=hooks,
+            pricing_model=pricing_model,
         )

@@ -44,6 +44,8 @@ class Signer(Protocol):
 # factory(provider_name, settings) with the client's signer settings, and returns a Signer.
 SIGNERS: dict[str, tuple[str, str]] = {
     "aws-sigv4": ("aws", "make"),  # Bedrock: SigV4 (botocore) or a Bedrock API key
+    "google": ("google", "make_google_signer"),
+    "azure": ("azure", "make_azure_signer"),
 }
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -78,6 +79,9 @@ _fast_decode = msgspec.json.Decoder(_FastEvent).decode
 _UNSET = msgspec.UNSET
 
 API_VERSION = "2023-06-01"
+# Claude on Vertex AI: the body's anthropic_version, as anthropic's AnthropicVertex
+# (2.17) sends it (its ANTHROPIC_API_VERSION); the model is in the path, not the body.
+VERTEX_VERSION = "2026-10-21"
 DEFAULT_MAX_TOKENS = 4096  # every Claude model allows at least this many output tokens
 JSON_PREFILL = "{"
 JSON_SYSTEM_HINT = (
@@ -485,9 +489,14 @@ class AnthropicCodec(CodecBase):
         return supports_prefill(model)
 
     def __init__(
-        self, *, default_max_tokens: int = DEFAULT_MAX_TOKENS, record: bool = False
+        self,
+        *,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        record: bool = False,
+        vertex: bool = False,
     ) -> None:
         super().__init__(record=record)
+        self._vertex = vertex  # Vertex AI: publishers/anthropic/models/{model}:streamRawPredict
         self._default_max_tokens = default_max_tokens
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, str] = {}  # content block index → type
@@ -506,14 +515,23 @@ class AnthropicCodec(CodecBase):
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
         body, prefill, self._output_tool = _request_body(
-            request, self._default_max_tokens, self.warn, self.automatic_cache
+            request,
+            self._default_max_tokens,
+            self.warn,
+            self.automatic_cache and not self._vertex,  # Vertex: a last-block marker
         )
         self.lead_text = "" if request.prefix else prefill
         self._lead_pending = bool(self.lead_text)
         headers = _headers(request.stream, api_key)
         if _has_file_ids(request.messages):
             headers["anthropic-beta"] = FILES_BETA
-        return HTTPRequest("POST", "/v1/messages", headers, body)
+        if not self._vertex:
+            return HTTPRequest("POST", "/v1/messages", headers, body)
+        del body["model"], headers["anthropic-version"]
+        body["anthropic_version"] = VERTEX_VERSION
+        verb = "streamRawPredict" if request.stream else "rawPredict"
+        path = f"/publishers/anthropic/models/{quote(request.model, safe='-._~@')}:{verb}"
+        return HTTPRequest("POST", path, headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

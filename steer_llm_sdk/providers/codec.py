@@ -75,11 +75,12 @@ class CodecBase:
         self.warnings: list[str] = []
 
     @classmethod
-    def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
-        """What the pipeline calls to get a fresh codec for each attempt."""
+    def factory(cls, spec: Any, model: str, **options: Any) -> Callable[..., Codec]:
+        """What the pipeline calls to get a fresh codec for each attempt. ``options``
+        are the constructor's variant options (a cloud's paths: ``clouds.py``)."""
 
         def make(*, record: bool = False) -> Codec:
-            codec: Codec = cls(record=record)  # type: ignore[assignment]
+            codec: Codec = cls(record=record, **options)  # type: ignore[assignment]
             return codec
 
         return make

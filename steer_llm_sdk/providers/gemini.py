@@ -558,8 +558,10 @@ class GeminiCodec(CodecBase):
         # GEMINI_BASE_URL is without /v1beta (like google-genai's base_url); tolerate it.
         return url[: -len("/v1beta")] if url.endswith("/v1beta") else url
 
-    def __init__(self, *, record: bool = False) -> None:
+    def __init__(self, *, record: bool = False, vertex: bool = False) -> None:
         super().__init__(record=record)
+        # Vertex AI: the base URL ends in /v1/projects/{project}/locations/{location}
+        self._models = "/publishers/google/models/" if vertex else "/v1beta/models/"
         # The last complete usageMetadata: raw, or the bytes of the event that held
         # it (the fast path does not build it; it is parsed once, when needed).
         self._usage: Any = None
@@ -571,9 +573,9 @@ class GeminiCodec(CodecBase):
         model = request.model.removeprefix("models/")
         name = quote(model, safe="-._~")
         if request.stream:
-            path = f"/v1beta/models/{name}:streamGenerateContent?alt=sse"
+            path = f"{self._models}{name}:streamGenerateContent?alt=sse"
         else:
-            path = f"/v1beta/models/{name}:generateContent"
+            path = f"{self._models}{name}:generateContent"
         headers = {
             "content-type": "application/json",
             "accept": "text/event-stream" if request.stream else "application/json",

@@ -217,8 +217,32 @@ def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
     # A 5xx keeps its status class even when the body says "invalid_request".
     if status >= 500 or status in (429, 401, 403, 404):
         error_type = None
+    if code == "content_filter":  # Azure's content filter refused the prompt
+        message = f"the prompt was filtered by the content filter (content_filter): {message}"
+        error_type = "invalid_request_error"
     error = http_error(status, headers, body, message, error_type)
     return mark_not_retryable(error, code)  # a 429 insufficient_quota
+
+
+def azure_errors(where: str) -> Callable[[int, Any, bytes], SteerError]:
+    """The error parser of an Azure deployment: ``DeploymentNotFound`` (404) says which
+    deployment at which endpoint (``where``)."""
+
+    def parse(status: int, headers: Any, body: bytes) -> SteerError:
+        error = _parse_error(status, headers, body)
+        if status == 404 and b"DeploymentNotFound" in body[:2000]:
+            error.message = (
+                f"{where} does not exist (DeploymentNotFound): name it as "
+                f"'azure/<deployment name>', as listed in the Azure portal; {error.message}"
+            )
+        elif status == 404 and b"Resource not found" in body[:2000]:
+            error.message = (
+                f"{where}: {error.message}: Azure says this for a wrong endpoint or an "
+                "api-version it does not serve (set api_version= or OPENAI_API_VERSION)"
+            )
+        return error
+
+    return parse
 
 
 class OpenAIChatCodec(CodecBase):
@@ -243,13 +267,13 @@ class OpenAIChatCodec(CodecBase):
         return accepts, urls, ids
 
     @classmethod
-    def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
+    def factory(cls, spec: Any, model: str, **options: Any) -> Callable[..., Codec]:
         """What the pipeline calls to get a fresh codec for each attempt."""
         field = spec.max_tokens_field
         cache_key = getattr(spec, "name", None) == "openai"  # prompt_cache_key: OpenAI only
 
         def make(*, record: bool = False) -> Codec:
-            return cls(max_tokens_field=field, record=record, prompt_cache_key=cache_key)
+            return cls(max_tokens_field=field, record=record, prompt_cache_key=cache_key, **options)
 
         return make
 
@@ -267,8 +291,13 @@ class OpenAIChatCodec(CodecBase):
         max_tokens_field: str = "max_tokens",
         record: bool = False,
         prompt_cache_key: bool = False,
+        path: str = "/chat/completions",
+        where: str | None = None,
     ) -> None:
         super().__init__(record=record)
+        self._path = path  # Azure: /deployments/{name}/chat/completions?api-version=...
+        if where is not None:  # Azure: a 404 names the deployment and endpoint
+            self.parse_error = azure_errors(where)  # type: ignore[assignment]
         self._max_tokens_field = max_tokens_field
         self._prompt_cache_key = prompt_cache_key  # cache_prompt= sends prompt_cache_key
         self._logprobs = False  # the request asked for logprobs
@@ -319,7 +348,7 @@ class OpenAIChatCodec(CodecBase):
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        return HTTPRequest("POST", "/chat/completions", headers, body)
+        return HTTPRequest("POST", self._path, headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

@@ -45,7 +45,7 @@ from .base import (
 )
 from .caching import openai_cache_fields
 from .codec import CodecBase, add_logprobs, load_json_body, put_params, text_of
-from .openai_chat import OpenAIChatCodec
+from .openai_chat import OpenAIChatCodec, azure_errors
 
 __all__ = ["OpenAIResponsesCodec", "normalize_usage"]
 
@@ -412,8 +412,13 @@ class OpenAIResponsesCodec(CodecBase):
     # prefill, so a broken stream cannot resume (can_continue: False).
     local_base_url = staticmethod(OpenAIChatCodec.local_base_url)
 
-    def __init__(self, *, record: bool = False) -> None:
+    def __init__(
+        self, *, record: bool = False, path: str = "/responses", where: str | None = None
+    ) -> None:
         super().__init__(record=record)
+        self._path = path  # Azure: /responses?api-version=... (clouds.py)
+        if where is not None:  # Azure: a 404 names the deployment and endpoint
+            self.parse_error = azure_errors(where)  # type: ignore[assignment]
         self._by_item: dict[Any, int] = {}  # item id / output index → tool ordinal
         self._items: dict[int, dict[str, Any]] = {}  # output index → finished item
         self._logprobs = False
@@ -433,7 +438,7 @@ class OpenAIResponsesCodec(CodecBase):
         }
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        return HTTPRequest("POST", "/responses", headers, body)
+        return HTTPRequest("POST", self._path, headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

@@ -46,3 +46,4 @@ class Call:
     # URLs; upload large data). Empty for a call that needs none.
     before_send: tuple[Callable[[Call, float | None], Awaitable[None]], ...] = ()
     routes: Any = None  # a routing.Chain when model= is a route (README, "Routes")
+    pricing_model: str | None = None  # the model priced (an Azure deployment's model)

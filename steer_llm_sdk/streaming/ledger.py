@@ -135,7 +135,11 @@ def build_response(
 
     state = state or StreamState()
     cost = (
-        compute_cost(call.provider.name, call.model, usage, call.price_overrides) if usage else None
+        compute_cost(
+            call.provider.name, call.model, usage, call.price_overrides, call.pricing_model
+        )
+        if usage
+        else None
     )
     end = finished_at or time.perf_counter()
     reason = state.reason

@@ -1,7 +1,9 @@
 """An emulator of the providers' wire protocols: OpenAI Chat Completions
 (``_openai.py``), Anthropic Messages (``_anthropic.py``), OpenAI Responses
-(``_responses.py``), the Gemini API (``_gemini.py``) and the AWS Bedrock runtime
-(``_bedrock.py``: Converse and Invoke in event-stream frames, SigV4 checked).
+(``_responses.py``), the Gemini API (``_gemini.py``), the AWS Bedrock runtime
+(``_bedrock.py``: Converse and Invoke in event-stream frames, SigV4 checked), and the
+clouds serving them (``_clouds.py``: Vertex AI, Azure OpenAI, Google's OAuth token
+endpoint).
 
 A small HTTP/1.1 server on 127.0.0.1 (stdlib asyncio only), speaking the streaming
 formats as the real APIs do, with scripted replies and faults. Bodies are built
@@ -42,6 +44,7 @@ from typing import Any
 
 from ._anthropic import Messages
 from ._bedrock import EVENTSTREAM, TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, Bedrock
+from ._clouds import Azure, CloudState, Metadata, TokenEndpoint, Vertex
 from ._files import Files, StoredFile
 from ._gemini import Gemini
 from ._openai import ChatCompletions
@@ -213,6 +216,7 @@ class Emulator:
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
         self._files = Files()  # the three Files APIs, before Gemini (both under /v1beta/)
+        self.clouds = CloudState()  # Vertex AI's tokens, Azure's keys and deployments
         self._wires: tuple[Wire, ...] = (
             self._files,
             Responses(),
@@ -220,6 +224,10 @@ class Emulator:
             ChatCompletions(),
             Messages(),
             Bedrock(),
+            Vertex(self.clouds, Gemini(), Messages()),
+            Azure(self.clouds, ChatCompletions(), Responses()),
+            TokenEndpoint(self.clouds),
+            Metadata(self.clouds),
         )
         # Bedrock: the credentials whose SigV4 signatures are valid (access key id →
         # (secret, session token or None)) and the Bedrock API keys (bearer tokens).
@@ -303,6 +311,19 @@ class Emulator:
         """The Bedrock runtime endpoint (``BEDROCK_BASE_URL``,
         ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, boto3's ``endpoint_url``)."""
         return self.url
+
+    @property
+    def vertex_base_url(self) -> str:
+        return self.url  # VERTEX_BASE_URL is without /v1
+
+    @property
+    def azure_endpoint(self) -> str:
+        return self.url  # AZURE_OPENAI_ENDPOINT: the resource, without /openai
+
+    @property
+    def token_uri(self) -> str:
+        """Google's OAuth token endpoint, emulated (a service-account file's token_uri)."""
+        return self.url + "/oauth2/token"
 
     def enqueue(self, *replies: Reply) -> None:
         """Script the next replies, first in first out."""

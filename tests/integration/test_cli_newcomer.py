@@ -117,6 +117,18 @@ async def test_every_name_models_lists_is_taken_by_m(
     env = dict(cli_env, GEMINI_API_KEY="AIza-test", GEMINI_BASE_URL=emulator.gemini_base_url)
     for provider in ("xai", "groq", "openrouter", "deepseek", "mistral", "together"):
         env[f"{provider.upper()}_API_KEY"] = "test-key"
+    # The clouds: Azure's key and endpoint; Vertex through the (emulated) metadata server.
+    metadata = f"127.0.0.1:{emulator.port}"
+    env.update(
+        AZURE_OPENAI_ENDPOINT=emulator.azure_endpoint,
+        AZURE_OPENAI_API_KEY="emulator-azure-key",
+        GCE_METADATA_HOST=metadata,
+        GCE_METADATA_IP=metadata,
+        CLOUDSDK_CONFIG=env["XDG_DATA_HOME"] + "/no-gcloud",
+        GOOGLE_CLOUD_PROJECT="steer-test",
+        VERTEX_BASE_URL=emulator.vertex_base_url,
+    )
+    env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
     for provider in ("xai", "groq", "openrouter", "deepseek", "mistral", "together", "ollama",
                      "vllm", "lmstudio", "llamacpp"):  # fmt: skip
         env[f"{provider.upper()}_BASE_URL"] = emulator.openai_base_url

@@ -170,7 +170,7 @@ async def test_a_calls_start_is_a_step_too(client: SteerLLMClient, model: str) -
         if not done:
             loop.call_soon(tick)
 
-    base_url = Wiring.base_url
+    base_url = Wiring.base_url  # the call's first step resolves its base URL here
 
     async def counted(self: Wiring, route: object) -> str:
         started[turn[0]] += 1

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._batches import Batches
 from ._gemini import Gemini
 from ._openai import ChatCompletions
 from ._openai import error_plan as openai_error
@@ -128,6 +129,7 @@ class Emulator:
         tokens_per_minute: float | None = None,
         rate_window: float = 60.0,
         backlog: int = 4096,
+        batch_delay: float = 0.2,
     ) -> None:
         self.host = host
         self.backlog = backlog  # pending connections the listening socket queues
@@ -153,6 +155,8 @@ class Emulator:
         self.rate_stats: dict[str, RateLimitStats] = {}
         self._rules: list[tuple[bytes, Reply]] = []
         self.peak_open_connections = 0  # the most connections open at one time
+        # The batch APIs (_batches.py): a batch ends `batch_delay` seconds after creation.
+        self.batches = Batches(self._answer_line, lambda: self.url, batch_delay)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:
@@ -276,6 +280,8 @@ class Emulator:
             return json_plan(200, self.stats()), None
         if request.method == "POST" and path in ("/emulator/enqueue", "/emulator/rule"):
             return self._script_over_http(path, request), None
+        if self.batches.matches(path):
+            return self.batches.handle(request), None
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}
             return json_plan(200, data), None
@@ -299,6 +305,12 @@ class Emulator:
             if len(self._plan_cache) < 256:
                 self._plan_cache[key] = cached
         return cached, wire
+
+    def _answer_line(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """One line of a batch: the non-streamed answer to ``body`` sent to ``path``."""
+        request = RecordedRequest("POST", path, {"content-type": "application/json"}, dumps(body))
+        plan = self._plan(request)[0]
+        return plan.status, json.loads(b"".join(plan.pieces) or b"null")
 
     def _script_over_http(self, path: str, request: RecordedRequest) -> Plan:
         """``POST /emulator/enqueue`` with a Reply's fields as JSON (or a list of them);

@@ -310,6 +310,7 @@ class _Collecting(_Base):
     # -- waiting and downloading ------------------------------------------------------
     async def _wait(self) -> None:
         cancelled: set[str] = set()
+        pause = 1.0
         while self._open:
             if self._cancelling:
                 await self._cancel_open(cancelled)
@@ -336,7 +337,8 @@ class _Collecting(_Base):
             if self._open:
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                    await asyncio.wait_for(self._wake.wait(), min(self._poll, pause))
+                pause *= 2  # 1 s, 2 s, 4 s ... then every poll_interval
 
     async def _cancel_open(self, cancelled: set[str]) -> None:
         for sub in self._open:

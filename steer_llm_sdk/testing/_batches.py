@@ -7,8 +7,9 @@ A batch is ``in_progress`` until ``delay`` seconds after it was created; the fir
 look after that answers every line with the emulator's own non-streamed answer for
 that request (rules and the reply queue apply, so a test can fail one line), and the
 batch ends. ``submitted`` records every batch created (provider, id, custom ids,
-metadata): a test proves from it that nothing was submitted twice. ``expire`` holds
-custom ids whose lines expire instead of being answered.
+metadata, and with ``keep_bodies`` each line's request body): a test proves from it
+that nothing was submitted twice. A line whose body contains one of the strings in
+``expire`` expires instead of being answered.
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ class _Anthropic:
     anthropic: dict[str, dict[str, Any]]
     submitted: list[dict[str, Any]]
     expire: set[str]
+    keep_bodies: bool
+
+    def _expires(self, body: dict[str, Any]) -> bool:
+        if not self.expire:
+            return False
+        text = json.dumps(body)
+        return any(marker in text for marker in self.expire)
+
     _seq: itertools.count[int]
 
     @staticmethod
@@ -184,7 +193,10 @@ class _Anthropic:
             "_requests": requests,
         }
         self.anthropic[batch["id"]] = batch
-        self.submitted.append({"provider": "anthropic", "id": batch["id"], "custom_ids": ids})
+        record = {"provider": "anthropic", "id": batch["id"], "custom_ids": ids}
+        if self.keep_bodies:
+            record["bodies"] = [entry["params"] for entry in requests]
+        self.submitted.append(record)
         return json_plan(200, self._public(batch))
 
     def _anthropic_advance(self, batch: dict[str, Any]) -> None:
@@ -199,7 +211,7 @@ class _Anthropic:
             if status == "canceling":
                 result = {"type": "canceled"}
                 counts["canceled"] += 1
-            elif cid in self.expire:
+            elif self._expires(entry["params"]):
                 result = {"type": "expired"}
                 counts["expired"] += 1
             elif entry["params"].get("stream"):
@@ -243,6 +255,7 @@ class Batches(_Anthropic):
         self.anthropic: dict[str, dict[str, Any]] = {}
         self.submitted: list[dict[str, Any]] = []
         self.expire: set[str] = set()
+        self.keep_bodies = True
         self._seq = itertools.count()
 
     @staticmethod
@@ -400,9 +413,10 @@ class Batches(_Anthropic):
             "_lines": lines,
         }
         self.openai[batch["id"]] = batch
-        self.submitted.append(
-            {"provider": "openai", "id": batch["id"], "custom_ids": ids, "metadata": metadata}
-        )
+        record = {"provider": "openai", "id": batch["id"], "custom_ids": ids, "metadata": metadata}
+        if self.keep_bodies:
+            record["bodies"] = [line["body"] for line in lines]
+        self.submitted.append(record)
         return json_plan(200, self._public(batch))
 
     def _openai_advance(self, batch: dict[str, Any]) -> None:
@@ -416,7 +430,7 @@ class Batches(_Anthropic):
         for line in batch.pop("_lines"):
             cid = line["custom_id"]
             rid = f"batch_req_{uuid.uuid4().hex[:16]}"
-            if cancelled or cid in self.expire:
+            if cancelled or self._expires(line["body"]):
                 expired = expired or not cancelled
                 code = "batch_cancelled" if cancelled else "batch_expired"
                 error = {"code": code, "message": f"the request was not run ({code})"}

@@ -25,6 +25,7 @@ from steer_llm_sdk.batch.runner import BatchJob
 from steer_llm_sdk.pricing import compute_cost
 from steer_llm_sdk.testing import Emulator, Reply
 
+ROOT = str(Path(__file__).resolve().parents[2])
 OPENAI = "gpt-4o-mini"
 ANTHROPIC = "claude-3-haiku-20240307"
 
@@ -203,7 +204,9 @@ async def test_abort_returns_at_once_and_a_new_run_collects(tmp_path: Path) -> N
         assert emu.batches.submitted == []
         job = client.batch(_items(3), **kwargs)
         run = asyncio.create_task(job.run())
-        while not job.batches:
+        for _ in range(500):
+            if job.batches:
+                break
             await asyncio.sleep(0.01)
         job.abort()
         await asyncio.wait_for(run, 5)
@@ -379,7 +382,7 @@ async def test_cli_mode_provider(tmp_path: Path) -> None:
             **os.environ,
             "OPENAI_API_KEY": "sk-cli-key",
             "OPENAI_BASE_URL": emu.openai_base_url,
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": ROOT,
         }
         args = [
             sys.executable, "-m", "steer_llm_sdk.cli", "batch", str(tmp_path / "in.jsonl"),

@@ -142,7 +142,7 @@ async def test_killed_at_each_point_then_resumed(provider: str, tmp_path: Path) 
             assert proc.returncode == -signal.SIGKILL, (point, err.decode()[-2000:])
         assert len(emu.batches.submitted) >= 1
         proc = await _child(emu, tmp_path, model, "")
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()[-2000:]
         _check_exactly_once(emu, tmp_path)
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Encoded", "Lines"]
 
 _MISSING: Any = object()
+_TIER_FREE = 100_000  # prompt tokens under which no model's price changes tier
 _SIMPLE = (str, int, float, bool, type(None))
 _JOB_ONLY = ("streaming_options", "cache")  # call options with no meaning in a line
 
@@ -56,6 +57,7 @@ class Lines:
         self._routes: dict[tuple[str, Any], Route] = {}
         self._fresh: dict[str, dict[str, Any]] = {}  # provider/model -> a fresh codec's vars
         self._job_spec: Any = _MISSING
+        self._rates: dict[str, Any] = {}  # provider/model -> batch USD per token, by kind
 
     def route(self, model: str, api: Any = None) -> Route:
         key = (model, api)
@@ -106,6 +108,39 @@ class Lines:
             if isinstance(value, _SIMPLE) and fresh.get(name, _MISSING) != value
         }
 
+    def _cost(self, route: Route, usage: dict[str, Any]) -> float | None:
+        """The batch price of ``usage``: per-token rates worked out once per model
+        (genai-prices takes ~1 ms a call), the full calculation past the prompt size
+        where a model's price may change tier."""
+        provider, model, prices = route.provider.name, route.model, self.wiring.prices
+        prompt = int(usage.get("prompt_tokens") or 0)
+        if prompt >= _TIER_FREE:
+            return compute_batch_cost(provider, model, usage, prices)
+        key = f"{provider}/{model}"
+        rates = self._rates.get(key, _MISSING)
+        if rates is _MISSING:
+            probes: list[dict[str, Any]] = [
+                {"prompt_tokens": 1000},
+                {"prompt_tokens": 1000, "cache_info": {"cached_tokens": 1000}},
+                {"prompt_tokens": 1000, "cache_info": {"cache_creation_tokens": 1000}},
+                {"completion_tokens": 1000},
+            ]
+            costs = [compute_batch_cost(provider, model, u, prices) for u in probes]
+            rates = None if None in costs else [float(c or 0) / 1000 for c in costs]
+            self._rates[key] = rates
+        if rates is None:
+            return None
+        cache = usage.get("cache_info") or {}
+        read = int(cache.get("cached_tokens") or 0)
+        write = int(cache.get("cache_creation_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        return float(
+            max(0, prompt - read - write) * rates[0]
+            + read * rates[1]
+            + write * rates[2]
+            + completion * rates[3]
+        )
+
     def _spec(self, source: Any) -> Any:
         """The output spec of an item's own ``output=``, else the job's (made once)."""
         from ..output import make_output_spec
@@ -150,11 +185,7 @@ class Lines:
         reason = state.reason
         if reason is None and state.finish_reason is not None:
             reason = unify_finish(state.finish_reason)
-        cost = (
-            compute_batch_cost(route.provider.name, route.model, usage, self.wiring.prices)
-            if usage
-            else None
-        )
+        cost = self._cost(route, usage) if usage else None
         result = BatchResult(
             custom_id=item_id,
             text=text,

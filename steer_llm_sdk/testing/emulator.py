@@ -308,7 +308,8 @@ class Emulator:
 
     def _answer_line(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         """One line of a batch: the non-streamed answer to ``body`` sent to ``path``."""
-        request = RecordedRequest("POST", path, {"content-type": "application/json"}, dumps(body))
+        headers = {"content-type": "application/json", "x-goog-api-key": "batch"}
+        request = RecordedRequest("POST", path, headers, dumps(body))
         plan = self._plan(request)[0]
         return plan.status, json.loads(b"".join(plan.pieces) or b"null")
 

@@ -28,6 +28,7 @@ from steer_llm_sdk.testing import Emulator, Reply
 ROOT = str(Path(__file__).resolve().parents[2])
 OPENAI = "gpt-4o-mini"
 ANTHROPIC = "claude-3-haiku-20240307"
+GEMINI = "gemini-2.5-flash"
 
 
 class City(BaseModel):
@@ -41,6 +42,8 @@ def _client(emu: Emulator) -> SteerLLMClient:
         anthropic_api_key="sk-ant-test-batch-key-123456",
         openai_base_url=emu.openai_base_url,
         anthropic_base_url=emu.anthropic_base_url,
+        api_keys={"gemini": "gemini-test-batch-key-123456"},
+        base_urls={"gemini": emu.gemini_base_url},
     )
 
 
@@ -60,7 +63,7 @@ def get_weather(city: str) -> str:
     return "sunny"
 
 
-@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
+@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC, GEMINI])
 async def test_provider_results_are_the_online_results_at_half_price(
     model: str, tmp_path: Path
 ) -> None:
@@ -93,14 +96,14 @@ async def test_provider_results_are_the_online_results_at_half_price(
         lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
         assert sorted(x["custom_id"] for x in lines) == sorted(online)
         (record,) = emu.batches.submitted
-        assert all(
-            body.get("max_tokens", body.get("max_completion_tokens")) == 12
-            for body in record["bodies"]
-        )
+        for body in record["bodies"]:  # max_tokens, in each protocol's own words
+            limit = body.get("max_tokens") or body.get("max_completion_tokens")
+            limit = limit or body.get("generationConfig", {}).get("maxOutputTokens")
+            assert limit == 12
         assert not any(body.get("stream") for body in record["bodies"])
 
 
-@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC])
+@pytest.mark.parametrize("model", [OPENAI, ANTHROPIC, GEMINI])
 async def test_output_and_tools_mean_the_same_in_a_batch_line(model: str) -> None:
     async with Emulator(batch_delay=0.05) as emu, _client(emu) as client:
         job = client.batch(_items(3), model=model, mode="provider", poll_interval=0.02, output=City)
@@ -120,6 +123,7 @@ async def test_output_and_tools_mean_the_same_in_a_batch_line(model: str) -> Non
         assert all(r.ok for r in [r async for r in tool_job])
         tool_body = emu.batches.submitted[1]["bodies"][0]
         assert "get_weather" in json.dumps(tool_body.get("tools"))
+        assert "population" not in json.dumps(tool_body)  # each job's own parameters
 
 
 async def test_a_failed_line_is_a_failed_result_and_an_expired_one_retryable(

@@ -23,7 +23,11 @@ from steer_llm_sdk.testing import Emulator
 
 ROOT = str(Path(__file__).resolve().parents[2])
 N_ITEMS = 20
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "gemini": "gemini-2.5-flash",
+}
 
 CHILD = r"""
 import asyncio, json, os, signal, sys
@@ -33,6 +37,7 @@ from steer_llm_sdk.batch import provider_apis, recorder, submissions
 point = os.environ.get("KILL_AT", "")
 provider_apis.OpenAIBatches.max_requests = 8  # several batches per job
 provider_apis.AnthropicBatches.max_requests = 8
+provider_apis.GeminiBatches.max_requests = 8
 recorder._COMMIT_ROWS = 5  # commits part-way through a download
 
 
@@ -65,11 +70,13 @@ def after(cls, name, times=1):
 if point == "intent":  # committed, nothing submitted yet
     after(submissions.Submissions, "intent")
 elif point == "submit":  # the batch exists; its id is not written
-    after(provider_apis.OpenAIBatches, "submit")
-    after(provider_apis.AnthropicBatches, "submit")
+    for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
+                provider_apis.GeminiBatches):
+        after(cls, "submit")
 elif point == "poll":
-    after(provider_apis.OpenAIBatches, "status")
-    after(provider_apis.AnthropicBatches, "status")
+    for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
+                provider_apis.GeminiBatches):
+        after(cls, "status")
 elif point.startswith("download"):
     after(recorder.Recorder, "record", int(point.split(":")[1]))
 
@@ -78,6 +85,7 @@ async def main():
     client = SteerLLMClient(
         openai_api_key="sk-kill-test", anthropic_api_key="sk-ant-kill-test",
         openai_base_url=os.environ["EMU_OPENAI"], anthropic_base_url=os.environ["EMU_ANTHROPIC"],
+        api_keys={"gemini": "gemini-kill-test"}, base_urls={"gemini": os.environ["EMU_GEMINI"]},
     )
     items = [{"custom_id": f"c{i}", "prompt": f"item {i}: a story"} for i in range(20)]
     job = client.batch(
@@ -101,6 +109,7 @@ async def _child(emu: Emulator, tmp: Path, model: str, point: str) -> asyncio.su
         "MODEL": model,
         "EMU_OPENAI": emu.openai_base_url,
         "EMU_ANTHROPIC": emu.anthropic_base_url,
+        "EMU_GEMINI": emu.gemini_base_url,
         "JOURNAL": str(tmp / "job.journal"),
         "OUTPUT": str(tmp / "out.jsonl"),
     }
@@ -131,7 +140,7 @@ def _check_exactly_once(emu: Emulator, tmp: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 async def test_killed_at_each_point_then_resumed(provider: str, tmp_path: Path) -> None:
     (tmp_path / "child.py").write_text(CHILD)
     model = MODELS[provider]

@@ -112,7 +112,7 @@ class _Base:
             cls = API_OF.get(provider)
             if cls is None:
                 raise ConfigurationError(
-                    f"{provider} has no batch API the SDK speaks (OpenAI and Anthropic do): "
+                    f"{provider} has no batch API the SDK speaks (OpenAI, Anthropic and Gemini do): "
                     "use mode='online' for its models"
                 )
             wiring = self._lines.wiring
@@ -390,7 +390,10 @@ class _Collecting(_Base):
             await self._deliver(item_id, result, cost)
         for index, (item_id, _) in enumerate(sub.lines):
             if index not in got and item_id not in recorded:
-                error = SteerError(f"batch {sub.batch_id} ended ({status.status}) without it")
+                error = SteerError(
+                    f"batch {sub.batch_id} ended ({status.status}) without an answer to it"
+                    + _why(status)
+                )
                 item = Item(item_id, None, sub.model, {})
                 await self._deliver(item_id, error_result(item, error, retryable=True), 0.0)
         self._subs.set(sub, DOWNLOADED)
@@ -583,6 +586,15 @@ class ProviderBatchJob(_Submitting, _Collecting):
         summary.requests += online.requests
         summary.cost_usd += online.cost_usd
         summary.total_cost_usd = online.total_cost_usd
+
+
+def _why(status: BatchStatus) -> str:
+    """What the provider said of a batch that failed as a whole (OpenAI's ``errors``)."""
+    errors = status.raw.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return f": {str(data[0].get('message'))[:300]}"
+    return ""
 
 
 def _transient(exc: SteerError) -> bool:

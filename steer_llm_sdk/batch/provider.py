@@ -112,8 +112,8 @@ class _Base:
             cls = API_OF.get(provider)
             if cls is None:
                 raise ConfigurationError(
-                    f"{provider} has no batch API the SDK speaks (OpenAI, Anthropic and Gemini do): "
-                    "use mode='online' for its models"
+                    f"{provider} has no batch API the SDK speaks (OpenAI, Anthropic and "
+                    "Gemini do): use mode='online' for its models"
                 )
             wiring = self._lines.wiring
             route = self._lines.route(model, self._params.get("api"))

@@ -175,7 +175,7 @@ class _Submitting(_Base):
                 else:
                     subs.set(sub, SUBMITTED, found)
                     taken.add(found)
-                subs.journal.commit()
+                subs.commit()
             if sub.state == SUBMITTED:
                 self._open.append(sub)
                 self.submitted += sub.count
@@ -542,7 +542,7 @@ class ProviderBatchJob(_Submitting, _Collecting):
             spent = sum(cost for _, cost, _, _ in journal.totals().values())
             self.summary.total_cost_usd = spent
             recorder.open_output()
-            self._subs = Submissions(journal)
+            self._subs = Submissions(journal, recorder.commit)
             self._lines = Lines(_wiring(self._client), self._params)
             async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
                 self._http = http

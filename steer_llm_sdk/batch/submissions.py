@@ -11,6 +11,7 @@ the items again. Once a batch's results are in the journal its row is ``DOWNLOAD
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +51,11 @@ class Submission:
 class Submissions:
     """The ``submissions`` table of a job's journal."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, commit: Callable[[], None] | None = None) -> None:
         self.journal = journal
+        # The commit that also writes the output file's pending lines (the recorder's):
+        # the journal is never committed ahead of the file.
+        self.commit = commit or journal.commit
         journal.execute(
             "CREATE TABLE IF NOT EXISTS submissions (tag TEXT PRIMARY KEY, provider TEXT, "
             "model TEXT, endpoint TEXT, state INTEGER, batch_id TEXT, created REAL, "
@@ -67,7 +71,7 @@ class Submissions:
 
             value = secrets.token_hex(6)
             self.journal.set_meta("provider_job", value)
-            self.journal.commit()
+            self.commit()
         return value
 
     def next_tag(self) -> str:
@@ -92,7 +96,7 @@ class Submissions:
                 orjson.dumps(sub.contexts),
             ),
         )
-        self.journal.commit()
+        self.commit()
 
     def set(self, sub: Submission, state: int, batch_id: str | None = None) -> None:
         """A new state (and batch id), in the current transaction."""

@@ -87,7 +87,8 @@ async def main():
         openai_base_url=os.environ["EMU_OPENAI"], anthropic_base_url=os.environ["EMU_ANTHROPIC"],
         api_keys={"gemini": "gemini-kill-test"}, base_urls={"gemini": os.environ["EMU_GEMINI"]},
     )
-    items = [{"custom_id": f"c{i}", "prompt": f"item {i}: a story"} for i in range(20)]
+    items = [{"custom_id": "bad", "messages": 5}]  # fails before any submit
+    items += [{"custom_id": f"c{i}", "prompt": f"item {i}: a story"} for i in range(20)]
     job = client.batch(
         items, model=os.environ["MODEL"], mode="provider", poll_interval=0.05,
         journal=os.environ["JOURNAL"], output_path=os.environ["OUTPUT"], max_tokens=8,
@@ -128,10 +129,10 @@ def _check_exactly_once(emu: Emulator, tmp: Path) -> None:
         for body in batch["bodies"]:
             submitted.update(re.findall(r"item (\d+):", json.dumps(body)))
     assert submitted == Counter({str(i): 1 for i in range(N_ITEMS)}), "an item went twice"
-    lines = (tmp / "out.jsonl").read_text().splitlines()
-    out = Counter(json.loads(line)["custom_id"] for line in lines)
-    assert out == Counter({f"c{i}": 1 for i in range(N_ITEMS)})
-    assert all(json.loads(line)["error"] is None for line in lines)
+    lines = [json.loads(line) for line in (tmp / "out.jsonl").read_text().splitlines()]
+    out = Counter(line["custom_id"] for line in lines)
+    assert out == Counter({"bad": 1, **{f"c{i}": 1 for i in range(N_ITEMS)}})
+    assert [line["custom_id"] for line in lines if line["error"]] == ["bad"]
     with sqlite3.connect(tmp / "job.journal") as db:
         rows = db.execute("SELECT count(*) FROM items WHERE state = 1").fetchone()[0]
         states = {r[0] for r in db.execute("SELECT state FROM submissions")}

@@ -402,3 +402,26 @@ async def test_cli_mode_provider(tmp_path: Path) -> None:
         assert len(emu.batches.submitted) == 1
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert sorted(x["custom_id"] for x in out) == [f"c{i}" for i in range(5)]
+
+
+async def test_responses_api_lines_and_cli_progress_figures() -> None:
+    from steer_llm_sdk.batch.cli import _figures
+
+    async with Emulator(batch_delay=0.05) as emu, _client(emu) as client:
+        items = _items(3)
+        online = {
+            r.custom_id: r
+            async for r in client.batch(items, model=OPENAI, api="responses", max_tokens=10)
+        }
+        job = client.batch(
+            items, model=OPENAI, api="responses", mode="provider", poll_interval=0.02,
+            max_tokens=10,
+        )  # fmt: skip
+        got = {r.custom_id: r async for r in job}
+        assert {k: _shape(v) for k, v in got.items()} == {k: _shape(v) for k, v in online.items()}
+        (batch,) = emu.batches.openai.values()
+        assert batch["endpoint"] == "/v1/responses"
+        done, detail = _figures(job)
+        assert done == 3
+        assert "3 submitted" in detail and "0 in progress" in detail and "0 failed" in detail
+        assert f"${job.summary.cost_usd:.4f}" in detail

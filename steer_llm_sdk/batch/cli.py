@@ -241,9 +241,9 @@ def _install_interrupts(job: Any) -> Any:
         if count == 1 and hasattr(job, "batches"):
             job.stop()
             print(
-                f"\nsteer-llm batch: no more batches will be submitted; waiting for "
-                f"{job.in_progress} requests in {job.batches} provider batches (Ctrl-C again "
-                "to cancel them). Killed or stopped, run the same command to resume.",
+                f"\nsteer-llm batch: no more batches will be submitted; waiting for the "
+                f"{job.batches} provider batches submitted (Ctrl-C again to cancel them). "
+                "Killed or stopped, run the same command to resume.",
                 file=sys.stderr,
             )
         elif count == 1:

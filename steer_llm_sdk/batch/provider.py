@@ -313,6 +313,7 @@ class _Collecting(_Base):
         pause = 1.0
         while self._open:
             if self._cancelling:
+                self.summary.stopped, self.summary.remaining = "interrupted", None
                 await self._cancel_open(cancelled)
                 if self._aborting:
                     return

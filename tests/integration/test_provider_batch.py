@@ -425,3 +425,40 @@ async def test_responses_api_lines_and_cli_progress_figures() -> None:
         assert done == 3
         assert "3 submitted" in detail and "0 in progress" in detail and "0 failed" in detail
         assert f"${job.summary.cost_usd:.4f}" in detail
+
+
+@pytest.mark.timeout(90)
+async def test_cli_first_ctrl_c_waits_second_cancels(tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(i) + "\n" for i in _items(4)))
+    async with Emulator(batch_delay=60) as emu:
+        env = {
+            **os.environ,
+            "ANTHROPIC_API_KEY": "sk-ant-cli-key",
+            "ANTHROPIC_BASE_URL": emu.anthropic_base_url,
+            "PYTHONPATH": ROOT,
+        }
+        args = [
+            sys.executable, "-m", "steer_llm_sdk.cli", "batch", str(tmp_path / "in.jsonl"),
+            "-o", str(tmp_path / "out.jsonl"), "-m", ANTHROPIC, "--mode", "provider",
+            "--poll-interval", "0.05",
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(600):
+            if emu.batches.submitted:
+                break
+            await asyncio.sleep(0.05)
+        (batch,) = emu.batches.anthropic.values()
+        proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(1.0)
+        assert proc.returncode is None  # still waiting for the submitted batch
+        assert batch["processing_status"] == "in_progress"
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 130, err.decode()
+        assert "Ctrl-C again to cancel" in err.decode()
+        assert batch["cancel_initiated_at"] is not None
+        assert len(emu.batches.submitted) == 1

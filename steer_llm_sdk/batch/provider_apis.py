@@ -407,8 +407,8 @@ class GeminiBatches(BatchAPI):
     async def outcomes(self, status: BatchStatus) -> AsyncIterator[Outcome]:
         if status.raw.get("error"):
             return
-        response = status.raw.get("response") or {}
-        inlined = (response.get("inlinedResponses") or {}).get("inlinedResponses") or []
+        output = (status.raw.get("metadata") or {}).get("output") or status.raw.get("response")
+        inlined = ((output or {}).get("inlinedResponses") or {}).get("inlinedResponses") or []
         for entry in inlined:
             key = str((entry.get("metadata") or {}).get("key") or "")
             if "response" in entry:

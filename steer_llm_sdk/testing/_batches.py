@@ -148,7 +148,8 @@ class _Gemini(_Common):
         try:
             body = request.json
             batch = body["batch"]
-            entries = batch["input_config"]["requests"]["requests"]
+            config = batch.get("input_config") or batch["inputConfig"]  # proto JSON: both
+            entries = config["requests"]["requests"]
             assert isinstance(entries, list) and entries
             assert all(isinstance(e, dict) and isinstance(e.get("request"), dict) for e in entries)
         except (ValueError, KeyError, TypeError, AssertionError):
@@ -203,10 +204,9 @@ class _Gemini(_Common):
         op["metadata"]["state"] = state
         op["metadata"]["endTime"] = _iso(time.time())
         op["done"] = True
-        op["response"] = {
-            "@type": _GEMINI_TYPE + "GenerateContentBatchOutput",
-            "inlinedResponses": {"inlinedResponses": out},
-        }
+        output = {"inlinedResponses": {"inlinedResponses": out}}
+        op["metadata"]["output"] = output  # where google-genai reads it
+        op["response"] = {"@type": _GEMINI_TYPE + "GenerateContentBatchOutput", **output}
 
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:
@@ -385,15 +385,18 @@ class Batches(_Anthropic, _Gemini):
     def matches(path: str) -> bool:
         return path.startswith(
             ("/v1/files", "/v1/batches", "/v1/messages/batches", "/v1beta/batches")
-        ) or (path.startswith("/v1beta/models/") and path.endswith(":batchGenerateContent"))
+        ) or (
+            path.startswith(("/v1beta/models/", "/v1/models/"))
+            and path.endswith(":batchGenerateContent")
+        )
 
     def handle(self, request: RecordedRequest) -> Plan:
         path, _, qs = request.path.partition("?")
         query = parse_qs(qs)
         parts = path.strip("/").split("/")  # ["v1", "files", ...]
         method = request.method
-        if parts[0] == "v1beta":
-            return self._gemini(method, path, request, query)
+        if parts[0] == "v1beta" or "x-goog-api-key" in request.headers:  # Gemini: v1 too
+            return self._gemini(method, "/v1beta/" + path.split("/", 2)[2], request, query)
         if parts[1] == "files":
             return self._files(method, parts[2:], request)
         if parts[1] == "batches":

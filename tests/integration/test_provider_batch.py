@@ -379,6 +379,30 @@ def test_the_official_sdks_batch_calls_work_against_the_emulator() -> None:
         emu.stop()
 
 
+def test_google_genai_batch_calls_work_against_the_emulator() -> None:
+    genai = pytest.importorskip("google.genai")
+    import time
+
+    emu = Emulator.start_in_thread(batch_delay=0.05)
+    try:
+        client = genai.Client(
+            api_key="g-key", http_options=genai.types.HttpOptions(base_url=emu.gemini_base_url)
+        )
+        src = [{"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}]
+        job = client.batches.create(model=GEMINI, src=src, config={"display_name": "tag-1"})
+        assert job.display_name == "tag-1" and job.state.name == "JOB_STATE_RUNNING"
+        time.sleep(0.1)
+        job = client.batches.get(name=job.name)
+        assert job.state.name == "JOB_STATE_SUCCEEDED"
+        assert job.dest.inlined_responses[0].response.text
+        assert [j.name for j in client.batches.list(config={"page_size": 5})] == [job.name]
+        other = client.batches.create(model=GEMINI, src=src)
+        client.batches.cancel(name=other.name)
+        assert client.batches.get(name=other.name).state.name == "JOB_STATE_CANCELLED"
+    finally:
+        emu.stop()
+
+
 async def test_cli_mode_provider(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(item) + "\n" for item in _items(5)))
     async with Emulator(batch_delay=0.05) as emu:

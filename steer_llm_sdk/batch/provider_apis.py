@@ -324,6 +324,12 @@ class AnthropicBatches(BatchAPI):
         url = status.raw.get("results_url")
         if not url:
             raise InvalidResponseError("the ended message batch has no results_url")
+        if httpx.URL(str(url)).netloc != httpx.URL(self.base_url).netloc:
+            # the key goes with the download: only to the API's own host
+            raise InvalidResponseError(
+                "the message batch's results_url is on another host than the API "
+                f"({httpx.URL(str(url)).host!r}): not sending the key there"
+            )
         async for raw in self._lines(str(url), "downloading the batch results"):
             yield _anthropic_outcome(raw)
 

@@ -486,3 +486,12 @@ async def test_cli_first_ctrl_c_waits_second_cancels(tmp_path: Path) -> None:
         assert "Ctrl-C again to cancel" in err.decode()
         assert batch["cancel_initiated_at"] is not None
         assert len(emu.batches.submitted) == 1
+
+
+async def test_results_url_on_another_host_gets_no_key(tmp_path: Path) -> None:
+    async with Emulator(batch_delay=0.05) as emu, Emulator() as other, _client(emu) as client:
+        emu.batches.base_url = lambda: other.url  # a results_url pointing elsewhere
+        job = client.batch(_items(2), model=ANTHROPIC, mode="provider", poll_interval=0.02)
+        with pytest.raises(Exception, match="another host"):
+            await job.run()
+        assert other.requests == []  # nothing, and no key, went to the other host

@@ -25,7 +25,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-haiku-20240307"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-3-haiku-20240307",
+    "gemini": "gemini-2.5-flash",
+}
 
 
 class EmulatorProcess:
@@ -39,6 +43,7 @@ class EmulatorProcess:
         assert self.proc.stdout is not None
         self.openai_base_url = self.proc.stdout.readline().split()[-1]
         self.anthropic_base_url = self.proc.stdout.readline().split()[-1]
+        self.gemini_base_url = self.proc.stdout.readline().split()[-1]
 
     def close(self) -> None:
         self.proc.kill()
@@ -54,6 +59,8 @@ async def run(n: int, provider: str, emu: EmulatorProcess, workdir: str) -> dict
         anthropic_api_key="sk-ant-bench",
         openai_base_url=emu.openai_base_url,
         anthropic_base_url=emu.anthropic_base_url,
+        api_keys={"gemini": "gemini-bench"},
+        base_urls={"gemini": emu.gemini_base_url},
     )
     marks: dict[str, float] = {}
     first_result: list[float] = []

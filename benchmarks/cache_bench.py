@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from steer_llm_sdk import ResponseCache, SteerLLMClient  # noqa: E402
-from steer_llm_sdk.testing import Emulator  # noqa: E402
+from steer_llm_sdk import ResponseCache, SteerLLMClient
+from steer_llm_sdk.testing import Emulator
 
 
 async def _timed(client: SteerLLMClient, prompt: str) -> tuple[float, float]:

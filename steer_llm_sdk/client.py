@@ -35,6 +35,7 @@ class SteerLLMClient:
     observer object) emits an OpenTelemetry GenAI span and metrics per call; it needs
     the ``otel`` extra. ``response_cache=ResponseCache("cache.db")`` answers a request
     asked before from the cache (``cache=False`` on a call bypasses it).
+    ``cache_prompt="auto"`` places each provider's prompt-cache markers on every call.
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class SteerLLMClient:
         max_connections: int = 1000,
         telemetry: Any = None,
         response_cache: Any = None,
+        cache_prompt: Any = None,
     ) -> None:
         from .wiring import Wiring
 
@@ -63,6 +65,7 @@ class SteerLLMClient:
             more_base_urls=base_urls,
             providers=providers,
             response_cache=response_cache,
+            cache_prompt=cache_prompt,
         )
         if default_options is not None and not isinstance(default_options, StreamingOptions):
             raise ConfigurationError("default_options must be a StreamingOptions")

@@ -229,6 +229,9 @@ def build_request(
                 "give output= or response_format=, not both (output= sets the format)"
             )
     _check_limits(common)
+    from .providers.caching import check_mode
+
+    cache_prompt = check_mode(params.pop("cache_prompt", None))
     extra = params.pop("extra_body", None)
     if extra is not None and not isinstance(extra, Mapping):
         raise ConfigurationError(
@@ -256,5 +259,6 @@ def build_request(
         parallel_tool_calls=parallel,
         output_schema=spec.schema if spec is not None else None,
         output_name=spec.name if spec is not None else "output",
+        cache_prompt=cache_prompt,
     )
     return request, spec

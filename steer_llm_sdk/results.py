@@ -240,6 +240,16 @@ class StreamingResponse:
     def get_text(self) -> str:
         return self.text
 
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """Prompt tokens read from the provider's prompt cache ÷ prompt tokens (0.0 when
+        none were); None when the usage has no prompt tokens."""
+        prompt = self.usage.get("prompt_tokens") if self.usage else None
+        if not prompt:
+            return None
+        info = self.usage.get("cache_info") or {}
+        return float(info.get("cached_tokens") or 0) / float(prompt)
+
     def to_message(self) -> dict[str, Any]:
         """The assistant message to append to the conversation for the next turn:
         text, tool calls (OpenAI shape) and whatever the provider needs echoed back

@@ -37,6 +37,7 @@ class Wiring:
         more_base_urls: Mapping[str, str] | None = None,
         providers: Mapping[str, Mapping[str, Any] | ProviderSpec] | None = None,
         response_cache: Any = None,
+        cache_prompt: Any = None,
     ) -> None:
         self.keys: dict[str, str] = {}
         for name, key in (*keys.items(), *((api_keys or {}).items())):
@@ -60,6 +61,10 @@ class Wiring:
                 f"ResponseCache) or a store with async get/put, not {type(response_cache).__name__}"
             )
         self.response_cache = response_cache
+        from .providers.caching import CacheWatch, check_mode
+
+        self.cache_prompt = check_mode(cache_prompt)  # the calls' default cache_prompt=
+        self.cache_watch = CacheWatch()
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
 
@@ -147,6 +152,8 @@ class Wiring:
         name = check_call(method, model, params)
         options = take_options(params, default_options)
         use_cache = params.pop("cache", True)
+        if self.cache_prompt is not None:
+            params.setdefault("cache_prompt", self.cache_prompt)
         if not isinstance(use_cache, bool):
             raise ConfigurationError(f"cache= takes True or False, not {use_cache!r}")
         route = resolve_model(name, self.providers)
@@ -174,4 +181,5 @@ class Wiring:
             observer=observer,
             signer=self.signer(provider),
             cache=self.response_cache if use_cache else None,
+            cache_watch=self.cache_watch,
         )

@@ -39,6 +39,7 @@ from .base import (
     token_count,
     unify_finish,
 )
+from .caching import anthropic_breakpoints, check_markers
 from .codec import (
     CodecBase,
     error_fields,
@@ -260,7 +261,10 @@ def _message_id(message: Any) -> str:
 
 
 def _request_body(
-    request: ChatRequest, default_max_tokens: int, warn: Callable[[str], None]
+    request: ChatRequest,
+    default_max_tokens: int,
+    warn: Callable[[str], None],
+    top_level: bool = True,
 ) -> tuple[dict[str, Any], str, str | None]:
     """The Messages API body; the JSON prefill; the forced output tool's name."""
     system, messages = _convert_messages(request.messages)
@@ -339,6 +343,10 @@ def _request_body(
     if request.stream:
         body["stream"] = True
     body.update(request.extra_body)
+    if request.cache_prompt:
+        anthropic_breakpoints(body, request.model, request.cache_prompt, top_level=top_level)
+    else:
+        check_markers(body)  # more than four: the API's 400, said before sending
     return body, prefill, output_tool
 
 
@@ -438,6 +446,9 @@ class AnthropicCodec(CodecBase):
     accepts = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf"})
     accepts_urls = True
     accepts_file_ids = False
+    # cache_prompt: the API's automatic top-level cache_control marks the
+    # conversation (an endpoint without it gets a marker on the last block).
+    automatic_cache = True
 
     @staticmethod
     def normalize_base_url(url: str) -> str:
@@ -470,7 +481,7 @@ class AnthropicCodec(CodecBase):
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
         body, prefill, self._output_tool = _request_body(
-            request, self._default_max_tokens, self.warn
+            request, self._default_max_tokens, self.warn, self.automatic_cache
         )
         self.lead_text = "" if request.prefix else prefill
         self._lead_pending = bool(self.lead_text)

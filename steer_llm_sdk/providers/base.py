@@ -71,6 +71,8 @@ class ChatRequest:
     # Structured output: a JSON schema made strict-ready, and its name.
     output_schema: dict[str, Any] | None = None
     output_name: str = "output"
+    # Prompt caching (providers/caching.py): None, "auto" or "long".
+    cache_prompt: str | None = None
 
 
 @dataclass(slots=True)

@@ -33,6 +33,7 @@ from .base import (
     openai_usage,
     unify_finish,
 )
+from .caching import openai_cache_fields
 from .codec import (
     Codec,
     CodecBase,
@@ -188,9 +189,10 @@ class OpenAIChatCodec(CodecBase):
     def factory(cls, spec: Any, model: str) -> Callable[..., Codec]:
         """What the pipeline calls to get a fresh codec for each attempt."""
         field = spec.max_tokens_field
+        cache_key = getattr(spec, "name", None) == "openai"  # prompt_cache_key: OpenAI only
 
         def make(*, record: bool = False) -> Codec:
-            return cls(max_tokens_field=field, record=record)
+            return cls(max_tokens_field=field, record=record, prompt_cache_key=cache_key)
 
         return make
 
@@ -202,9 +204,16 @@ class OpenAIChatCodec(CodecBase):
     def can_continue(model: str) -> bool:
         return True  # where the server does (ProviderSpec.continues_prefix)
 
-    def __init__(self, *, max_tokens_field: str = "max_tokens", record: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        max_tokens_field: str = "max_tokens",
+        record: bool = False,
+        prompt_cache_key: bool = False,
+    ) -> None:
         super().__init__(record=record)
         self._max_tokens_field = max_tokens_field
+        self._prompt_cache_key = prompt_cache_key  # cache_prompt= sends prompt_cache_key
         self._logprobs = False  # the request asked for logprobs
         self._first = True  # no chunk has named the model and id yet
         self._fast = False  # the fast path is on once the model is named (and no logprobs)
@@ -242,6 +251,8 @@ class OpenAIChatCodec(CodecBase):
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
         body.update(request.extra_body)
+        if request.cache_prompt and self._prompt_cache_key:
+            openai_cache_fields(body, request.model, request.cache_prompt)
         self._logprobs = bool(body.get("logprobs"))
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
         if api_key:

@@ -43,6 +43,7 @@ from .base import (
     openai_code_status,
     openai_usage,
 )
+from .caching import openai_cache_fields
 from .codec import CodecBase, add_logprobs, load_json_body, put_params, text_of
 from .openai_chat import OpenAIChatCodec
 
@@ -382,6 +383,8 @@ class OpenAIResponsesCodec(CodecBase):
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
         body = _request_body(request, self.warn)
+        if request.cache_prompt:
+            openai_cache_fields(body, request.model, request.cache_prompt)
         self._logprobs = bool(body.get("top_logprobs")) or any(
             "logprobs" in str(i) for i in body.get("include") or ()
         )

@@ -38,5 +38,6 @@ class Call:
     record: bool = False  # stream_events(): the codec records typed parts
     output: Any = None  # an output.OutputSpec when output= was given
     cache: Any = None  # the client's response cache (cache.CacheStore), unless cache=False
+    cache_watch: Any = None  # the client's ledger.CacheWatch (prompt-cache health)
     signer: Signer | None = None  # per-request credentials (auth/), applied after encode
     observer: CallObserver | None = None  # telemetry: start(record) at the call, end() once

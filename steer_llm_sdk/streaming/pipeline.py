@@ -288,6 +288,8 @@ class StreamRun:
             if self._output is not _MISSING:
                 response.output = self._output
             self._response = response
+            if self.call.cache_watch is not None:
+                self.call.cache_watch.observe(response.usage)
         return response
 
     def output(self) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._cache import AnthropicCache
 from ._schema import fit_schema
 from ._turn import Turn, compose
 from ._wire import (
@@ -42,7 +43,7 @@ class Messages(Wire):
     route = ("POST", "/v1/messages")
 
     def __init__(self) -> None:
-        self.cache_seen: set[str] = set()  # hashes of the cache_control prefixes seen
+        self.prompt_cache = AnthropicCache()  # the prefixes written, as the API keeps them
 
     def cacheable(self, request: RecordedRequest) -> bool:
         return b"cache_control" not in request.body  # usage depends on what was seen
@@ -63,11 +64,11 @@ class Messages(Wire):
                     "messages: final assistant content cannot end with trailing whitespace",
                     {},
                 )
-        problem = check_tools(body)
+        problem = check_tools(body) or self.prompt_cache.problem(body)
         if problem is not None:
             return error_plan(400, "invalid_request_error", problem, {})
         calls = _calls(body, reply)
-        turn = compose(settings, body, reply, calls, prefill=True, cache_seen=self.cache_seen)
+        turn = compose(settings, body, reply, calls, prefill=True, cache=self.prompt_cache)
         default = "tool_use" if calls else "end_turn"
         finish = reply.finish_reason or ("max_tokens" if turn.truncated else default)
         if not body.get("stream"):

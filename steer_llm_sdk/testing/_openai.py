@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._cache import OpenAICache
 from ._turn import Turn, compose
 from ._wire import (
     Fault,
@@ -34,25 +35,35 @@ class ChatCompletions(Wire):
     rate_limited = True
     route = ("POST", "/v1/chat/completions")
 
+    def __init__(self) -> None:
+        self.prompt_cache = OpenAICache()  # prefixes under a prompt_cache_key
+
+    def cacheable(self, request: RecordedRequest) -> bool:
+        return b'"prompt_cache_key"' not in request.body  # usage depends on what was seen
+
     def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
         return error_plan(status, error_type, message, headers)
 
     def answer(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
     ) -> Plan:
-        turn = chat_turn(settings, body, reply)
+        turn = chat_turn(settings, body, reply, self.prompt_cache)
         if isinstance(turn, Plan):
             return turn
         return plan_of(body, turn, finish_of(turn, reply), reply)
 
 
-def chat_turn(settings: Settings, body: dict[str, Any], reply: Reply) -> Turn | Plan:
+def chat_turn(
+    settings: Settings, body: dict[str, Any], reply: Reply, cache: Any = None
+) -> Turn | Plan:
     """The turn for a Chat Completions request, or the 400 its tools earn."""
     problem = check_tools(body)
     if problem is not None:
         return error_plan(400, "invalid_request_error", problem, {})
     calls = numbered_calls(reply.tool_calls, "call_emu") if reply.tool_calls else None
-    return compose(settings, body, reply, calls, prefill=settings.openai_continue_final_assistant)
+    return compose(
+        settings, body, reply, calls, prefill=settings.openai_continue_final_assistant, cache=cache
+    )
 
 
 def finish_of(turn: Turn, reply: Reply) -> str:

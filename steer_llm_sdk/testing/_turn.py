@@ -5,13 +5,12 @@ into their own wire format.
 The answer's text is the reply's, or the default one (see :func:`answer_text`); a
 final assistant message is a prefill the answer continues; stop sequences cut it and
 ``max_tokens`` (one chunk a token) truncates it. Usage counts every input token, and
-with a ``cache_seen`` set (Anthropic) a prefix marked ``cache_control`` is written to
-the cache the first time and read from it after.
+with a wire's prompt cache (``_cache.py``) the prefixes it marks are written to the
+cache the first time and read from it after.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +76,7 @@ def compose(
     calls: list[dict[str, Any]] | None,
     *,
     prefill: bool,
-    cache_seen: set[str] | None = None,
+    cache: Any = None,
 ) -> Turn:
     """The turn for ``reply`` to ``body``. ``calls`` alone answer (no text) unless the
     reply scripts both; ``prefill``: a final assistant message is continued."""
@@ -89,7 +88,7 @@ def compose(
     truncated = isinstance(limit, int) and len(chunks) > limit
     if truncated:
         chunks = chunks[:limit]
-    usage = _usage(body, chunks, reply, cache_seen)
+    usage = _usage(body, chunks, reply, cache)
     if calls:
         usage["completion_tokens"] += sum(count_tokens(c["arguments"]) for c in calls)
     if reply.reasoning:
@@ -147,15 +146,11 @@ def _wants_json(body: dict[str, Any], prefix: str) -> bool:
     return last_user is not None and "JSON" in text_of(last_user.get("content"))
 
 
-def _usage(
-    body: dict[str, Any], chunks: list[str], reply: Reply, cache_seen: set[str] | None
-) -> dict[str, int]:
+def _usage(body: dict[str, Any], chunks: list[str], reply: Reply, cache: Any) -> dict[str, int]:
     if reply.usage is not None:
         usage = {"cached_tokens": 0, "cache_creation_tokens": 0, **reply.usage}
         usage.setdefault("completion_tokens", len(chunks))
         return usage
-    texts: list[str] = []
-    cached_prefix: str | None = None
     system = body.get("system")
     blocks: list[Any] = []
     if isinstance(system, str):
@@ -167,21 +162,12 @@ def _usage(
         if isinstance(content, list):
             blocks.extend(content)
         else:
-            blocks.append({"text": content or "", "cache_control": message.get("cache_control")})
-    for block in blocks:
-        texts.append(text_of([block]) if isinstance(block, dict) else str(block))
-        if isinstance(block, dict) and block.get("cache_control"):
-            cached_prefix = "\n".join(texts)
+            blocks.append({"text": content or ""})
+    texts = [text_of([block]) if isinstance(block, dict) else str(block) for block in blocks]
     prompt = count_tokens("\n".join(texts)) + 4 * len(body.get("messages") or [])
     cached = created = 0
-    if cache_seen is not None and cached_prefix is not None:
-        size = count_tokens(cached_prefix)
-        key = hashlib.sha256(cached_prefix.encode()).hexdigest()
-        if key in cache_seen:
-            cached = size
-        else:
-            cache_seen.add(key)
-            created = size
+    if cache is not None:  # the wire's prompt cache (_cache.py)
+        cached, created = cache.usage(body)
         prompt = max(prompt, cached + created)
     return {
         "prompt_tokens": prompt,

@@ -50,6 +50,9 @@ async def test_openai_sdk_reads_the_stream(emulator: Emulator) -> None:
     await client.close()
 
 
+LONG_SYSTEM = "Be brief. " + "Background facts to remember. " * 330  # > 2,048 tokens
+
+
 async def test_anthropic_sdk_reads_the_stream(emulator: Emulator) -> None:
     emulator.enqueue(Reply(chunks=["Hi", " there"]))
     client = anthropic.AsyncAnthropic(
@@ -58,7 +61,7 @@ async def test_anthropic_sdk_reads_the_stream(emulator: Emulator) -> None:
     async with client.messages.stream(
         model="claude-3-haiku-20240307",
         max_tokens=100,
-        system=[{"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral"}}],
+        system=[{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "hi"}],
     ) as stream:
         text = "".join([t async for t in stream.text_stream])
@@ -69,10 +72,17 @@ async def test_anthropic_sdk_reads_the_stream(emulator: Emulator) -> None:
     again = await client.messages.create(
         model="claude-3-haiku-20240307",
         max_tokens=100,
-        system=[{"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral"}}],
+        system=[{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}],
         messages=[{"role": "user", "content": "hi"}],
     )
     assert again.usage.cache_read_input_tokens > 0 and again.usage.cache_creation_input_tokens == 0
+    short = await client.messages.create(  # under the model's minimum: never cached
+        model="claude-3-haiku-20240307",
+        max_tokens=100,
+        system=[{"type": "text", "text": "Be brief", "cache_control": {"type": "ephemeral"}}],
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    assert short.usage.cache_creation_input_tokens == 0 == short.usage.cache_read_input_tokens
     await client.close()
 
 

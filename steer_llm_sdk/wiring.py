@@ -128,6 +128,7 @@ class Wiring:
             "base_urls": dict(self.base_urls),
             "providers": dict(self.providers),
             "prices": self.prices,
+            "cache_prompt": self.cache_prompt,
         }
 
     def prepare(

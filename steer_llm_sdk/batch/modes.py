@@ -48,7 +48,8 @@ _REQUEST = frozenset(
         "audio", "prediction", "store", "verbosity", "safety_settings", "generation_config",
         "system_instruction", "tool_config", "candidate_count", "response_mime_type",
         "response_schema", "thinking_config", "prompt_cache_key", "include", "truncation",
-        "text", "instructions", "previous_response_id", "max_output_tokens",
+        "text", "instructions", "previous_response_id", "max_output_tokens", "cache_prompt",
+        "prompt_cache_retention",
     }
 )  # fmt: skip
 

@@ -616,6 +616,7 @@ def _wiring(client: BatchClient) -> Any:
         api_keys=config.get("api_keys"),
         more_base_urls=config.get("base_urls"),
         providers=config.get("providers"),
+        cache_prompt=config.get("cache_prompt"),
     )
     wiring.prices = config.get("prices")
     return wiring

@@ -77,6 +77,8 @@ class Lines:
         from ..request import build_request
 
         params = {**self.params, **item.params}
+        if self.wiring.cache_prompt is not None:  # the client's default, as online
+            params.setdefault("cache_prompt", self.wiring.cache_prompt)
         for name in _JOB_ONLY:
             params.pop(name, None)
         api = params.pop("api", None)

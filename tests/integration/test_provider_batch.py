@@ -495,3 +495,23 @@ async def test_results_url_on_another_host_gets_no_key(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="another host"):
             await job.run()
         assert other.requests == []  # nothing, and no key, went to the other host
+
+
+@pytest.mark.parametrize("where", ["client", "job"])
+async def test_cache_prompt_places_markers_in_batch_lines(where: str) -> None:
+    system = "You label support tickets. " + "Rules: be brief and exact. " * 400
+    async with Emulator(batch_delay=0.05) as emu:
+        client = SteerLLMClient(
+            anthropic_api_key="sk-ant-test",
+            anthropic_base_url=emu.anthropic_base_url,
+            cache_prompt="auto" if where == "client" else None,
+        )
+        options: dict[str, Any] = {"cache_prompt": "auto"} if where == "job" else {}
+        job = client.batch(
+            _items(2), model="claude-sonnet-4-5", mode="provider", poll_interval=0.02,
+            system=system, max_tokens=10, **options,
+        )  # fmt: skip
+        assert all(r.ok for r in [r async for r in job])
+        for body in emu.batches.submitted[0]["bodies"]:
+            assert "cache_control" in json.dumps(body)
+        await client.aclose()

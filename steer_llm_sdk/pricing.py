@@ -25,7 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PriceOverride", "clear_prices", "compute_cost", "set_price"]
+__all__ = ["PriceOverride", "clear_prices", "compute_batch_cost", "compute_cost", "set_price"]
+
+# The providers' published batch discount (OpenAI Batch API, Anthropic Message Batches,
+# Gemini batch mode: 50% of the standard price), used where genai-prices has no batch
+# price for a model and for prices the user set.
+BATCH_DISCOUNT = 0.5
 
 logger = logging.getLogger("steer_llm_sdk")
 
@@ -205,3 +210,37 @@ def _warn_once(provider: str, model: str, message: str) -> None:
     if (provider, model) not in _warned:
         _warned.add((provider, model))
         logger.warning("%s", message)
+
+
+def compute_batch_cost(
+    provider: str,
+    model: str,
+    usage: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+) -> float | None:
+    """USD cost of ``usage`` through the provider's batch API: genai-prices' batch price
+    (``processing: batch``) where it has one, else the standard price times
+    :data:`BATCH_DISCOUNT`; None when no price is known."""
+    standard = compute_cost(provider, model, usage, overrides)
+    if standard is None or _find_override(provider, model, overrides) is not None:
+        return None if standard is None else standard * BATCH_DISCOUNT
+    provider_id = _PROVIDER_IDS.get(provider)
+    if provider_id is not None:
+        from genai_prices import Usage, calc_price
+
+        prompt, read, write, completion = _counts(usage)
+        price_usage = Usage(
+            input_tokens=prompt,
+            cache_read_tokens=read,
+            cache_write_tokens=write,
+            output_tokens=completion,
+        )
+        try:
+            batch = calc_price(
+                price_usage, model, provider_id=provider_id, price_context={"processing": "batch"}
+            )
+            if float(batch.total_price) < standard:
+                return float(batch.total_price)
+        except Exception:  # no batch price (or a pricing fault): the published discount
+            pass
+    return standard * BATCH_DISCOUNT

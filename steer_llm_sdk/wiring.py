@@ -170,6 +170,7 @@ class Wiring:
             # or the environment, or the token provider when it pickles)
             **{k: v for k, v in self.signer_settings.items() if k != "api_keys"},
             **({"pricing_models": dict(self.pricing_models)} if self.pricing_models else {}),
+            "cache_prompt": self.cache_prompt,
         }
 
     def prepare(

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .attempt import BatchClient
+    from .provider import ProviderBatchJob
     from .ray_engine import RayBatchJob
     from .runner import BatchJob
 
@@ -28,6 +29,7 @@ __all__ = [
     "BatchSummary",
     "InvalidItem",
     "Journal",
+    "ProviderBatchJob",
     "RayBatchJob",
     "content_id",
     "make_job",
@@ -36,9 +38,11 @@ __all__ = [
 
 def make_job(
     client: BatchClient, items: Any, model: str | None, **options: Any
-) -> BatchJob | RayBatchJob:
-    """``client.batch(...)``: the local engine, or Ray with ``engine="ray"``."""
+) -> BatchJob | RayBatchJob | ProviderBatchJob:
+    """``client.batch(...)``: the local engine, Ray with ``engine="ray"``, or the
+    providers' batch APIs with ``mode="provider"`` (or ``"auto"``)."""
     from ..errors import ConfigurationError
+    from .modes import check_known, choose_mode
 
     if model is not None and not isinstance(model, str):
         raise ConfigurationError(
@@ -46,6 +50,12 @@ def make_job(
             "keys its journal and rate windows by name): SteerLLMClient(routes={'smart': "
             "[...]}), then model='smart'"
         )
+    check_known(options)
+    mode = choose_mode(client, model, options)
+    if mode == "provider":
+        from .provider import ProviderBatchJob
+
+        return ProviderBatchJob(client, items, model, **options)
     engine = options.pop("engine", "local")
     if engine == "ray":
         from .ray_engine import RayBatchJob
@@ -70,6 +80,10 @@ def __getattr__(name: str) -> Any:  # lazy: `steer-llm stream` does not load the
         from .runner import BatchJob
 
         return BatchJob
+    if name == "ProviderBatchJob":
+        from .provider import ProviderBatchJob
+
+        return ProviderBatchJob
     if name == "RayBatchJob":  # Ray itself only when a job runs
         from .ray_engine import RayBatchJob
 

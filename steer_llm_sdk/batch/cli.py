@@ -57,6 +57,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-attempts", type=int, default=5, help="HTTP requests per item (5)")
     p.add_argument("--journal", help="journal path (default: OUTPUT.journal)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument(
+        "--mode",
+        choices=("online", "provider", "auto"),
+        default="online",
+        help="online: a request per item (default); provider: the providers' batch APIs "
+        "(half price, answers within 24 hours); auto: provider unless --deadline is sooner",
+    )
+    p.add_argument("--poll-interval", type=float, help="seconds between polls (provider mode, 30)")
+    p.add_argument("--deadline", type=float, help="seconds the job may take (with --mode auto)")
+    p.add_argument(
+        "--retry-online",
+        action="store_true",
+        help="provider mode: run items that expired or failed with a retryable error online",
+    )
     p.add_argument("--address", help="Ray cluster address (with --engine ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar, even on a terminal")
     p.set_defaults(func=run)
@@ -167,22 +181,23 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
     if args.engine == "ray":
         return await _run_ray(args, model, options, journal)
     from ..client import SteerLLMClient
-    from .runner import BatchJob
+    from . import make_job
 
     total = _count_lines(args.input) if args.input != "-" else None
     async with SteerLLMClient(routes=_routes() or None) as client:
         try:
-            job = BatchJob(
+            job = make_job(
                 client,
                 _read_items(args.input),
-                model=model,
+                model,
                 output_path=output,
                 **_limits(args, journal),
+                **_mode_options(args),
                 **options,
             )
         except SteerError as exc:
             return _fail(str(exc))
-        job.total = total
+        job.total = total  # type: ignore[union-attr]
         if resuming:
             print(f"steer-llm batch: resuming the job in {journal}", file=sys.stderr)
         interrupts = _install_interrupts(job)
@@ -206,15 +221,38 @@ async def _main(args: argparse.Namespace, *, resuming: bool) -> int:
     return EXIT_FAILED_ITEMS if summary.failed or summary.retryable_failed else 0
 
 
+def _mode_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--mode and the provider mode's options (only those given)."""
+    options: dict[str, Any] = {}
+    if args.mode != "online":
+        options["mode"] = args.mode
+    if args.poll_interval is not None:
+        options["poll_interval"] = args.poll_interval
+    if args.deadline is not None:
+        options["deadline"] = args.deadline
+    if args.retry_online:
+        options["retry_online"] = True
+    return options
+
+
 def _install_interrupts(job: Any) -> Any:
-    """First Ctrl-C (or SIGTERM): stop dispatching; second: stop at once."""
+    """First Ctrl-C (or SIGTERM): stop dispatching; second: stop at once (in provider
+    mode: cancel the submitted batches and exit)."""
     loop = asyncio.get_running_loop()
     count = 0
 
     def on_signal() -> None:
         nonlocal count
         count += 1
-        if count == 1:
+        if count == 1 and hasattr(job, "batches"):
+            job.stop()
+            print(
+                f"\nsteer-llm batch: no more batches will be submitted; waiting for the "
+                f"{job.batches} provider batches submitted (Ctrl-C again to cancel them). "
+                "Killed or stopped, run the same command to resume.",
+                file=sys.stderr,
+            )
+        elif count == 1:
             job.stop()
             print(
                 f"\nsteer-llm batch: stopping; waiting for {job.in_flight} requests in flight "
@@ -335,6 +373,11 @@ def _figures(job: Any) -> tuple[int, str]:
     rate = (s.succeeded + s.failed) / elapsed
     tokens = s.prompt_tokens + s.completion_tokens
     failed = s.failed + s.retryable_failed
+    if hasattr(job, "batches"):  # provider mode
+        return done, (
+            f"{job.submitted:,} submitted  {job.in_progress:,} in progress  {failed} failed  "
+            f"{tokens:,} tokens  ${s.cost_usd:.4f}"
+        )
     return done, f"{failed} failed  {rate:.1f}/s  {tokens:,} tokens  ${s.cost_usd:.4f}"
 
 

@@ -159,6 +159,15 @@ class Journal:
         self._db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.pending += len(rows)
 
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A write in the current transaction (committed by :meth:`commit`)."""
+        self._begin()
+        return self._db.execute(sql, args)
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """A read's rows."""
+        return self._db.execute(sql, args).fetchall()
+
     def _begin(self) -> None:
         if not self._in_tx:
             self._db.execute("BEGIN")

@@ -18,6 +18,7 @@ async def _serve(args: argparse.Namespace) -> None:
         requests_per_minute=args.rpm,
         tokens_per_minute=args.tpm,
         rate_window=args.rate_window,
+        batch_delay=args.batch_delay,
     )
     await emulator.start()
     print(f"OpenAI base URL:    {emulator.openai_base_url}", flush=True)
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--tpm", type=float, help="tokens per minute per API key (429 above)")
     parser.add_argument(
         "--rate-window", type=float, default=60.0, help="seconds over which limits are counted"
+    )
+    parser.add_argument(
+        "--batch-delay", type=float, default=0.2, help="seconds until a batch (batch APIs) ends"
     )
     args = parser.parse_args()
     try:

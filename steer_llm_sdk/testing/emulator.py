@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._anthropic import Messages
+from ._batches import Batches
 from ._bedrock import EVENTSTREAM, TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, Bedrock
 from ._clouds import Azure, CloudState, Metadata, TokenEndpoint, Vertex
 from ._files import Files, StoredFile
@@ -202,6 +203,7 @@ class Emulator:
         backlog: int = 4096,
         aws_credentials: dict[str, tuple[str, str | None]] | None = None,
         bedrock_api_keys: set[str] | None = None,
+        batch_delay: float = 0.2,
     ) -> None:
         self.host = host
         self.backlog = backlog  # pending connections the listening socket queues
@@ -249,6 +251,8 @@ class Emulator:
         self.rate_stats: dict[str, RateLimitStats] = {}
         self._rules: list[Outage] = []
         self.peak_open_connections = 0  # the most connections open at one time
+        # The batch APIs (_batches.py): a batch ends `batch_delay` seconds after creation.
+        self.batches = Batches(self._answer_line, lambda: self.url, batch_delay)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:
@@ -426,6 +430,8 @@ class Emulator:
             "/emulator/outage",
         ):
             return self._script_over_http(path, request), None
+        if self.batches.matches(path):
+            return self.batches.handle(request), None
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}
             return json_plan(200, data), None
@@ -451,6 +457,13 @@ class Emulator:
             if len(self._plan_cache) < 256:
                 self._plan_cache[key] = cached
         return cached, wire
+
+    def _answer_line(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """One line of a batch: the non-streamed answer to ``body`` sent to ``path``."""
+        headers = {"content-type": "application/json", "x-goog-api-key": "batch"}
+        request = RecordedRequest("POST", path, headers, dumps(body))
+        plan = self._plan(request)[0]
+        return plan.status, json.loads(b"".join(plan.pieces) or b"null")
 
     def _script_over_http(self, path: str, request: RecordedRequest) -> Plan:
         """``POST /emulator/enqueue`` with a Reply's fields as JSON (or a list of them);

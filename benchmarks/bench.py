@@ -53,7 +53,7 @@ MODELS = {
 # the floor sends the emulator's test Bedrock API key (no signing cost at all).
 BEDROCK_ENV = {
     "AWS_ACCESS_KEY_ID": "AKIAEMULATOR00000000",
-    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnEMUL/K7MDENG/bPxRfiCYTESTKEY0000",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY0",
     "AWS_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
     "AWS_CONFIG_FILE": os.devnull,

@@ -64,7 +64,7 @@ def botocore_cost(data: bytes, step: int) -> float | None:
 
 async def signing() -> tuple[float, float]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAEMULATOR00000000")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnEMUL/K7MDENG/bPxRfiCYTESTKEY0000")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY0")
     os.environ.setdefault("AWS_REGION", "us-east-1")
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     from steer_llm_sdk.auth.aws import make

@@ -121,8 +121,7 @@ _AWS_TYPES = {
 }
 # The emulator's default test credentials (emu.aws_credentials, emu.bedrock_api_keys).
 TEST_ACCESS_KEY = "AKIAEMULATOR00000000"
-# Not a word a server echoes: the SDK redacts what ends with the start of a known secret.
-TEST_SECRET_KEY = "wJalrXUtnEMUL/K7MDENG/bPxRfiCYTESTKEY0000"
+TEST_SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY0"
 TEST_API_KEY = "ABSKZW11bGF0b3ItYmVkcm9jay1rZXk="
 _MAX_SKEW = 300  # seconds a signature's X-Amz-Date may differ from the clock, as on AWS
 EVENTSTREAM = "application/vnd.amazon.eventstream"

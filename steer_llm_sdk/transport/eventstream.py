@@ -149,10 +149,13 @@ class EventStreamDecoder:
         view = memoryview(data)
         names = self._names
         limit = self._max
+        check = crc32
+        prelude = _unpack_prelude
+        append = out.append
         pos = 0
         while size - pos >= _PRELUDE:
-            total, hlen, crc = _unpack_prelude(data, pos)
-            if crc32(view[pos : pos + 8]) != crc:
+            total, hlen, crc = prelude(data, pos)
+            if check(view[pos : pos + 8]) != crc:
                 raise _bad("the prelude CRC does not match (corrupt or not an event stream)")
             if total < _MIN_FRAME or hlen > total - _MIN_FRAME:
                 raise _bad(f"a frame declares {total} bytes with {hlen} bytes of headers")
@@ -162,20 +165,20 @@ class EventStreamDecoder:
                 self._need = total
                 break
             end = pos + total - 4
-            if crc32(view[pos + 8 : end], crc) != _unpack_crc(data, end)[0]:
+            if check(view[pos + 8 : end], crc) != _unpack_crc(data, end)[0]:
                 raise _bad("a frame's message CRC does not match (corrupt data)")
-            start = pos + _PRELUDE
-            block = data[start : start + hlen]
-            payload = data[start + hlen : end]
+            start = pos + 12
+            head = start + hlen
+            block = data[start:head]
             pos += total
             if pairs:
                 name = names.get(block)
                 if name is not None:
-                    out.append((name, payload))
+                    append((name, data[head:end]))
                 else:
-                    out.append(self._pair(block, payload))
+                    append(self._pair(block, data[head:end]))
             else:
-                out.append(EventMessage(dict(self._parsed(block)), payload))
+                append(EventMessage(dict(self._parsed(block)), data[head:end]))
         else:
             self._need = _PRELUDE
         if pos < size:

@@ -205,18 +205,21 @@ async def test_profile_file_credentials(
         monkeypatch.delenv(name)
     folder = Path(aws_env["dir"])
     (folder / "credentials").write_text(
-        "[work]\naws_access_key_id = AKIAPROFILE000000000\naws_secret_access_key = profile-secret\n"
-        "aws_session_token = profile-session-token\n"
+        "[work]\naws_access_key_id = AKIAPROFILE000000000\n"
+        "aws_secret_access_key = Pr0f1leS3cretKeyValueXYZ\n"
+        "aws_session_token = FwoGZXIvYXdzEPr0f1leSessionT0ken\n"
     )
     (folder / "config").write_text(f"[profile work]\nregion = {REGION}\n")
     monkeypatch.setenv("AWS_PROFILE", "work")
-    emu.aws_credentials = {"AKIAPROFILE000000000": ("profile-secret", "profile-session-token")}
+    emu.aws_credentials = {
+        "AKIAPROFILE000000000": ("Pr0f1leS3cretKeyValueXYZ", "FwoGZXIvYXdzEPr0f1leSessionT0ken")
+    }
     async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
         ours = await c.stream_with_usage("hi", model=MODEL)
     theirs = await asyncio.to_thread(_boto_converse, emu, "hi")
     assert ours.get_text() == theirs["text"]
     sent = emu.requests[0].headers
-    assert sent["x-amz-security-token"] == "profile-session-token"
+    assert sent["x-amz-security-token"] == "FwoGZXIvYXdzEPr0f1leSessionT0ken"
     assert f"/{REGION}/bedrock/aws4_request" in sent["authorization"]
 
 
@@ -228,10 +231,10 @@ async def test_bearer_token(emu: Emulator, client: Any, monkeypatch: pytest.Monk
     with pytest.raises(Exception, match="HTTPS"):
         await asyncio.to_thread(_boto_converse, emu, "hi")
     assert ours.get_text() and emu.requests[0].headers["authorization"] == f"Bearer {TEST_API_KEY}"
-    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSK-wrong-key-123456789")
+    monkeypatch.setenv("AWS_BEARER_TOKEN_BEDROCK", "ABSKwr0ngBedr0ckKey123456789")
     with pytest.raises(PermissionDeniedError) as caught:
         await client.stream_with_usage("hi", model=MODEL)
-    assert "wrong-key" not in repr(caught.value) and "wrong-key" not in str(caught.value)
+    assert "wr0ngBedr0ck" not in repr(caught.value) and "wr0ngBedr0ck" not in str(caught.value)
 
 
 async def test_bearer_token_is_never_sent_in_clear(
@@ -246,7 +249,7 @@ async def test_bearer_token_is_never_sent_in_clear(
 async def test_bad_and_expired_signatures_are_refused(
     emu: Emulator, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
-    secret = "not-the-right-secret-0123456789"
+    secret = "Wr0ngS3cretKeyValue0123456789"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     caplog.set_level(logging.DEBUG)
     async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
@@ -435,11 +438,16 @@ async def test_endpoint_from_botocore_variable(
     assert len(emu.requests) == 2
 
 
-def test_models_command_lists_bedrock(aws_env: dict[str, str], capsys: Any) -> None:
-    from steer_llm_sdk.cli import main
+async def test_models_command_lists_bedrock(aws_env: dict[str, str]) -> None:
+    import sys
 
-    assert main(["models"]) == 0
-    out = capsys.readouterr().out
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "steer_llm_sdk.cli", "models", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": ROOT},
+    )  # fmt: skip
+    raw, err = await asyncio.wait_for(proc.communicate(), 60)
+    out = raw.decode()
+    assert proc.returncode == 0, err.decode()
     assert "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0" in out
     assert f"AWS Bedrock: region {REGION}" in out
     assert "bedrock-runtime.us-east-1.amazonaws.com" in out
@@ -577,7 +585,8 @@ n = int(counter.read_text() or 0) + 1 if counter.exists() else 1
 counter.write_text(str(n))
 expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
 print(json.dumps({"Version": 1, "AccessKeyId": f"AKIAROTATING{n:08d}",
-                  "SecretAccessKey": f"rotating-secret-{n}", "SessionToken": f"token-{n}",
+                  "SecretAccessKey": f"R0tat1ngS3cretKeyValue{n}X",
+                  "SessionToken": f"IQoJR0tat1ngSessionT0ken{n}X",
                   "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}))
 """
 
@@ -600,14 +609,15 @@ async def test_expiring_credentials_are_read_again_not_cached(
     )
     monkeypatch.setenv("AWS_PROFILE", "rotating")
     emu.aws_credentials = {
-        f"AKIAROTATING{n:08d}": (f"rotating-secret-{n}", f"token-{n}") for n in range(1, 9)
+        f"AKIAROTATING{n:08d}": (f"R0tat1ngS3cretKeyValue{n}X", f"IQoJR0tat1ngSessionT0ken{n}X")
+        for n in range(1, 9)
     }
     async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
         for _ in range(3):
             assert (await c.stream_with_usage("hi", model=MODEL)).get_text()
     used = [r.headers["x-amz-security-token"] for r in emu.requests]
     assert len(set(used)) == 3, used  # fresh credentials for each request
-    assert not any("rotating-secret" in repr(r.headers) for r in emu.requests)
+    assert not any("R0tat1ngS3cret" in repr(r.headers) for r in emu.requests)
 
 
 async def test_container_credentials_are_fetched_off_the_event_loop(
@@ -626,8 +636,8 @@ async def test_container_credentials_are_fetched_off_the_event_loop(
         body = json.dumps(
             {
                 "AccessKeyId": "AKIACONTAINER0000000",
-                "SecretAccessKey": "container-secret",
-                "Token": "container-token",
+                "SecretAccessKey": "C0nta1nerS3cretKeyValueXYZ",
+                "Token": "IQoJb3JpZ2luC0nta1nerT0kenXYZ",
                 "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         ).encode()
@@ -644,7 +654,9 @@ async def test_container_credentials_are_fetched_off_the_event_loop(
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/creds")
     monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-identity-token")
-    emu.aws_credentials = {"AKIACONTAINER0000000": ("container-secret", "container-token")}
+    emu.aws_credentials = {
+        "AKIACONTAINER0000000": ("C0nta1nerS3cretKeyValueXYZ", "IQoJb3JpZ2luC0nta1nerT0kenXYZ")
+    }
     try:
         async with SteerLLMClient(base_urls={"bedrock": emu.bedrock_base_url}) as c:
             result = await asyncio.wait_for(c.stream_with_usage("hi", model=MODEL), 20)
@@ -652,4 +664,4 @@ async def test_container_credentials_are_fetched_off_the_event_loop(
     finally:
         server.close()
     assert served and "authorization: pod-identity-token" in served[0].lower()
-    assert emu.requests[0].headers["x-amz-security-token"] == "container-token"
+    assert emu.requests[0].headers["x-amz-security-token"] == "IQoJb3JpZ2luC0nta1nerT0kenXYZ"

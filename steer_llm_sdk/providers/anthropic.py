@@ -465,13 +465,23 @@ def _response_content(
     return parts, output_found
 
 
+def _vertex_request(
+    request: ChatRequest, headers: dict[str, str], body: dict[str, Any]
+) -> HTTPRequest:
+    """The Messages body as Vertex AI takes it: no ``model`` (it is in the path), the
+    ``anthropic_version`` in the body, ``streamRawPredict`` / ``rawPredict``."""
+    del body["model"], headers["anthropic-version"]
+    body["anthropic_version"] = VERTEX_VERSION
+    verb = "streamRawPredict" if request.stream else "rawPredict"
+    path = f"/publishers/anthropic/models/{quote(request.model, safe='-._~@')}:{verb}"
+    return HTTPRequest("POST", path, headers, body)
+
+
 class AnthropicCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
     protocol = "anthropic-messages"
-    # cache_prompt: the API's automatic top-level cache_control marks the
-    # conversation (an endpoint without it gets a marker on the last block).
-    automatic_cache = True
+    automatic_cache = True  # cache_prompt: the API's top-level cache_control (README)
     # Files it can send: images (image blocks) and PDFs and plain text (document
     # blocks) as data, images and PDFs by URL, and all of them by Files API id (sent
     # with the files beta header).
@@ -525,13 +535,9 @@ class AnthropicCodec(CodecBase):
         headers = _headers(request.stream, api_key)
         if _has_file_ids(request.messages):
             headers["anthropic-beta"] = FILES_BETA
-        if not self._vertex:
-            return HTTPRequest("POST", "/v1/messages", headers, body)
-        del body["model"], headers["anthropic-version"]
-        body["anthropic_version"] = VERTEX_VERSION
-        verb = "streamRawPredict" if request.stream else "rawPredict"
-        path = f"/publishers/anthropic/models/{quote(request.model, safe='-._~@')}:{verb}"
-        return HTTPRequest("POST", path, headers, body)
+        if self._vertex:
+            return _vertex_request(request, headers, body)
+        return HTTPRequest("POST", "/v1/messages", headers, body)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:
@@ -745,9 +751,8 @@ class AnthropicCodec(CodecBase):
         self.state.usage = normalize_usage(merged)
 
     def finish(self) -> None:
-        """End of body. Complete if ``message_stop`` came, or the ``message_delta``
-        with the stop reason (some recordings end without a final newline, which
-        drops the ``message_stop`` event that follows it)."""
+        """End of body: complete after ``message_stop``, or after the ``message_delta``
+        with the stop reason (a body cut before its final newline loses the former)."""
         if self.state.finish_reason is not None:
             self.state.done = True
         if self.state.done:

@@ -245,6 +245,24 @@ def azure_errors(where: str) -> Callable[[int, Any, bytes], SteerError]:
     return parse
 
 
+def _stream_error(obj: dict[str, Any]) -> SteerError:
+    """An error sent inside the stream (``data: {"error": ...}``) → a typed error."""
+    err = obj.get("error")
+    if not isinstance(err, dict):
+        err = obj
+    message = str(err.get("message") or "the provider sent an error in the stream")
+    status = err.get("status_code")
+    code = err.get("code")
+    if status is None and isinstance(code, int):
+        status = code
+    return error_for(
+        status if isinstance(status, int) else None,
+        message,
+        error_type=err.get("type") if isinstance(err.get("type"), str) else None,
+        body=orjson.dumps(obj).decode()[:500],
+    )
+
+
 class OpenAIChatCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable."""
 
@@ -403,7 +421,7 @@ class OpenAIChatCodec(CodecBase):
             self._first = state.model is None
             self._fast = not self._first and not self._logprobs
         if event == "error" or obj.get("error"):  # some servers send "error": null
-            raise self._stream_error(obj)
+            raise _stream_error(obj)
         return text or None
 
     def _rare_delta(self, delta: dict[str, Any], text: Any) -> str | None:
@@ -488,22 +506,6 @@ class OpenAIChatCodec(CodecBase):
         for key, what in _LOGPROBS_KEYS:
             add_logprobs(self.state, raw.get(key), key, what)
 
-    def _stream_error(self, obj: dict[str, Any]) -> SteerError:
-        err = obj.get("error")
-        if not isinstance(err, dict):
-            err = obj
-        message = str(err.get("message") or "the provider sent an error in the stream")
-        status = err.get("status_code")
-        code = err.get("code")
-        if status is None and isinstance(code, int):
-            status = code
-        return error_for(
-            status if isinstance(status, int) else None,
-            message,
-            error_type=err.get("type") if isinstance(err.get("type"), str) else None,
-            body=orjson.dumps(obj).decode()[:500],
-        )
-
     def finish(self) -> None:
         """End of body. OpenAI-compatible servers don't all send ``[DONE]``, so a
         stream that ended cleanly after a finish reason or usage counts as complete."""
@@ -523,7 +525,7 @@ class OpenAIChatCodec(CodecBase):
         """A whole ``chat.completion`` JSON body: fill the state, return the text."""
         obj = load_json_body(body)
         if "error" in obj and not obj.get("choices"):
-            raise self._stream_error(obj)
+            raise _stream_error(obj)
         state = self.state
         state.model = obj.get("model")
         state.response_id = obj.get("id")

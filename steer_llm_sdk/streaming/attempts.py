@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .call import Call
     from .ledger import Ledger
 
-__all__ = ["Attempts", "loop_time"]
+__all__ = ["Attempts", "incomplete", "loop_time"]
 
 logger = logging.getLogger("steer_llm_sdk")
 
@@ -272,29 +272,6 @@ class Attempts:
             f"no part of the answer within first_token_timeout={first:g} s", **self.call.context
         )
 
-    def incomplete(
-        self, state: StreamState, got_text: bool, sse: SSEDecoder | EventStreamDecoder
-    ) -> SteerError:
-        """The error for a body that ended before the protocol said it was complete."""
-        context = self.call.context
-        if (
-            not got_text
-            and state.model is None
-            and state.usage is None
-            and not state.tool_calls
-            and not state.reasoning_parts
-        ):
-            return InvalidResponseError(
-                "the response is not a valid event stream "
-                f"({sse.pending_bytes} bytes of undecodable data)",
-                **context,
-            )
-        return ConnectionError(
-            "the stream ended before the provider said it was complete "
-            "(the connection closed early or the body was truncated)",
-            **context,
-        )
-
     async def backoff(self, exc: SteerError) -> None:
         self.retries += 1
         opts = self.call.options
@@ -378,3 +355,27 @@ async def _first(attempts: Attempts, opening: Awaitable[httpx.Response]) -> http
         if scope.expired():
             raise attempts.first_token_error() from None
         raise
+
+
+def incomplete(
+    call: Call, state: StreamState, got_text: bool, sse: SSEDecoder | EventStreamDecoder
+) -> SteerError:
+    """The error for a body that ended before the protocol said it was complete."""
+    context = call.context
+    if (
+        not got_text
+        and state.model is None
+        and state.usage is None
+        and not state.tool_calls
+        and not state.reasoning_parts
+    ):
+        return InvalidResponseError(
+            "the response is not a valid event stream "
+            f"({sse.pending_bytes} bytes of undecodable data)",
+            **context,
+        )
+    return ConnectionError(
+        "the stream ended before the provider said it was complete "
+        "(the connection closed early or the body was truncated)",
+        **context,
+    )

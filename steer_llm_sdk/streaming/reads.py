@@ -21,7 +21,7 @@ from ..results import TextDelta
 from ..transport.eventstream import EventStreamDecoder
 from ..transport.http import map_httpx_error
 from ..transport.sse import SSEDecoder
-from .attempts import loop_time
+from .attempts import incomplete, loop_time
 from .fair import turns
 
 if TYPE_CHECKING:
@@ -45,6 +45,18 @@ _DRAIN_SECONDS = 0.25
 _DRAIN_BYTES = 64 * 1024
 
 
+def _decoder(
+    framing: str, max_event_bytes: int | None
+) -> tuple[SSEDecoder | EventStreamDecoder, Callable[[bytes], list[tuple[str | None, bytes]]]]:
+    """The attempt's body decoder and its feed: SSE events, or AWS event-stream frames
+    (Bedrock) as (":event-type", payload) pairs."""
+    if framing == "sse":
+        sse = SSEDecoder(max_event_bytes)
+        return sse, sse.feed
+    frames = EventStreamDecoder(max_event_bytes)
+    return frames, frames.events
+
+
 async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], None]:
     """For each network read, the texts (``record=False``) or the typed parts
     (``record=True``: what the codec recorded, then the text, event by event) its
@@ -59,14 +71,7 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
         state = codec.state
         out = state.out if record else None
         decode = codec.decode
-        sse: SSEDecoder | EventStreamDecoder
-        feed: Callable[[bytes], list[tuple[str | None, bytes]]]
-        if codec.framing == "sse":
-            sse = SSEDecoder(opts.max_event_bytes)
-            feed = sse.feed
-        else:  # AWS event stream frames (Bedrock): (":event-type", payload) pairs
-            sse = EventStreamDecoder(opts.max_event_bytes)
-            feed = sse.events
+        sse, feed = _decoder(codec.framing, opts.max_event_bytes)
         idle = _Idle(opts.read_timeout, state)
         got_text = False
         try:
@@ -157,7 +162,7 @@ async def reads(attempts: Attempts, record: bool) -> AsyncGenerator[list[Any], N
                         yield batch
             codec.finish()
             if not state.done:
-                raise attempts.incomplete(state, got_text, sse)
+                raise incomplete(attempts.call, state, got_text, sse)
             if out:  # tool calls that end with the stream
                 batch = list(out)
                 out.clear()

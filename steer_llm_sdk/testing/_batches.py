@@ -390,6 +390,22 @@ class Batches(_Anthropic, _Gemini):
             and path.endswith(":batchGenerateContent")
         )
 
+    def owns(self, request: RecordedRequest) -> bool:
+        """Whether this request is the batch APIs': ``/v1/files`` only for an upload
+        with purpose ``batch`` or a file these APIs hold (the other Files API requests
+        are the Files wire's, ``_files.py``)."""
+        path = request.path.split("?")[0]
+        if not self.matches(path):
+            return False
+        if not path.startswith("/v1/files"):
+            return True
+        parts = path.strip("/").split("/")
+        if len(parts) > 2:
+            return parts[2] in self.files
+        if request.method != "POST" or b'name="purpose"' not in request.body:
+            return False
+        return _multipart(request).get("purpose", (None, b""))[1] == b"batch"
+
     def handle(self, request: RecordedRequest) -> Plan:
         path, _, qs = request.path.partition("?")
         query = parse_qs(qs)

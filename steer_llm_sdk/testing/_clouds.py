@@ -67,8 +67,8 @@ class CloudState:
         # A check of a service account's JWT signature (signing input, signature) → bool.
         self.jwt_verifier: Callable[[bytes, bytes], bool] | None = None
         self.vertex_project: str | None = None  # only this project (None: any)
-        self.azure_keys: set[str] = {"emulator-azure-key"}
-        self.azure_tokens: set[str] = {"emulator-entra-token"}
+        self.azure_keys: set[str] = {"az-test-key-0000000000000000"}
+        self.azure_tokens: set[str] = {"entra-test-token-000000000000"}
         self.azure_deployments: set[str] | None = None  # None: every name is deployed
         self.azure_filtered: list[str] = []  # prompt words Azure's content filter refuses
 

@@ -331,7 +331,7 @@ class Emulator(Scripting):
             "/emulator/outage",
         ):
             return self._script_over_http(path, request), None
-        if self.batches.matches(path):
+        if self.batches.owns(request):
             return self.batches.handle(request), None
         if request.method == "GET" and path == "/v1/models":
             data = {"object": "list", "data": [{"id": "emulator", "object": "model"}]}

@@ -21,8 +21,8 @@ from steer_llm_sdk.errors import (
 )
 from steer_llm_sdk.testing import Emulator, Reply
 
-KEY = "emulator-azure-key"
-TOKEN = "emulator-entra-token"
+KEY = "az-test-key-0000000000000000"
+TOKEN = "entra-test-token-000000000000"
 VERSION = "2024-10-21"
 
 

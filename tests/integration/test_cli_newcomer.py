@@ -121,7 +121,7 @@ async def test_every_name_models_lists_is_taken_by_m(
     metadata = f"127.0.0.1:{emulator.port}"
     env.update(
         AZURE_OPENAI_ENDPOINT=emulator.azure_endpoint,
-        AZURE_OPENAI_API_KEY="emulator-azure-key",
+        AZURE_OPENAI_API_KEY="az-test-key-0000000000000000",
         GCE_METADATA_HOST=metadata,
         GCE_METADATA_IP=metadata,
         CLOUDSDK_CONFIG=env["XDG_DATA_HOME"] + "/no-gcloud",

@@ -20,7 +20,7 @@ __all__ = [
     "LOCAL_DEFAULT",
     "PROVIDERS",
     "ProviderSpec",
-    "Route",
+    "Target",
     "data_dir",
     "default_model",
     "default_model_choice",
@@ -268,12 +268,15 @@ _PREFIX_ROUTES: tuple[tuple[str, str], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Target:
+    """Where one model name goes: the provider and the provider's own name for the
+    model. (A route, ``routing.Route``, is a caller's entry that may hold several.)"""
+
     provider: ProviderSpec
     model: str  # the name sent to the provider
 
 
-def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> Route:
+def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> Target:
     """``"claude-3-haiku-20240307"`` → Anthropic; ``"groq/llama-3.3-70b"`` → Groq.
 
     An explicit ``provider/model`` always wins over the name-based rules.
@@ -289,7 +292,7 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
     if sep and name in providers and rest:
         if name == "vertex" and rest.lower().startswith("claude-"):
             name = "vertex-anthropic"  # Claude on Vertex speaks the Anthropic protocol
-        return Route(providers[name], rest)
+        return Target(providers[name], rest)
     if sep and rest and os.environ.get(f"{_env_name(name)}_BASE_URL"):
         # A provider registered through the environment: NAME_BASE_URL (+ NAME_API_KEY),
         # spoken to with the OpenAI protocol.
@@ -297,13 +300,13 @@ def resolve_model(model: str, extra: dict[str, ProviderSpec] | None = None) -> R
         spec = ProviderSpec(
             name, "openai-chat", os.environ[f"{env}_BASE_URL"], f"{env}_API_KEY", key_required=False
         )
-        return Route(spec, rest)
+        return Target(spec, rest)
     lowered = model.lower()
     for prefix, name in _PREFIX_ROUTES:
         if lowered.startswith(prefix):
             if name == "openai" and responses_only(lowered):
-                return Route(providers["openai-responses"], model)
-            return Route(providers[name], model)
+                return Target(providers["openai-responses"], model)
+            return Target(providers[name], model)
     raise ConfigurationError(
         f"unknown model {model!r}: name it as 'provider/model' with provider one of "
         f"{', '.join(sorted(providers))} (e.g. 'groq/llama-3.3-70b-versatile'), or use "
@@ -373,21 +376,23 @@ def configured_base_url(spec: ProviderSpec, base_urls: Mapping[str, str]) -> str
     return url
 
 
-def select_api(route: Route, api: object) -> Route:
+def select_api(route: Target, api: object) -> Target:
     """``api="responses"`` / ``api="chat"``: the OpenAI API a route speaks (OpenAI
     models; another provider only when it already speaks the one asked for);
     ``api="converse"`` / ``api="invoke"`` for Bedrock models."""
     if route.provider.name == "bedrock" and route.provider.auth == "aws-sigv4":
         if api not in ("converse", "invoke"):
             raise ConfigurationError(f"api={api!r}: Bedrock models take 'converse' or 'invoke'")
-        return Route(PROVIDERS["bedrock-invoke" if api == "invoke" else "bedrock"], route.model)
+        return Target(PROVIDERS["bedrock-invoke" if api == "invoke" else "bedrock"], route.model)
     if api not in ("chat", "responses"):
         raise ConfigurationError(f"api={api!r} is not known: use 'chat' or 'responses'")
     spec = route.provider
     if spec.variant == "azure":
-        return Route(PROVIDERS["azure-responses" if api == "responses" else "azure"], route.model)
+        return Target(PROVIDERS["azure-responses" if api == "responses" else "azure"], route.model)
     if spec is PROVIDERS["openai"] or spec is PROVIDERS["openai-responses"]:
-        return Route(PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model)
+        return Target(
+            PROVIDERS["openai-responses" if api == "responses" else "openai"], route.model
+        )
     wanted = "openai-responses" if api == "responses" else "openai-chat"
     if spec.protocol == wanted:
         return route
@@ -418,15 +423,23 @@ def data_dir() -> Path:
     ``$STEER_LLM_DATA_DIR`` if set, else ``$XDG_DATA_HOME/steer-llm`` (else
     ``~/.local/share/steer-llm``) on Linux, ``~/Library/Application Support/steer-llm``
     on macOS, ``%APPDATA%\\steer-llm`` on Windows."""
-    explicit = os.environ.get("STEER_LLM_DATA_DIR")
+    return user_dir("STEER_LLM_DATA_DIR", "XDG_DATA_HOME", (".local", "share"))
+
+
+def user_dir(explicit_env: str, xdg_env: str, linux_default: tuple[str, ...]) -> Path:
+    """``steer-llm``'s directory of one kind: ``$explicit_env`` if set, else
+    ``$xdg_env/steer-llm`` (else ``~/<linux_default>/steer-llm``) on Linux,
+    ``~/Library/Application Support/steer-llm`` on macOS, ``%APPDATA%\\steer-llm`` on
+    Windows."""
+    explicit = os.environ.get(explicit_env)
     if explicit:
         return Path(explicit).expanduser()
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Application Support" / "steer-llm"
     if sys.platform == "win32":
         return Path(os.environ.get("APPDATA") or Path.home()) / "steer-llm"
-    base = os.environ.get("XDG_DATA_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "share"
+    base = os.environ.get(xdg_env) or ""
+    root = Path(base) if os.path.isabs(base) else Path.home().joinpath(*linux_default)
     return root / "steer-llm"
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import SteerLLMClient
-    from .catalog import Route
+    from .catalog import Target
     from .cli_logs import LogStore
     from .results import StreamingResponse
 
@@ -347,7 +347,7 @@ class Session:
             self.default_note = f"{model} ({why})"
         return model
 
-    def _route_model(self) -> Route | None:
+    def _route_model(self) -> Target | None:
         """The route of ``self.model``; None for a model of the ``--base-url`` server."""
         from .catalog import resolve_model
         from .cli_common import check_route, resolve_for_cli
@@ -355,14 +355,14 @@ class Session:
 
         base_url = self.args.base_url
         if not base_url:
-            route: Route = resolve_for_cli(self.model, self.routes)
+            route: Target = resolve_for_cli(self.model, self.routes)
             check_route(route)
             self.local = route.provider.local
             return route
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url {base_url!r} must start with http:// or https://")
         try:
-            known: Route | None = resolve_model(self.model)
+            known: Target | None = resolve_model(self.model)
         except ConfigurationError:
             known = None
         if known is None or known.provider.local:

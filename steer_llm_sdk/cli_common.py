@@ -10,12 +10,11 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .catalog import LOCAL_DEFAULT, PROVIDERS, ProviderSpec, Route, resolve_model
+from .catalog import LOCAL_DEFAULT, PROVIDERS, ProviderSpec, Target, resolve_model
 
 __all__ = [
     "UsageError",
@@ -211,7 +210,7 @@ def unknown_model_message(model: str) -> str:
     )
 
 
-def resolve_for_cli(model: str, routes: dict[str, Any] | None = None) -> Route:
+def resolve_for_cli(model: str, routes: dict[str, Any] | None = None) -> Target:
     """``catalog.resolve_model``, with a command-line error for an unknown name (a
     named route of ``routes``: its first entry)."""
     from .errors import ConfigurationError
@@ -240,7 +239,7 @@ def key_problem(spec: ProviderSpec) -> str | None:
     )
 
 
-def check_route(route: Route) -> None:
+def check_route(route: Target) -> None:
     """Raise a command-line error for what the client would refuse later: a missing
     key, or a base URL variable that is not a URL."""
     spec = route.provider
@@ -303,16 +302,9 @@ def config_dir() -> Path:
     ``$STEER_LLM_CONFIG_DIR`` if set, else ``$XDG_CONFIG_HOME/steer-llm`` (else
     ``~/.config/steer-llm``) on Linux, ``~/Library/Application Support/steer-llm`` on
     macOS, ``%APPDATA%\\steer-llm`` on Windows."""
-    explicit = os.environ.get("STEER_LLM_CONFIG_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "steer-llm"
-    if sys.platform == "win32":
-        return Path(os.environ.get("APPDATA") or Path.home()) / "steer-llm"
-    base = os.environ.get("XDG_CONFIG_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".config"
-    return root / "steer-llm"
+    from .catalog import user_dir
+
+    return user_dir("STEER_LLM_CONFIG_DIR", "XDG_CONFIG_HOME", (".config",))
 
 
 def cli_routes() -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .transport.http import Transport
 # The request layer, the catalog, the pipeline and the tool loop are imported when
 # the first call is made, not by `import steer_llm_sdk` (README, "Performance").
 if TYPE_CHECKING:
-    from .catalog import ProviderSpec, Route
+    from .catalog import ProviderSpec, Target
     from .routing import Cooldown
     from .streaming.pipeline import Call
 
@@ -223,12 +223,12 @@ class SteerLLMClient:
         """The options of a call without ``streaming_options=``."""
         return self._default_options
 
-    def resolve(self, model: str) -> Route:
+    def resolve(self, model: str) -> Target:
         """The provider (this client's own included) and provider-side name of ``model``
         (of a named route: its first entry's)."""
         return self._wiring.resolve(model)
 
-    def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
+    def cost_usd(self, route: Target, usage: Mapping[str, Any]) -> float | None:
         """The cost of ``usage`` on ``route`` with this client's ``prices=``; None when
         the price is not known."""
         return self._wiring.cost_usd(route, usage)

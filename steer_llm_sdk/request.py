@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .catalog import Route
+from .catalog import Target
 from .content import FilePart, TextPart, check_part, to_part
 from .errors import ConfigurationError
 from .files import File
@@ -222,7 +222,7 @@ def _check_limits(common: dict[str, Any]) -> None:
 
 
 def build_request(
-    messages: Any, params: dict[str, Any], route: Route, codec: Any, *, stream: bool
+    messages: Any, params: dict[str, Any], route: Target, codec: Any, *, stream: bool
 ) -> tuple[ChatRequest, OutputSpec | None]:
     """The call's :class:`ChatRequest` and its ``output=`` spec (or None).
 

@@ -18,7 +18,7 @@ from .errors import ConfigurationError, register_secret
 from .providers import codec_class
 
 if TYPE_CHECKING:
-    from .catalog import ProviderSpec, Route
+    from .catalog import ProviderSpec, Target
     from .models.streaming import StreamingOptions
     from .routing import Router
     from .streaming.call import Call
@@ -112,7 +112,7 @@ class Wiring:
             signer = self.signers[spec.name] = auth.make_signer(spec.auth, spec.name, settings)
         return signer
 
-    async def base_url(self, route: Route) -> str:
+    async def base_url(self, route: Target) -> str:
         from .catalog import configured_base_url
 
         spec = route.provider
@@ -127,7 +127,7 @@ class Wiring:
             return await base_url(spec, self.base_urls, self.signer_settings, self.signer(spec))
         return str(codec.normalize_base_url(configured_base_url(spec, self.base_urls)))
 
-    def resolve(self, model: str) -> Route:
+    def resolve(self, model: str) -> Target:
         from .catalog import resolve_model
 
         if model in self.named:  # a named route: its first entry's
@@ -153,7 +153,7 @@ class Wiring:
             self.router = Router()
         return self.router
 
-    def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None:
+    def cost_usd(self, route: Target, usage: Mapping[str, Any]) -> float | None:
         from .pricing import compute_cost
 
         name = route.provider.name

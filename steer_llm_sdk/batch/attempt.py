@@ -32,7 +32,7 @@ from .items import BatchResult, Item, error_result, prompt_tokens
 from .limits import ProviderGate
 
 if TYPE_CHECKING:
-    from ..catalog import Route
+    from ..catalog import Target
     from ..models.streaming import StreamingOptions
     from ..results import StreamingResponse
 
@@ -50,9 +50,9 @@ class BatchClient(Protocol):
     @property
     def default_options(self) -> StreamingOptions: ...
 
-    def resolve(self, model: str) -> Route: ...
+    def resolve(self, model: str) -> Target: ...
 
-    def cost_usd(self, route: Route, usage: Mapping[str, Any]) -> float | None: ...
+    def cost_usd(self, route: Target, usage: Mapping[str, Any]) -> float | None: ...
 
     async def stream_with_usage(
         self, messages: Any = None, model: str | None = None, **params: Any
@@ -126,10 +126,10 @@ class Calls:
         self.params = params  # the job's parameters (an item's own win)
         self.budget = budget
         self._options = options
-        self._routes: dict[str, Route] = {}
+        self._routes: dict[str, Target] = {}
         self._prices: dict[str, Price | None] = {}
 
-    def route(self, model: str) -> Route:
+    def route(self, model: str) -> Target:
         route = self._routes.get(model)
         if route is None:
             route = self._routes[model] = self.client.resolve(model)

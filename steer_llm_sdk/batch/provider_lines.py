@@ -25,7 +25,7 @@ from ..providers.base import unify_finish
 from .items import BatchResult, Item, error_result
 
 if TYPE_CHECKING:
-    from ..catalog import Route
+    from ..catalog import Target
     from ..wiring import Wiring
 
 __all__ = ["Encoded", "Lines"]
@@ -54,12 +54,12 @@ class Lines:
     def __init__(self, wiring: Wiring, params: Mapping[str, Any]) -> None:
         self.wiring = wiring
         self.params = params  # the job's parameters (an item's own win)
-        self._routes: dict[tuple[str, Any], Route] = {}
+        self._routes: dict[tuple[str, Any], Target] = {}
         self._fresh: dict[str, dict[str, Any]] = {}  # provider/model -> a fresh codec's vars
         self._job_spec: Any = _MISSING
         self._rates: dict[str, Any] = {}  # provider/model -> batch USD per token, by kind
 
-    def route(self, model: str, api: Any = None) -> Route:
+    def route(self, model: str, api: Any = None) -> Target:
         key = (model, api)
         route = self._routes.get(key)
         if route is None:
@@ -97,7 +97,7 @@ class Lines:
                 pass  # a class: known in this run only (the job keeps the item's spec)
         return Encoded(route.provider.name, http.path, http.json, _dumps(context))
 
-    def _context(self, route: Route, codec: Any) -> dict[str, Any]:
+    def _context(self, route: Target, codec: Any) -> dict[str, Any]:
         """The codec's simple attributes that encode set (differ from a fresh one's)."""
         key = f"{route.provider.name}/{route.model}"
         fresh = self._fresh.get(key)
@@ -110,7 +110,7 @@ class Lines:
             if isinstance(value, _SIMPLE) and fresh.get(name, _MISSING) != value
         }
 
-    def _cost(self, route: Route, usage: dict[str, Any]) -> float | None:
+    def _cost(self, route: Target, usage: dict[str, Any]) -> float | None:
         """The batch price of ``usage``: per-token rates worked out once per model
         (genai-prices takes ~1 ms a call), the full calculation past the prompt size
         where a model's price may change tier."""
@@ -205,7 +205,7 @@ def _dumps(value: dict[str, Any]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() if value else ""
 
 
-def _validate(spec: Any, text: str, state: Any, route: Route) -> Any:
+def _validate(spec: Any, text: str, state: Any, route: Target) -> Any:
     """``output=`` validated as online (none for a tool call without text, or a refusal)."""
     if state.tool_calls and not text.strip():
         return None

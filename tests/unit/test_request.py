@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from steer_llm_sdk import ConfigurationError, SteerLLMClient
-from steer_llm_sdk.catalog import PROVIDERS, Route, resolve_model, select_api
+from steer_llm_sdk.catalog import PROVIDERS, Target, resolve_model, select_api
 from steer_llm_sdk.content import FilePart, TextPart, check_base64, check_part, takes, to_part
 from steer_llm_sdk.parts import Finish, TextDelta, ToolResult
 from steer_llm_sdk.providers import PROTOCOLS, codec_class
@@ -469,8 +469,8 @@ async def test_the_tool_loop_runs_over_a_stream_events_callable() -> None:
 
 def test_select_api_lives_in_the_catalog() -> None:
     route = resolve_model("gpt-4o")
-    assert select_api(route, "responses") == Route(PROVIDERS["openai-responses"], "gpt-4o")
-    assert select_api(route, "chat") == Route(PROVIDERS["openai"], "gpt-4o")
+    assert select_api(route, "responses") == Target(PROVIDERS["openai-responses"], "gpt-4o")
+    assert select_api(route, "chat") == Target(PROVIDERS["openai"], "gpt-4o")
     with pytest.raises(ConfigurationError, match="api='batch' is not known"):
         select_api(route, "batch")
     with pytest.raises(ConfigurationError, match="speaks anthropic-messages"):

@@ -4,6 +4,7 @@ model call), and a closed tab closes the upstream call within a second."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -113,7 +114,16 @@ def test_the_local_model_streams_and_resumes_after_a_reload(browser: Any, tmp_pa
         wait_for(lambda: idle(page) and answer(page), 60)
         shown = answer(page)
         page.close()
-    logged = sqlite3.connect(tmp_path / "steer-llm" / "logs.db").execute(
-        "SELECT response FROM responses"
-    )
-    assert [row[0] for row in logged] == [shown]
+        # The exchange is logged when the server's call ends, a moment after the page
+        # shows its last part: wait for it while the server still runs.
+        log = tmp_path / "steer-llm" / "logs.db"
+        wait_for(lambda: log.exists() and _responses(log), 30)
+    assert _responses(log) == [shown]
+
+
+def _responses(log: Path) -> list[str]:
+    try:
+        with contextlib.closing(sqlite3.connect(log)) as db:
+            return [row[0] for row in db.execute("SELECT response FROM responses")]
+    except sqlite3.OperationalError:  # the log's table is not written yet
+        return []

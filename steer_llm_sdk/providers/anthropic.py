@@ -33,6 +33,7 @@ from .base import (
     ChatRequest,
     HTTPRequest,
     StreamState,
+    cache_usage,
     error_for,
     event_json,
     function_calls_only,
@@ -121,21 +122,12 @@ def supports_structured_output(model: str) -> bool:
 
 def normalize_usage(raw: dict[str, Any]) -> dict[str, Any]:
     """Anthropic usage → unified usage: prompt tokens include cache reads and writes."""
-    read = raw.get("cache_read_input_tokens")
-    write = raw.get("cache_creation_input_tokens")
-    prompt = token_count(raw.get("input_tokens")) + token_count(read) + token_count(write)
-    completion = token_count(raw.get("output_tokens"))
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if read is not None or write is not None:
-        usage["cache_info"] = {
-            "cached_tokens": int(read or 0),
-            "cache_creation_tokens": int(write or 0),
-        }
-    return usage
+    return cache_usage(
+        token_count(raw.get("input_tokens")),
+        raw.get("cache_read_input_tokens"),
+        raw.get("cache_creation_input_tokens"),
+        token_count(raw.get("output_tokens")),
+    )
 
 
 def encode_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -125,6 +125,24 @@ def event_json(data: bytes) -> Any:
         ) from None
 
 
+def cache_usage(uncached: int, read: Any, write: Any, completion: int) -> dict[str, Any]:
+    """The unified usage of a protocol that counts cache reads and writes apart from
+    its input (Anthropic, Bedrock): ``prompt_tokens`` includes them, and ``cache_info``
+    says them whenever the provider reported either."""
+    prompt = uncached + token_count(read, "cache reads") + token_count(write, "cache writes")
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if read is not None or write is not None:
+        usage["cache_info"] = {
+            "cached_tokens": int(read or 0),
+            "cache_creation_tokens": int(write or 0),
+        }
+    return usage
+
+
 def token_count(value: Any, name: str = "") -> int:
     """A token count from a provider's usage object: a whole number (a float that is
     one, as some servers send, is accepted), else an InvalidResponseError naming it."""

@@ -40,6 +40,7 @@ from .anthropic import JSON_SYSTEM_HINT, AnthropicCodec, _whole_json
 from .base import (
     ChatRequest,
     HTTPRequest,
+    cache_usage,
     error_for,
     event_json,
     function_calls_only,
@@ -198,22 +199,12 @@ def _usage(raw: Any) -> dict[str, Any]:
     """Converse ``usage`` → unified usage (prompt tokens include cache reads/writes)."""
     if type(raw) is not dict:
         raise InvalidResponseError(f"the usage is not an object: {raw!r:.80}")
-    read = raw.get("cacheReadInputTokens")
-    write = raw.get("cacheWriteInputTokens")
-    prompt = token_count(raw.get("inputTokens"), "inputTokens")
-    prompt += token_count(read, "cacheReadInputTokens") + token_count(write)
-    completion = token_count(raw.get("outputTokens"), "outputTokens")
-    usage: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if read is not None or write is not None:
-        usage["cache_info"] = {
-            "cached_tokens": int(read or 0),
-            "cache_creation_tokens": int(write or 0),
-        }
-    return usage
+    return cache_usage(
+        token_count(raw.get("inputTokens"), "inputTokens"),
+        raw.get("cacheReadInputTokens"),
+        raw.get("cacheWriteInputTokens"),
+        token_count(raw.get("outputTokens"), "outputTokens"),
+    )
 
 
 def _file_block(part: FilePart, index: int) -> dict[str, Any]:

@@ -10,7 +10,8 @@ system messages become ``system`` blocks, the rest ``messages`` of content block
 (text, ``image``, ``document``, ``toolUse``, ``toolResult``, ``reasoningContent``);
 ``max_tokens``/``temperature``/``top_p``/``stop`` go in ``inferenceConfig``,
 ``thinking=`` and ``top_k`` in ``additionalModelRequestFields``; a ``cache_control``
-mark on a part (or a message) becomes a ``cachePoint`` block after it. The stream's
+mark on a part (or a message) becomes a ``cachePoint`` block after it, and
+``cache_prompt=`` places them as ``caching.bedrock_cache_points`` says. The stream's
 ``toolUse`` input arrives as string fragments, folded into the call's arguments;
 ``metadata`` carries the usage (``inputTokens`` excludes cache reads and writes, which
 the unified ``prompt_tokens`` adds back) and ends the stream.
@@ -49,6 +50,7 @@ from .base import (
     token_count,
     unify_finish,
 )
+from .caching import bedrock_cache_points
 from .codec import CodecBase, load_json_body, put_params, text_of, tool_call_arguments
 
 __all__ = ["INVOKE_ANTHROPIC_VERSION", "BedrockConverseCodec", "BedrockInvokeCodec"]
@@ -409,6 +411,7 @@ class BedrockConverseCodec(CodecBase):
 
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
         body, self._output_tool = _converse_body(request, self.warn)
+        bedrock_cache_points(body, request.model, request.cache_prompt)
         action = "converse-stream" if request.stream else "converse"
         headers = {"content-type": "application/json"}
         if request.stream:

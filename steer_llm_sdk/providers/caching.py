@@ -13,6 +13,12 @@ conversation's comes first (it covers the others' prefix), then the system's, th
 the tools'. A request that already holds more than four is refused before it is
 sent (the API answers it with a 400).
 
+Bedrock Converse: ``cachePoint`` blocks by the same rules (after the tools in
+``toolConfig.tools``, the system blocks, the last message's blocks), on the models
+Bedrock caches for: Anthropic Claude (tools, system, messages) and Amazon Nova
+(system and messages only); another model gets none (Bedrock refuses a
+``cachePoint`` there). ``"long"`` asks for a 1-hour TTL on the models that offer it.
+
 OpenAI (Chat Completions and Responses, on OpenAI's own API): a ``prompt_cache_key``
 from the hash of the stable prefix (tools and system/developer messages), so that
 requests sharing it are routed to the same cache; ``"long"`` also asks for 24-hour
@@ -32,6 +38,7 @@ __all__ = [
     "MAX_BREAKPOINTS",
     "CacheWatch",
     "anthropic_breakpoints",
+    "bedrock_cache_points",
     "count_markers",
     "min_cacheable_tokens",
     "openai_cache_fields",
@@ -52,6 +59,11 @@ _MINIMUMS: tuple[tuple[str, int], ...] = (
     ("haiku-3", 2048),
 )
 _DEFAULT_MINIMUM = 1024  # Sonnet 4.x, Opus 4 / 4.1, Sonnet 3.7 ...
+
+# Bedrock: the model families with prompt caching, and which Claude models take a
+# 1-hour cachePoint TTL (Bedrock prompt-caching docs, 2026; Nova: tools not cacheable).
+_BEDROCK_LONG_TTL = ("opus-4-5", "sonnet-4-5", "haiku-4-5", "opus-4-6", "sonnet-4-6")
+_NOVA_MINIMUM = 1000
 
 # OpenAI models that keep a prompt cache for 24 hours when asked (extended retention).
 _LONG_RETENTION = ("gpt-5", "gpt-4.1")
@@ -233,6 +245,93 @@ def _long(block: Any) -> Any:
     if isinstance(mark, dict) and "ttl" not in mark:
         return {**block, "cache_control": {**mark, "ttl": "1h"}}
     return block
+
+
+def _bedrock_family(model: str) -> str | None:
+    name = model.lower()
+    if "anthropic.claude" in name or name.startswith("claude"):
+        return "claude"
+    if "amazon.nova" in name or name.startswith("nova"):
+        return "nova"
+    return None
+
+
+def _is_point(block: Any) -> bool:
+    return isinstance(block, dict) and "cachePoint" in block
+
+
+def count_cache_points(body: dict[str, Any]) -> int:
+    """``cachePoint`` blocks in a Converse body (tools, system, messages)."""
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    count = sum(map(_is_point, tools)) + sum(map(_is_point, body.get("system") or []))
+    for message in body.get("messages") or []:
+        count += sum(map(_is_point, message.get("content") or []))
+    return count
+
+
+def bedrock_cache_points(body: dict[str, Any], model: str, mode: str | None) -> None:
+    """Place ``cache_prompt=mode``'s ``cachePoint`` blocks in a Converse body (in
+    place; the lists they go into are copied first). With any mode (None too), more
+    than four is refused before sending."""
+    family = _bedrock_family(model)
+    found = count_cache_points(body)
+    if found > MAX_BREAKPOINTS:
+        raise ConfigurationError(
+            f"the request has {found} cachePoint blocks (cache_control marks); Bedrock "
+            f"takes at most {MAX_BREAKPOINTS}: remove {found - MAX_BREAKPOINTS}"
+        )
+    if mode is None or family is None or found >= MAX_BREAKPOINTS:
+        return
+    long_ttl = mode == "long" and any(f in model.lower() for f in _BEDROCK_LONG_TTL)
+    point: dict[str, Any] = {"type": "default", "ttl": "1h"} if long_ttl else {"type": "default"}
+    minimum = _NOVA_MINIMUM if family == "nova" else min_cacheable_tokens(model)
+    config = body.get("toolConfig")
+    tools = list((config or {}).get("tools") or []) if family == "claude" else []
+    system = list(body.get("system") or [])
+    messages = list(body.get("messages") or [])
+    tools_size = _tokens(tools) if tools else 0
+    system_size = _tokens(system) if system else 0
+    total = tools_size + system_size + sum(_tokens(m.get("content")) for m in messages)
+    wanted: list[str] = []  # in order of value: the conversation's covers the others
+    last = (messages[-1].get("content") or []) if messages else []
+    if last and total >= minimum and not _is_point(last[-1]):
+        wanted.append("conversation")
+    if system and tools_size + system_size >= minimum and not any(map(_is_point, system)):
+        wanted.append("system")
+    if tools and tools_size >= minimum and not any(map(_is_point, tools)):
+        wanted.append("tools")
+    for place in wanted[: MAX_BREAKPOINTS - found]:
+        if place == "conversation":
+            messages[-1] = {**messages[-1], "content": [*last, {"cachePoint": dict(point)}]}
+            body["messages"] = messages
+        elif place == "system":
+            body["system"] = [*system, {"cachePoint": dict(point)}]
+        else:
+            body["toolConfig"] = {**(config or {}), "tools": [*tools, {"cachePoint": dict(point)}]}
+    if long_ttl:
+        _all_points_long(body)
+
+
+def _all_points_long(body: dict[str, Any]) -> None:
+    """With a 1-hour TTL, every cachePoint without one gets it: a longer TTL may not
+    follow a shorter one. Lists and blocks are replaced, never changed in place."""
+
+    def longer(blocks: list[Any]) -> list[Any]:
+        return [
+            {"cachePoint": {**b["cachePoint"], "ttl": "1h"}}
+            if _is_point(b) and "ttl" not in (b["cachePoint"] or {})
+            else b
+            for b in blocks
+        ]
+
+    config = body.get("toolConfig")
+    if config and config.get("tools"):
+        body["toolConfig"] = {**config, "tools": longer(config["tools"])}
+    if body.get("system"):
+        body["system"] = longer(body["system"])
+    body["messages"] = [
+        {**m, "content": longer(m.get("content") or [])} for m in body.get("messages") or []
+    ]
 
 
 def openai_cache_fields(body: dict[str, Any], model: str, mode: str) -> None:

@@ -11,6 +11,7 @@ import base64
 import calendar
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import struct
@@ -229,12 +230,14 @@ def _converse_turn_body(model: str, body: dict[str, Any]) -> dict[str, Any]:
 
     inference = body.get("inferenceConfig") or {}
     system = blocks(body.get("system"))
+    tools = blocks((body.get("toolConfig") or {}).get("tools"))
     # A model told in the system prompt to answer in JSON does (as Claude does).
     wants_json = any("JSON" in str(block.get("text", "")) for block in system)
     return {
         "model": model,
         "response_format": {"type": "json_object"} if wants_json else None,
         "system": system,
+        "tools": tools,
         "messages": [
             {"role": m.get("role"), "content": blocks(m.get("content"))}
             for m in body.get("messages") or ()
@@ -244,8 +247,45 @@ def _converse_turn_body(model: str, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_converse(body: dict[str, Any]) -> str | None:
+_NO_CACHING = (
+    "You invoked an unsupported model or your request did not allow prompt caching. "
+    "See the documentation for more information."
+)
+_LONG_TTL = ("opus-4-5", "sonnet-4-5", "haiku-4-5", "opus-4-6", "sonnet-4-6")
+
+
+def _check_cache_points(model: str, body: dict[str, Any]) -> str | None:
+    """Bedrock's prompt-caching rules: Claude (tools, system, messages) and Nova
+    (system, messages) only, at most four points, ``ttl`` 1h only where offered and
+    never after a shorter one."""
+    tools = (body.get("toolConfig") or {}).get("tools") or []
+    places = [("tools", b) for b in tools] + [("system", b) for b in body.get("system") or []]
+    for m in body.get("messages") or []:
+        places += [("messages", b) for b in m.get("content") or []]
+    points = [
+        (where, b["cachePoint"]) for where, b in places if isinstance(b, dict) and "cachePoint" in b
+    ]
+    if not points:
+        return None
+    name = model.lower()
+    claude, nova = "anthropic.claude" in name, "amazon.nova" in name
+    if not (claude or nova) or (nova and any(w == "tools" for w, _ in points)):
+        return _NO_CACHING
+    if len(points) > 4:
+        return f"A maximum of 4 blocks with cache_control may be provided. Found {len(points)}."
+    ttls = [(p or {}).get("ttl", "5m") for _, p in points]
+    if "1h" in ttls and not any(f in name for f in _LONG_TTL):
+        return _NO_CACHING
+    if any(a == "5m" and b == "1h" for a, b in itertools.pairwise(ttls)):
+        return "A cache point with a 1h ttl must not come after one with a 5m ttl."
+    return None
+
+
+def _check_converse(model: str, body: dict[str, Any]) -> str | None:
     """What Converse's validation would refuse, or None."""
+    problem = _check_cache_points(model, body)
+    if problem is not None:
+        return problem
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "The messages field is required and must not be empty."
@@ -328,7 +368,7 @@ class Bedrock(Wire):
         model, action = unquote(match.group(1)), match.group(2)
         if action.startswith("invoke"):
             return self._invoke(settings, request, body, reply, model, action)
-        problem = _check_converse(body)
+        problem = _check_converse(model, body)
         if problem is not None:
             return error_plan(400, "ValidationException", problem, {})
         turn_body = _converse_turn_body(model, body)

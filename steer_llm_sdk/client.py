@@ -115,7 +115,8 @@ class SteerLLMClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every connection pool."""
+        """Delete the prompt caches it made (Gemini's), close every connection pool."""
+        await self._wiring.provider_caches.aclose(self._transport)
         await self._transport.aclose()
 
     # -- providers -----------------------------------------------------------

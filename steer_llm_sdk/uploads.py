@@ -44,6 +44,7 @@ logger = logging.getLogger("steer_llm_sdk")
 __all__ = [
     "FILES_APIS",
     "INLINE_LIMITS",
+    "ProviderHTTP",
     "oversize",
     "upload_file",
     "upload_oversize",
@@ -74,8 +75,10 @@ _ANTHROPIC_BETA = "files-api-2025-04-14"
 _AUTO_TIMEOUT = 600.0  # an automatic upload's bound when the call has no total_timeout
 
 
-class _Upload:
-    """One upload: the provider's base URL, key and error parser, the deadline."""
+class ProviderHTTP:
+    """Small JSON requests to a provider's side APIs (Files APIs here; Gemini's
+    cachedContents in provider_caches.py): its base URL, key and error parser, one
+    deadline for them all. ``what`` and ``api`` name them in errors."""
 
     def __init__(
         self,
@@ -84,6 +87,9 @@ class _Upload:
         key: str | None,
         transport: Any,
         timeout: float,
+        *,
+        what: str = "the upload",
+        api: str = "Files API",
     ) -> None:
         from .providers import codec_class
 
@@ -95,6 +101,8 @@ class _Upload:
         self.parse_error = codec_class(spec.protocol).parse_error  # type: ignore[attr-defined]
         self.timeout = timeout
         self.deadline = asyncio.get_running_loop().time() + timeout
+        self.what = what
+        self.api = api
 
     def auth(self) -> dict[str, str]:
         if not self.key:
@@ -122,7 +130,7 @@ class _Upload:
         remaining = self.deadline - asyncio.get_running_loop().time()
         context = {"provider": self.spec.name}
         if remaining <= 0:
-            raise TotalTimeoutError(f"the upload took longer than {self.timeout:g} s", **context)
+            raise TotalTimeoutError(f"{self.what} took longer than {self.timeout:g} s", **context)
         request = self.client.build_request(
             method,
             url,
@@ -134,7 +142,7 @@ class _Upload:
             async with asyncio.timeout(remaining):
                 response = await self.client.send(request, stream=True)
                 try:
-                    data = await _read(response, _MAX_REPLY)
+                    data = await _read(response, _MAX_REPLY, self.api)
                 finally:
                     await response.aclose()
         except httpx.HTTPError as exc:
@@ -143,7 +151,7 @@ class _Upload:
             failure = map_httpx_error(exc, **context)  # not chained: no library exception
         except TimeoutError:
             failure = TotalTimeoutError(
-                f"the upload took longer than {self.timeout:g} s", **context
+                f"{self.what} took longer than {self.timeout:g} s", **context
             )
         if failure is not None:
             raise failure
@@ -155,7 +163,7 @@ class _Upload:
             raise error
         if status >= 300:
             raise APIStatusError(
-                f"the Files API answered {status}, a redirect: the SDK does not follow "
+                f"the {self.api} answered {status}, a redirect: the SDK does not follow "
                 "redirects (a key is never sent to another address)",
                 status_code=status,
                 **context,
@@ -166,29 +174,28 @@ class _Upload:
         self, method: str, path: str, headers: dict[str, str], body: bytes = b""
     ) -> dict[str, Any]:
         _, data = await self.send(method, path, headers, body)
-        return _object(data, self.spec.name)
+        return _object(data, self.spec.name, self.api)
 
 
-async def _read(response: httpx.Response, cap: int) -> bytes:
+async def _read(response: httpx.Response, cap: int, api: str = "Files API") -> bytes:
     pieces: list[bytes] = []
     size = 0
     async for piece in response.aiter_bytes():
         size += len(piece)
         if size > cap:
-            raise InvalidResponseError(f"the Files API's reply is larger than {cap} bytes")
+            raise InvalidResponseError(f"the {api}'s reply is larger than {cap} bytes")
         pieces.append(piece)
     return b"".join(pieces)
 
 
-def _object(data: bytes, provider: str) -> dict[str, Any]:
+def _object(data: bytes, provider: str, api: str = "Files API") -> dict[str, Any]:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         obj = None
     if type(obj) is not dict:
         raise InvalidResponseError(
-            f"{provider}'s Files API answered with something other than a JSON object: "
-            f"{data[:120]!r}"
+            f"{provider}'s {api} answered with something other than a JSON object: {data[:120]!r}"
         )
     return obj
 
@@ -228,7 +235,7 @@ def _filename(file: File) -> str:
 
 
 # -- the three Files APIs ---------------------------------------------------------------
-async def _openai(up: _Upload, file: File) -> File:
+async def _openai(up: ProviderHTTP, file: File) -> File:
     purpose = "vision" if (file.media_type or "").startswith("image/") else "user_data"
     content_type, body = _multipart({"purpose": purpose}, file)
     obj = await up.json("POST", "/files", {"content-type": content_type}, body)
@@ -239,7 +246,7 @@ async def _openai(up: _Upload, file: File) -> File:
     )
 
 
-async def _anthropic(up: _Upload, file: File) -> File:
+async def _anthropic(up: ProviderHTTP, file: File) -> File:
     content_type, body = _multipart({}, file)
     headers = {"content-type": content_type, "anthropic-beta": _ANTHROPIC_BETA}
     obj = await up.json("POST", "/v1/files", headers, body)
@@ -251,7 +258,7 @@ async def _anthropic(up: _Upload, file: File) -> File:
     )
 
 
-async def _gemini(up: _Upload, file: File) -> File:
+async def _gemini(up: ProviderHTTP, file: File) -> File:
     data = file.data or b""
     meta: dict[str, Any] = {"file": {"displayName": file.filename} if file.filename else {}}
     start = {
@@ -364,7 +371,7 @@ async def upload_file(
     base_url = codec_class(spec.protocol).normalize_base_url(
         configured_base_url(spec, wiring.base_urls)
     )
-    up = _Upload(spec, base_url, wiring.api_key(spec), transport, float(timeout))
+    up = ProviderHTTP(spec, base_url, wiring.api_key(spec), transport, float(timeout))
     return await _UPLOADERS[spec.protocol](up, file)
 
 
@@ -429,7 +436,7 @@ async def upload_oversize(call: Any, warnings: list[str]) -> None:
             where += [(i, j, p) for j, p in enumerate(content) if _inline(p)]
     can = spec.name in FILES_APIS and spec.auth is None and protocol in _UPLOADERS
     timeout = call.options.total_timeout or _AUTO_TIMEOUT  # the call's own bound
-    up = _Upload(spec, call.base_url, call.api_key, call.transport, timeout) if can else None
+    up = ProviderHTTP(spec, call.base_url, call.api_key, call.transport, timeout) if can else None
     done: dict[int, FilePart] = {}  # the same bytes in several messages: uploaded once
     for i, j, part in sorted(where, key=lambda w: -_inline(w[2])):
         if total <= limit:

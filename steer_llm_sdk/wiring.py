@@ -67,6 +67,9 @@ class Wiring:
 
         self.cache_prompt = check_mode(cache_prompt)  # the calls' default cache_prompt=
         self.cache_watch = CacheWatch()
+        from .provider_caches import ProviderCaches
+
+        self.provider_caches = ProviderCaches()  # Gemini's cachedContents it made
         self.signer_settings: dict[str, Any] = {}  # what auth/ signers read (cloud options)
         self.signers: dict[str, Any] = {}  # provider name → its Signer (auth/), made once
         self.allow_private_urls = False  # downloads from private addresses (downloads.py)
@@ -258,6 +261,10 @@ class Wiring:
             hooks = (resolve_files,)
             if options.allow_private_urls is None and self.allow_private_urls:
                 options = replace(options, allow_private_urls=True)
+        if request.cache_prompt is not None:  # a provider-side cache made first
+            cache_hook = self.provider_caches.hook(codec, request, bool(variant))
+            if cache_hook is not None:
+                hooks = (*hooks, cache_hook)
         return Call(
             provider=provider,
             base_url="",  # resolved when the call starts (a local server may need starting)

@@ -42,6 +42,7 @@ from ..results import (
 )
 
 __all__ = [
+    "CachedPrefix",
     "ChatRequest",
     "HTTPRequest",
     "StreamState",
@@ -56,6 +57,18 @@ __all__ = [
     "token_count",
     "unify_finish",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedPrefix:
+    """A provider-side cache holding a request's prefix (Gemini's cachedContents,
+    made by ``provider_caches.py``): the codec sends its ``name`` instead of the
+    system instruction, the tools, the tool config and the body's first
+    ``contents`` entries. ``forget`` drops it from the client's registry (stale)."""
+
+    name: str
+    contents: int
+    forget: Any = None  # Callable[[], None]
 
 
 @dataclass(slots=True)
@@ -84,6 +97,8 @@ class ChatRequest:
     output_name: str = "output"
     # Prompt caching (providers/caching.py): None, "auto" or "long".
     cache_prompt: str | None = None
+    # A provider-side cache of the request's prefix to send instead of it.
+    provider_cache: CachedPrefix | None = None
     # (message, part) indexes of URLs the SDK downloads before the first attempt
     # (the provider does not fetch their type, or their type is unknown).
     unresolved: list[tuple[int, int]] = field(default_factory=list)

@@ -40,6 +40,7 @@ __all__ = [
     "anthropic_breakpoints",
     "bedrock_cache_points",
     "count_markers",
+    "estimate_tokens",
     "min_cacheable_tokens",
     "openai_cache_fields",
 ]
@@ -92,7 +93,7 @@ def min_cacheable_tokens(model: str) -> int:
     return _DEFAULT_MINIMUM
 
 
-def _tokens(value: Any) -> int:
+def estimate_tokens(value: Any) -> int:
     """A cautious token estimate of a block (its JSON): one per 4 ASCII characters,
     one per other character, so a prefix is marked only when it surely passes."""
     if isinstance(value, str):
@@ -160,9 +161,9 @@ def anthropic_breakpoints(body: dict[str, Any], model: str, mode: str, *, top_le
         messages[-1] = dict(messages[-1])
         if isinstance(messages[-1].get("content"), list):
             messages[-1]["content"] = list(messages[-1]["content"])
-    tools_size = _tokens(tools) if tools else 0
-    system_size = _tokens(system) if system else 0
-    total = tools_size + system_size + sum(_tokens(_blocks_of(m)) for m in messages)
+    tools_size = estimate_tokens(tools) if tools else 0
+    system_size = estimate_tokens(system) if system else 0
+    total = tools_size + system_size + sum(estimate_tokens(_blocks_of(m)) for m in messages)
     wanted: list[str] = []  # in order of value: the conversation's covers the others
     if messages and total >= minimum and not _marked_conversation(body):
         wanted.append("conversation")
@@ -289,9 +290,9 @@ def bedrock_cache_points(body: dict[str, Any], model: str, mode: str | None) -> 
     tools = list((config or {}).get("tools") or []) if family == "claude" else []
     system = list(body.get("system") or [])
     messages = list(body.get("messages") or [])
-    tools_size = _tokens(tools) if tools else 0
-    system_size = _tokens(system) if system else 0
-    total = tools_size + system_size + sum(_tokens(m.get("content")) for m in messages)
+    tools_size = estimate_tokens(tools) if tools else 0
+    system_size = estimate_tokens(system) if system else 0
+    total = tools_size + system_size + sum(estimate_tokens(m.get("content")) for m in messages)
     wanted: list[str] = []  # in order of value: the conversation's covers the others
     last = (messages[-1].get("content") or []) if messages else []
     if last and total >= minimum and not _is_point(last[-1]):

@@ -47,6 +47,7 @@ class Codec(Protocol):
     def decode_response(self, body: bytes) -> str: ...
     def finish(self) -> None: ...
     def parse_error(self, status: int, headers: Any, body: bytes) -> SteerError: ...
+    def stale_cache(self, error: SteerError) -> bool: ...
 
 
 class CodecBase:
@@ -67,6 +68,9 @@ class CodecBase:
     # ``data``) or "eventstream" (AWS frames: ``:event-type``, payload; see
     # transport/eventstream.py). Read once per attempt, never per chunk.
     framing: ClassVar[str] = "sse"
+    # The protocol keeps a long prompt prefix in a cache the SDK creates first
+    # (Gemini's cachedContents: provider_caches.py), for cache_prompt=.
+    cached_contents: ClassVar[bool] = False
 
     lead_text = ""
 
@@ -98,6 +102,12 @@ class CodecBase:
     @staticmethod
     def can_continue(model: str) -> bool:
         """Whether ``model`` continues an answer from a prefix (resume after text)."""
+        return False
+
+    @staticmethod
+    def stale_cache(error: SteerError) -> bool:
+        """Whether ``error`` says the request's provider-side cache is gone (expired,
+        deleted): the attempt is sent once more without it."""
         return False
 
     def warn(self, message: str) -> None:

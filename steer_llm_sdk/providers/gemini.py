@@ -49,6 +49,7 @@ from ..errors import (
 )
 from ..results import TextDelta
 from .base import (
+    CachedPrefix,
     ChatRequest,
     HTTPRequest,
     error_for,
@@ -525,6 +526,22 @@ def _parse_error(status: int, headers: Any, body: bytes) -> SteerError:
     )
 
 
+def _use_cache(body: dict[str, Any], cached: CachedPrefix) -> None:
+    """The body names the cache instead of what it holds: the API refuses a
+    systemInstruction, tools or toolConfig beside a cachedContent."""
+    for key in ("systemInstruction", "tools", "toolConfig"):
+        body.pop(key, None)
+    body["contents"] = body["contents"][cached.contents :]
+    body["cachedContent"] = cached.name
+
+
+def _stale_cache(error: SteerError) -> bool:
+    """The API's answer to a cachedContent that expired or was deleted: 403
+    PERMISSION_DENIED (or 404) "CachedContent not found (or permission denied)"."""
+    status = getattr(error, "status_code", None)
+    return status in (403, 404) and "cachedcontent" in error.message.lower()
+
+
 class GeminiCodec(CodecBase):
     """Encodes a request and decodes its stream for one call. Not reusable.
     Gemini cannot continue a prefix: nothing is put in its mouth, and a broken
@@ -552,6 +569,7 @@ class GeminiCodec(CodecBase):
     )
     accepts_urls = accepts  # fileData: Gemini fetches public URLs itself
     accepts_file_ids = accepts  # "files/abc" of Gemini's Files API, as fileData
+    cached_contents = True  # cache_prompt=: explicit cachedContents (provider_caches.py)
 
     @staticmethod
     def normalize_base_url(url: str) -> str:
@@ -570,6 +588,8 @@ class GeminiCodec(CodecBase):
     # -- request ---------------------------------------------------------------
     def encode(self, request: ChatRequest, api_key: str | None) -> HTTPRequest:
         body = _request_body(request, self.warn)
+        if request.provider_cache is not None:
+            _use_cache(body, request.provider_cache)
         model = request.model.removeprefix("models/")
         name = quote(model, safe="-._~")
         if request.stream:
@@ -583,6 +603,8 @@ class GeminiCodec(CodecBase):
         if api_key:
             headers["x-goog-api-key"] = api_key
         return HTTPRequest("POST", path, headers, body)
+
+    stale_cache = staticmethod(_stale_cache)
 
     # -- stream ----------------------------------------------------------------
     def decode(self, event: str | None, data: bytes) -> str | None:

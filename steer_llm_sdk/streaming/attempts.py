@@ -171,6 +171,9 @@ class Attempts:
             except SteerError as exc:
                 if self.refresh_credentials(exc):
                     continue
+                if call.request.provider_cache is not None and codec.stale_cache(exc):
+                    self.drop_cache()
+                    continue
                 if self.may_retry(exc):
                     await self.backoff(exc)
                     continue
@@ -202,6 +205,18 @@ class Attempts:
             return False
         self.refreshed = True
         return signer.refresh()
+
+    def drop_cache(self) -> None:
+        """The provider's cache of the prompt's prefix is gone (expired, deleted):
+        forget it and send the whole prompt, once (provider_caches.py)."""
+        call = self.call
+        cached = call.request.provider_cache
+        assert cached is not None
+        if cached.forget is not None:
+            cached.forget()
+        call.request = replace(call.request, provider_cache=None)
+        self.warnings.append(f"the prompt cache {cached.name} was gone: sent without it")
+        logger.info("prompt cache %s was gone: sent without it", cached.name)
 
     def may_retry(self, exc: SteerError) -> bool:
         opts = self.call.options

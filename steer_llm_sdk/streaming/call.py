@@ -45,5 +45,6 @@ class Call:
     # the first attempt) with (call, deadline): resolve the request's files (download
     # URLs; upload large data). Empty for a call that needs none.
     before_send: tuple[Callable[[Call, float | None], Awaitable[None]], ...] = ()
+    notes: list[str] = field(default_factory=list)  # what a before-send hook could not do
     routes: Any = None  # a routing.Chain when model= is a route (README, "Routes")
     pricing_model: str | None = None  # the model priced (an Azure deployment's model)

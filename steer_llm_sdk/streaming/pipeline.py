@@ -212,8 +212,9 @@ class StreamRun:
             try:
                 if not call.base_url and call.resolve_base_url is not None:
                     call.base_url = await call.resolve_base_url()
-                for hook in call.before_send:  # resolve the request's files (downloads.py)
+                for hook in call.before_send:  # files (downloads.py), prompt caches
                     await hook(call, self.attempts.deadline)
+                self.attempts.warnings += call.notes  # said in response.warnings
             except BaseException as exc:
                 await self._failed(observation, exc)
                 raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -114,6 +115,12 @@ class Gemini(Wire):
 
     not_json = ("INVALID_ARGUMENT", "Invalid JSON payload received.")
 
+    def __init__(self, caches: Any = None) -> None:
+        self.caches = caches  # _cached_contents.CachedContents: what cachedContent names
+
+    def cacheable(self, request: RecordedRequest) -> bool:
+        return b'"cachedContent"' not in request.body  # a cache expires: not by body alone
+
     def matches(self, method: str, path: str) -> bool:
         # the Gemini API (v1beta, and v1, google-genai's default)
         return path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path)
@@ -143,6 +150,15 @@ class Gemini(Wire):
         match = _ROUTE.match(path)
         assert match is not None  # read() answered 404 otherwise
         model = unquote(match.group(1))
+        if "cachedContent" in body:  # the cache's contents come first (_cached_contents.py)
+            if self.caches is None:
+                return error_plan(403, "PERMISSION_DENIED", "CachedContent not found", {})
+            expanded = self.caches.expand(model, body)
+            if isinstance(expanded, Plan):
+                return expanded
+            body, cached = expanded
+            usage = {"prompt_tokens": prompt_tokens(body), "cached_tokens": cached}
+            reply = replace(reply, usage={**usage, **(reply.usage or {})})
         problem = check_request(model, body)
         if problem is not None:
             return error_plan(400, "INVALID_ARGUMENT", problem, {})
@@ -194,6 +210,19 @@ def _texts(body: dict[str, Any]) -> list[str]:
             elif "functionResponse" in part or "functionCall" in part:
                 texts.append(json.dumps(part))
     return texts
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """The emulator's input tokens of a body: its texts, 4 per turn, and its tools."""
+    texts: list[str] = []
+    system = body.get("systemInstruction")
+    if isinstance(system, dict):
+        texts += [p["text"] for p in system.get("parts") or () if isinstance(p.get("text"), str)]
+    for content in body.get("contents") or ():
+        for part in content.get("parts") or ():
+            texts.append(part["text"] if isinstance(part.get("text"), str) else json.dumps(part))
+    tools = count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0
+    return count_tokens("\n".join(texts)) + 4 * len(body.get("contents") or ()) + tools
 
 
 def check_request(model: str, body: dict[str, Any]) -> str | None:

@@ -43,6 +43,7 @@ from typing import Any
 from ._anthropic import Messages
 from ._batches import Batches
 from ._bedrock import EVENTSTREAM, TEST_ACCESS_KEY, TEST_API_KEY, TEST_SECRET_KEY, Bedrock
+from ._cached_contents import CachedContents
 from ._clouds import Azure, CloudState, Metadata, TokenEndpoint, Vertex
 from ._files import Files, StoredFile
 from ._gemini import Gemini
@@ -153,11 +154,13 @@ class Emulator(Scripting):
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
         self._files = Files()  # the three Files APIs, before Gemini (both under /v1beta/)
+        self.cached_contents = CachedContents()  # Gemini's explicit caches (ditto)
         self.clouds = CloudState()  # Vertex AI's tokens, Azure's keys and deployments
         self._wires: tuple[Wire, ...] = (
             self._files,
+            self.cached_contents,
             Responses(),
-            Gemini(),
+            Gemini(self.cached_contents),
             ChatCompletions(),
             Messages(),
             Bedrock(),

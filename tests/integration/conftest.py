@@ -11,6 +11,7 @@ import pytest
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import Emulator
+from steer_llm_sdk.testing._bedrock import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 # The model each protocol's guide examples run with.
 # "o3-pro" exists only on OpenAI's Responses API: the SDK routes it there by itself.
@@ -69,3 +70,18 @@ def cli_env(emulator: Emulator, tmp_path: Path) -> dict[str, str]:
         ANTHROPIC_BASE_URL=emulator.anthropic_base_url,
     )
     return env
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """A clean AWS environment: no real profile files, no instance metadata."""
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name == "BEDROCK_BASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    return {"dir": str(tmp_path)}

@@ -42,21 +42,6 @@ ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    """A clean AWS environment: no real profile files, no instance metadata."""
-    for name in list(os.environ):
-        if name.startswith("AWS_") or name == "BEDROCK_BASE_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    return {"dir": str(tmp_path)}
-
-
-@pytest.fixture
 async def emu() -> Any:
     async with Emulator(reply_words=12) as emulator:
         yield emulator

@@ -6,8 +6,6 @@ taking the same body."""
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import ConfigurationError
 from steer_llm_sdk.models.streaming import StreamingOptions
 from steer_llm_sdk.testing import Emulator
-from steer_llm_sdk.testing._bedrock import TEST_ACCESS_KEY, TEST_SECRET_KEY
 
 boto3 = pytest.importorskip("boto3", reason="boto3 (the dev extra) checks the emulator")
 botocore_config = pytest.importorskip("botocore.config")
@@ -41,26 +38,13 @@ POINT = {"cachePoint": {"type": "default"}}
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith("AWS_") or name == "BEDROCK_BASE_URL":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
-    monkeypatch.setenv("AWS_REGION", REGION)
-
-
-@pytest.fixture
 async def emu() -> Any:
     async with Emulator(reply_words=6) as emulator:
         yield emulator
 
 
 @pytest.fixture
-async def client(emu: Emulator, aws_env: None) -> Any:
+async def client(emu: Emulator, aws_env: dict[str, str]) -> Any:
     async with SteerLLMClient(
         base_urls={"bedrock": emu.bedrock_base_url},
         default_options=StreamingOptions(reconnect_delay=0.01),

@@ -203,12 +203,21 @@ class ProviderCaches:
             message = getattr(exc, "message", None) or "no answer in time"
             _warn(call, f"cache_prompt: Gemini made no prompt cache ({message}); sent whole")
             return None
+        self._prune(time.monotonic())
         cache = _Cache(name, started + ttl, call.provider, call.base_url, call.api_key)
         tokens = (made.get("usageMetadata") or {}).get("totalTokenCount")
         cache.tokens = tokens if isinstance(tokens, int) else 0
         self._live[key] = cache
         logger.info("prompt cache %s made (%d tokens, %d s)", name, cache.tokens, ttl)
         return cache
+
+    def _prune(self, now: float) -> None:
+        """Forget the caches that ended and the refusals that ran out (a long-lived
+        client sees many prefixes come and go)."""
+        for key in [k for k, c in self._live.items() if c.expires <= now]:
+            del self._live[key]
+        for key in [k for k, until in self._refused.items() if until <= now]:
+            del self._refused[key]
 
     async def aclose(self, transport: Any) -> None:
         """Delete the caches this client made that still live (10 s at most)."""

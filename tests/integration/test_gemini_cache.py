@@ -190,3 +190,24 @@ async def test_google_genai_caches_work_against_the_emulator(guide_env: Emulator
         await client.aio.caches.create(
             model=MODEL, config=types.CreateCachedContentConfig(system_instruction="short")
         )
+
+
+async def test_an_ended_cache_is_made_again_and_forgotten(
+    client: SteerLLMClient, guide_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steer_llm_sdk import provider_caches
+
+    messages = [{"role": "system", "content": LONG}, {"role": "user", "content": "Q"}]
+    await client.generate(messages, model=MODEL, cache_prompt="auto")
+    first = _generate_bodies(guide_env)[-1]["cachedContent"]
+    real = provider_caches.time.monotonic
+    # 290 s later: within 15 s of its 5-minute end, so not used; a new one is made.
+    monkeypatch.setattr(provider_caches.time, "monotonic", lambda: real() + 290)
+    await client.generate(messages, model=MODEL, cache_prompt="auto")
+    second = _generate_bodies(guide_env)[-1]["cachedContent"]
+    assert second != first and len(_creates(guide_env)) == 2
+    registry = client._wiring.provider_caches
+    monkeypatch.setattr(provider_caches.time, "monotonic", lambda: real() + 900)
+    await client.generate([messages[0], {"role": "user", "content": "R"}], model=MODEL,
+                          cache_prompt="auto")  # fmt: skip
+    assert len(registry._live) == 1  # the ended ones forgotten

@@ -23,8 +23,9 @@ those move into the cache.
   not tried again while it would have lived. A cache that is gone when the call
   arrives (403 "CachedContent not found") is dropped and the call sent once more
   without it (``streaming/attempts.py``).
-- Vertex AI's Gemini is not covered (its caches live under the project and region):
-  there, as for Gemini's implicit caching, nothing is sent.
+- On Vertex AI the caches live under the call's project and location
+  (``{base}/cachedContents``, the model as ``projects/…/publishers/google/models/…``),
+  made with the call's Google credentials.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -54,6 +57,7 @@ _MARGIN = 15.0  # a cache this close to its expiry is not used: the call may out
 _CREATE_TIMEOUT = 30.0
 _RETRY_AFTER_FAILURE = 30.0  # a create that failed (not refused) is tried again after
 _HEAD = ("systemInstruction", "tools", "toolConfig")
+_VERTEX_BASE = re.compile(r"/v1/(projects/[^/]+/locations/[^/]+)/?$")
 # The shortest prefix Gemini caches explicitly, by model (caching docs, 2026: they
 # have said 1,024 to 4,096 by model and date; the larger figure where they disagree).
 _MINIMUMS = (("2.5-flash", 2048), ("2.0-flash", 4096))
@@ -68,7 +72,7 @@ def gemini_min_tokens(model: str) -> int:
 class _Cache:
     """One cache the client made: where it lives, until when (monotonic seconds)."""
 
-    __slots__ = ("base_url", "expires", "key", "name", "spec", "tokens")
+    __slots__ = ("base_url", "expires", "key", "name", "path", "signer", "spec", "tokens")
 
     def __init__(self, name: str, expires: float, spec: Any, base_url: str, key: str | None):
         self.name = name
@@ -77,6 +81,8 @@ class _Cache:
         self.base_url = base_url
         self.key = key  # the API key it was made with (needed to delete it); never shown
         self.tokens = 0
+        self.path = ""  # its path from base_url (for DELETE)
+        self.signer: Any = None
 
     def __repr__(self) -> str:
         return f"<cache {self.name}>"
@@ -92,11 +98,10 @@ class ProviderCaches:
         self._pending: dict[str, asyncio.Future[_Cache | None]] = {}
         self._refused: dict[str, float] = {}  # prefix hash → not tried again before
 
-    def hook(self, codec: Any, request: Any, variant: bool) -> Any:
+    def hook(self, codec: Any, request: Any) -> Any:
         """The before-send hook for a call, or None when it needs none."""
         if (
             request.cache_prompt is None
-            or variant
             or not getattr(codec, "cached_contents", False)
             or "cachedContent" in request.extra_body
             or "cached_content" in request.extra_body
@@ -170,8 +175,8 @@ class ProviderCaches:
         budget = (
             _CREATE_TIMEOUT if deadline is None else min(_CREATE_TIMEOUT, deadline - loop.time())
         )
-        model = call.request.model.removeprefix("models/")
-        body: dict[str, Any] = {"model": f"models/{model}", **head, "ttl": f"{ttl}s"}
+        collection, model, parent = _resources(call.base_url, call.request.model)
+        body: dict[str, Any] = {"model": model, **head, "ttl": f"{ttl}s"}
         if contents:
             body["contents"] = contents
         body["displayName"] = f"steer-{key[:24]}"
@@ -187,15 +192,16 @@ class ProviderCaches:
                 budget,
                 what="creating the prompt cache",
                 api="cachedContents API",
+                signer=call.signer,
             )
             made = await http.json(
                 "POST",
-                "v1beta/cachedContents",
+                collection,
                 {"content-type": "application/json"},
                 orjson.dumps(body),
             )
             name = made.get("name")
-            if not isinstance(name, str) or not name.startswith("cachedContents/"):
+            if not isinstance(name, str) or not name.startswith(f"{parent}cachedContents/"):
                 raise BadRequestError(f"the API answered without a cache name: {made!r:.200}")
         except (SteerError, TimeoutError) as exc:
             refused = isinstance(exc, BadRequestError)
@@ -205,6 +211,8 @@ class ProviderCaches:
             return None
         self._prune(time.monotonic())
         cache = _Cache(name, started + ttl, call.provider, call.base_url, call.api_key)
+        cache.path = collection.rpartition("/")[0] + "/" + name.removeprefix(parent)
+        cache.signer = call.signer
         tokens = (made.get("usageMetadata") or {}).get("totalTokenCount")
         cache.tokens = tokens if isinstance(tokens, int) else 0
         self._live[key] = cache
@@ -237,14 +245,27 @@ class ProviderCaches:
                 10.0,
                 what="deleting the prompt cache",
                 api="cachedContents API",
+                signer=cache.signer,
             )
             try:
-                await http.send("DELETE", f"v1beta/{cache.name}", {})
+                await http.send("DELETE", cache.path, {})
             except SteerError as exc:
                 logger.info("prompt cache %s not deleted: %s", cache.name, exc.message)
 
         if alive:
             await asyncio.gather(*(delete(c) for c in alive))
+
+
+def _resources(base_url: str, model: str) -> tuple[str, str, str]:
+    """Where caches are made (a path from ``base_url``), the model's resource name,
+    and the parent a cache's name starts with: the Gemini API's, or Vertex AI's
+    under the base URL's project and location."""
+    model = model.removeprefix("models/")
+    vertex = _VERTEX_BASE.search(urlsplit(base_url).path)
+    if vertex is None:
+        return "v1beta/cachedContents", f"models/{model}", ""
+    parent = vertex.group(1)
+    return "cachedContents", f"{parent}/publishers/google/models/{model}", parent + "/"
 
 
 def _fingerprint(key: str | None) -> str:

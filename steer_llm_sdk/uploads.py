@@ -90,6 +90,7 @@ class ProviderHTTP:
         *,
         what: str = "the upload",
         api: str = "Files API",
+        signer: Any = None,
     ) -> None:
         from .providers import codec_class
 
@@ -103,6 +104,7 @@ class ProviderHTTP:
         self.deadline = asyncio.get_running_loop().time() + timeout
         self.what = what
         self.api = api
+        self.signer = signer  # a cloud's per-request credentials (auth/), instead of a key
 
     def auth(self) -> dict[str, str]:
         if not self.key:
@@ -131,10 +133,13 @@ class ProviderHTTP:
         context = {"provider": self.spec.name}
         if remaining <= 0:
             raise TotalTimeoutError(f"{self.what} took longer than {self.timeout:g} s", **context)
+        headers = {**self.auth(), **headers} if keyed else headers
+        if keyed and self.signer is not None:
+            headers.update(await self.signer.sign(method, url, headers, body))
         request = self.client.build_request(
             method,
             url,
-            headers={**self.auth(), **headers} if keyed else headers,
+            headers=headers,
             content=body,
             timeout=httpx.Timeout(min(remaining, 60.0), write=remaining, pool=remaining),
         )

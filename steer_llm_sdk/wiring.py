@@ -262,7 +262,7 @@ class Wiring:
             if options.allow_private_urls is None and self.allow_private_urls:
                 options = replace(options, allow_private_urls=True)
         if request.cache_prompt is not None:  # a provider-side cache made first
-            cache_hook = self.provider_caches.hook(codec, request, bool(variant))
+            cache_hook = self.provider_caches.hook(codec, request)
             if cache_hook is not None:
                 hooks = (*hooks, cache_hook)
         return Call(

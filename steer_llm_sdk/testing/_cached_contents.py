@@ -2,6 +2,9 @@
 (create, get, list, patch the TTL, delete) and what ``generateContent`` does with a
 request that names one (``cachedContent``).
 
+The same on Vertex AI under ``/v1/projects/{p}/locations/{l}/cachedContents`` (a
+bearer token; names and models as full resource names).
+
 A cache holds a model's ``contents``, ``systemInstruction``, ``tools`` and
 ``toolConfig``; it lives ``ttl`` (default 1 hour) and is gone after. A request naming
 it may not set ``systemInstruction``, ``tools`` or ``toolConfig`` itself, must use the
@@ -16,6 +19,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,6 +35,7 @@ _MINIMUMS = (("2.5-flash", 2048), ("2.0-flash", 4096))
 _DEFAULT_MINIMUM = 4096
 _TTL = re.compile(r"^(\d+(?:\.\d{1,9})?)s$")
 _NOT_FOUND = "CachedContent not found (or permission denied)"
+_VERTEX = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/cachedContents(?:/[^/]+)?$")
 IN_REQUEST = (
     "CachedContent can not be used with GenerateContent request setting "
     "system_instruction, tools or tool_config.\n\nProposed fix: move those values to "
@@ -50,8 +55,10 @@ def _time(epoch: float) -> str:
 class Stored:
     __slots__ = ("created", "display_name", "expires", "fields", "model", "name", "tokens")
 
-    def __init__(self, model: str, fields: dict[str, Any], expires: float, display: str) -> None:
-        self.name = "cachedContents/" + secrets.token_hex(8)
+    def __init__(
+        self, parent: str, model: str, fields: dict[str, Any], expires: float, display: str
+    ) -> None:
+        self.name = parent + "cachedContents/" + secrets.token_hex(8)
         self.model = model
         self.fields = fields  # contents, systemInstruction, tools, toolConfig
         self.created = time.time()
@@ -79,13 +86,18 @@ class CachedContents(Wire):
 
     scripted = False
 
-    def __init__(self) -> None:
+    def __init__(self, token_ok: Callable[[str], bool] | None = None) -> None:
         self.stored: dict[str, Stored] = {}
         self.created = 0  # caches ever made (a test counts creations)
         self.deleted: list[str] = []
+        self.token_ok = token_ok  # Vertex AI: whether a bearer token is valid
 
     def matches(self, method: str, path: str) -> bool:
-        return path == "/v1beta/cachedContents" or path.startswith("/v1beta/cachedContents/")
+        return (
+            path == "/v1beta/cachedContents"
+            or path.startswith("/v1beta/cachedContents/")
+            or _VERTEX.match(path) is not None
+        )
 
     def cacheable(self, request: RecordedRequest) -> bool:
         return False
@@ -103,16 +115,26 @@ class CachedContents(Wire):
     def answer(
         self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
     ) -> Plan:
-        if not request.headers.get("x-goog-api-key") and "key=" not in request.path:
-            return error_plan(
-                403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.", {}
-            )
         path, _, query = request.path.partition("?")
-        name = path.removeprefix("/v1beta/")
+        vertex = _VERTEX.match(path)
+        if vertex is not None:
+            if self.token_ok is None or not self.token_ok(request.headers.get("authorization", "")):
+                return error_plan(
+                    401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", {}
+                )
+            parent = vertex.group(1) + "/"
+            name = path.removeprefix("/v1/")
+        else:
+            if not request.headers.get("x-goog-api-key") and "key=" not in request.path:
+                return error_plan(
+                    403, "PERMISSION_DENIED", "Method doesn't allow unregistered callers.", {}
+                )
+            parent = ""
+            name = path.removeprefix("/v1beta/")
         method = request.method
-        if name == "cachedContents":
+        if name == parent + "cachedContents":
             if method == "POST":
-                return self._create(request)
+                return self._create(request, parent)
             if method == "GET":
                 live = [s for s in list(self.stored.values()) if self.live(s.name)]
                 return json_plan(200, {"cachedContents": [s.resource() for s in live]})
@@ -130,7 +152,7 @@ class CachedContents(Wire):
             return self._update(stored, request, parse_qs(query))
         return error_plan(405, "INVALID_ARGUMENT", f"{method} is not allowed here", {})
 
-    def _create(self, request: RecordedRequest) -> Plan:
+    def _create(self, request: RecordedRequest, parent: str) -> Plan:
         try:
             body = json.loads(request.body)
         except ValueError:
@@ -147,14 +169,15 @@ class CachedContents(Wire):
                 {},
             )
         model = body.get("model")
-        if not isinstance(model, str) or not model.startswith("models/"):
-            return error_plan(400, "INVALID_ARGUMENT", "model: must be models/{model}", {})
+        wanted = f"{parent}publishers/google/models/" if parent else "models/"
+        if not isinstance(model, str) or not model.startswith(wanted):
+            return error_plan(400, "INVALID_ARGUMENT", f"model: must be {wanted}{{model}}", {})
         expires = self._expiry(body)
         if isinstance(expires, Plan):
             return expires
         fields = {k: body[k] for k in ("contents", "systemInstruction", "tools", "toolConfig")
                   if k in body}  # fmt: skip
-        stored = Stored(model, fields, expires, str(body.get("displayName") or ""))
+        stored = Stored(parent, model, fields, expires, str(body.get("displayName") or ""))
         minimum = _min_tokens(model)
         if stored.tokens < minimum:
             return error_plan(
@@ -206,7 +229,7 @@ class CachedContents(Wire):
         stored = self.live(str(body["cachedContent"]))
         if stored is None:
             return error_plan(403, "PERMISSION_DENIED", _NOT_FOUND, {})
-        if stored.model != f"models/{model}":
+        if stored.model.rpartition("/")[2] != model:
             return error_plan(
                 400,
                 "INVALID_ARGUMENT",

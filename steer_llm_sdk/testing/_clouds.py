@@ -227,7 +227,7 @@ class Vertex(Wire):
         return {**body, "model": unquote(model)}
 
     def cacheable(self, request: RecordedRequest) -> bool:
-        return b"cache_control" not in request.body
+        return b"cache_control" not in request.body and b'"cachedContent"' not in request.body
 
     def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
         return _google_error(status, "INVALID_ARGUMENT" if status == 400 else error_type, message)

@@ -154,8 +154,9 @@ class Emulator(Scripting):
         self._tasks: set[asyncio.Task[None]] = set()
         # The protocols, asked in this order whether they answer a request.
         self._files = Files()  # the three Files APIs, before Gemini (both under /v1beta/)
-        self.cached_contents = CachedContents()  # Gemini's explicit caches (ditto)
         self.clouds = CloudState()  # Vertex AI's tokens, Azure's keys and deployments
+        # Gemini's explicit caches (also Vertex AI's): before Gemini and Vertex
+        self.cached_contents = CachedContents(self.clouds.token_ok)
         self._wires: tuple[Wire, ...] = (
             self._files,
             self.cached_contents,
@@ -164,7 +165,7 @@ class Emulator(Scripting):
             ChatCompletions(),
             Messages(),
             Bedrock(),
-            Vertex(self.clouds, Gemini(), Messages()),
+            Vertex(self.clouds, Gemini(self.cached_contents), Messages()),
             Azure(self.clouds, ChatCompletions(), Responses()),
             TokenEndpoint(self.clouds),
             Metadata(self.clouds),

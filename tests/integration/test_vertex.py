@@ -366,3 +366,57 @@ async def test_user_credentials_given_to_the_client_with_a_quota_project(
     call = vertex.requests[-1]
     assert call.headers["x-goog-user-project"] == "billing-project"
     assert call.headers["authorization"].startswith("Bearer ya29.emu-")
+
+
+async def test_gemini_prompt_cache_lives_under_the_project(vertex: Emulator) -> None:
+    manual = "Reference manual, section after section of stable facts. " * 200
+    messages = [{"role": "system", "content": manual}, {"role": "user", "content": "Q?"}]
+    async with SteerLLMClient() as client:
+        first = await client.stream_with_usage(messages, GEMINI, cache_prompt="auto")
+        second = await client.stream_with_usage(
+            [messages[0], {"role": "user", "content": "R?"}], GEMINI, cache_prompt="auto"
+        )
+        parent = f"projects/{PROJECT}/locations/{LOCATION}"
+        creates = [r for r in vertex.requests if r.path.endswith("/cachedContents")]
+        assert [r.path for r in creates] == [f"/v1/{parent}/cachedContents"]
+        assert creates[0].json["model"] == f"{parent}/publishers/google/models/gemini-2.5-flash"
+        assert creates[0].headers["authorization"].startswith("Bearer ")  # the ADC token
+        body = json.loads(vertex.requests[-1].body)
+        assert body["cachedContent"].startswith(f"{parent}/cachedContents/")
+        assert "systemInstruction" not in body
+        assert first.usage["cache_info"]["cached_tokens"] > 2000 and second.cache_hit_ratio
+        name = body["cachedContent"]
+    assert vertex.cached_contents.deleted == [name]  # aclose() deleted it
+    assert vertex.clouds.token_requests == 1
+
+
+async def test_google_genai_vertex_caches_work_against_the_emulator(vertex: Emulator) -> None:
+    genai = pytest.importorskip("google.genai")
+    from google.oauth2 import service_account
+
+    creds = service_account.Credentials.from_service_account_file(
+        str(Path(__import__("os").environ["GOOGLE_APPLICATION_CREDENTIALS"])),
+        scopes=["https://www.googleapis.com/auth/cloud-platform"],
+    )
+    official = genai.Client(
+        vertexai=True,
+        project=PROJECT,
+        location=LOCATION,
+        credentials=creds,
+        http_options=genai.types.HttpOptions(base_url=vertex.url, api_version="v1"),
+    )
+    manual = "Reference manual, section after section of stable facts. " * 200
+    cache = await official.aio.caches.create(
+        model="gemini-2.5-flash",
+        config=genai.types.CreateCachedContentConfig(system_instruction=manual, ttl="60s"),
+    )
+    assert cache.name and cache.name.startswith(f"projects/{PROJECT}/locations/{LOCATION}/")
+    answer = await official.aio.models.generate_content(
+        model="gemini-2.5-flash",
+        contents="Q?",
+        config=genai.types.GenerateContentConfig(cached_content=cache.name),
+    )
+    assert answer.text and answer.usage_metadata
+    assert (answer.usage_metadata.cached_content_token_count or 0) > 2000
+    await official.aio.caches.delete(name=cache.name)
+    assert vertex.cached_contents.deleted == [cache.name]

@@ -14,6 +14,9 @@ those move into the cache.
 - **Reused while alive**: the longest live cache of this client that holds a prefix
   of the request (a conversation keeps using the cache made at its first turn); a new
   one only when none is live. Concurrent calls with one prefix create it once.
+- **Cost**: the call that made a cache reports its tokens as ``cache_creation_tokens``
+  (and in ``prompt_tokens``: Google bills them once, at the input price, when the cache
+  is made), as Anthropic reports a cache write; storage (per hour) is not priced.
 - **Lifetime**: ``"auto"`` 5 minutes, ``"long"`` 1 hour (Gemini bills storage by the
   hour); one that would expire within 15 s is not used. ``client.aclose()`` deletes
   the caches the client made that still live; the provider deletes the rest at expiry.
@@ -140,6 +143,7 @@ class ProviderCaches:
         if size < gemini_min_tokens(request.model):
             return
         pending = self._pending.get(key)
+        mine = pending is None
         if pending is None:
             ttl = _TTL.get(str(request.cache_prompt), _TTL["auto"])
             pending = asyncio.ensure_future(
@@ -150,6 +154,8 @@ class ProviderCaches:
         made = await asyncio.shield(pending)
         if made is not None:
             call.request = replace(request, provider_cache=self._prefix(made, held, chain))
+            if mine:  # the making is billed (its tokens at the input price) with this call
+                call.cache_written = made.tokens
 
     def _prefix(self, cache: _Cache, count: int, chain: list[str]) -> CachedPrefix:
         key = chain[count]

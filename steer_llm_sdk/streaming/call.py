@@ -46,5 +46,6 @@ class Call:
     # URLs; upload large data). Empty for a call that needs none.
     before_send: tuple[Callable[[Call, float | None], Awaitable[None]], ...] = ()
     notes: list[str] = field(default_factory=list)  # what a before-send hook could not do
+    cache_written: int = 0  # tokens a before-send hook wrote to a provider's prompt cache
     routes: Any = None  # a routing.Chain when model= is a route (README, "Routes")
     pricing_model: str | None = None  # the model priced (an Azure deployment's model)

@@ -108,6 +108,12 @@ class Ledger:
                 usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         for earlier in self.earlier:
             usage = add_usage(usage, earlier)
+        written = self.call.cache_written  # the prompt cache this call made (billed)
+        if written and usage:
+            made = {"cached_tokens": 0, "cache_creation_tokens": written}
+            usage = add_usage(
+                usage, {"prompt_tokens": written, "total_tokens": written, "cache_info": made}
+            )
         return usage
 
 

@@ -54,7 +54,12 @@ async def test_a_long_prefix_is_cached_once_and_reused(guide_env: Emulator) -> N
         assert name.startswith("cachedContents/")
         assert not {"systemInstruction", "tools", "toolConfig"} & set(body)
         assert body["contents"] == [{"role": "user", "parts": [{"text": "What is X?"}]}]
-        assert first.usage["cache_info"]["cached_tokens"] > 2000
+        info = first.usage["cache_info"]
+        assert info["cached_tokens"] > 2000
+        # The making is billed with the call that made it, as a cache write.
+        made = next(iter(guide_env.cached_contents.stored.values())).tokens
+        assert info["cache_creation_tokens"] == made
+        assert first.usage["prompt_tokens"] >= made + info["cached_tokens"]
         assert first.get_text()
         # Another question, and a conversation that grew: the same cache.
         second = await client.stream_with_usage(
@@ -72,6 +77,8 @@ async def test_a_long_prefix_is_cached_once_and_reused(guide_env: Emulator) -> N
         assert _generate_bodies(guide_env)[-1]["cachedContent"] == name
         assert len(_generate_bodies(guide_env)[-1]["contents"]) == 3
         assert second.cache_hit_ratio is not None and second.cache_hit_ratio > 0.8
+        assert second.usage["cache_info"]["cache_creation_tokens"] == 0
+        assert first.cost_usd and second.cost_usd and first.cost_usd > 2 * second.cost_usd
         # Other tools: another prefix, another cache.
         await client.generate(messages, model=MODEL, cache_prompt="long")
         assert len(_creates(guide_env)) == 2 and _creates(guide_env)[-1]["ttl"] == "3600s"

@@ -112,7 +112,9 @@ class Files(Wire):
     def matches(self, method: str, path: str) -> bool:
         return (
             path == "/v1/files"
-            or path.startswith(("/v1/files/", "/upload/v1beta/files", "/v1beta/files/"))
+            or path.startswith(
+                ("/v1/files/", "/upload/v1beta/files", "/v1beta/files/", "/download/v1beta/files/")
+            )
             or (path == "/v1beta/files" and method == "GET")
         )
 
@@ -129,7 +131,7 @@ class Files(Wire):
         headers = request.headers
         if path.startswith("/upload/v1beta/files"):
             return self._gemini_upload(request, parse_qs(query))
-        if path.startswith("/v1beta/files"):
+        if path.startswith(("/v1beta/files", "/download/v1beta/files/")):
             return self._gemini_get(request, path, query)
         if "anthropic-version" in headers or "x-api-key" in headers:
             return self._anthropic(request, path)
@@ -354,17 +356,50 @@ class Files(Wire):
         )
 
     def _gemini_get(self, request: RecordedRequest, path: str, query: str) -> Plan:
+        """``GET /v1beta/files`` (list), ``GET`` / ``DELETE /v1beta/files/{id}``, and
+        ``GET [/download]/v1beta/files/{id}:download?alt=media`` (a generated file's
+        bytes: a batch's responses file; an uploaded file cannot be downloaded)."""
         refused = self._gemini_key(request)
         if refused is not None:
             return refused
-        name = path.removeprefix("/v1beta/")
+        host = request.headers.get("host", "127.0.0.1")
+        if path == "/v1beta/files":
+            return self._gemini_list(parse_qs(query), host)
+        name, _, verb = path.removeprefix("/download").removeprefix("/v1beta/").partition(":")
         stored = self.stored.get(name)
-        if request.method != "GET" or stored is None or stored.api != "gemini":
+        if stored is None or stored.api != "gemini" or verb not in ("", "download"):
             return gemini_error(
                 404, "NOT_FOUND", f"File {name} does not exist or you do not have access.", {}
             )
+        if request.method == "DELETE" and not verb:
+            del self.stored[name]
+            return json_plan(200, {})
+        if request.method != "GET":
+            return gemini_error(405, "INVALID_ARGUMENT", "Method not allowed.", {})
+        if verb == "download":
+            if parse_qs(query).get("alt") != ["media"]:
+                return gemini_error(400, "INVALID_ARGUMENT", "A download takes alt=media.", {})
+            if stored.purpose != "batch_output":
+                return gemini_error(
+                    400, "INVALID_ARGUMENT", "Only generated files can be downloaded.", {}
+                )
+            return Plan(200, stored.media_type, [stored.data])
         stored.polls += 1
-        return json_plan(200, _gemini_object(stored, request.headers.get("host", "127.0.0.1")))
+        return json_plan(200, _gemini_object(stored, host))
+
+    def _gemini_list(self, query: dict[str, list[str]], host: str) -> Plan:
+        files = [f for f in self.stored.values() if f.api == "gemini"]
+        try:
+            start = int((query.get("pageToken") or ["0"])[0] or 0)
+            size = max(1, min(100, int((query.get("pageSize") or ["10"])[0])))
+        except ValueError:
+            return gemini_error(400, "INVALID_ARGUMENT", "pageSize / pageToken", {})
+        doc: dict[str, Any] = {
+            "files": [_gemini_object(f, host) for f in files[start : start + size]]
+        }
+        if start + size < len(files):
+            doc["nextPageToken"] = str(start + size)
+        return json_plan(200, doc)
 
 
 def _openai_object(stored: StoredFile) -> dict[str, Any]:
@@ -397,8 +432,10 @@ def _gemini_object(stored: StoredFile, host: str) -> dict[str, Any]:
         "sha256Hash": base64.b64encode(hashlib.sha256(stored.data).digest()).decode(),
         "uri": f"http://{host}/v1beta/{stored.id}",
         "state": "PROCESSING" if processing else "ACTIVE",
-        "source": "UPLOADED",
+        "source": "GENERATED" if stored.purpose == "batch_output" else "UPLOADED",
     }
+    if stored.purpose == "batch_output":
+        out["downloadUri"] = f"http://{host}/download/v1beta/{stored.id}:download?alt=media"
     if stored.filename:
         out["displayName"] = stored.filename
     return out

@@ -32,12 +32,12 @@ MODELS = {
 CHILD = r"""
 import asyncio, json, os, signal, sys
 from steer_llm_sdk import SteerLLMClient
-from steer_llm_sdk.batch import provider_apis, recorder, submissions
+from steer_llm_sdk.batch import provider_apis, provider_gemini, recorder, submissions
 
 point = os.environ.get("KILL_AT", "")
 provider_apis.OpenAIBatches.max_requests = 8  # several batches per job
 provider_apis.AnthropicBatches.max_requests = 8
-provider_apis.GeminiBatches.max_requests = 8
+provider_gemini.GeminiBatches.max_requests = 8
 recorder._COMMIT_ROWS = 5  # commits part-way through a download
 
 
@@ -71,11 +71,11 @@ if point == "intent":  # committed, nothing submitted yet
     after(submissions.Submissions, "intent")
 elif point == "submit":  # the batch exists; its id is not written
     for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
-                provider_apis.GeminiBatches):
+                provider_gemini.GeminiBatches):
         after(cls, "submit")
 elif point == "poll":
     for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
-                provider_apis.GeminiBatches):
+                provider_gemini.GeminiBatches):
         after(cls, "status")
 elif point.startswith("download"):
     after(recorder.Recorder, "record", int(point.split(":")[1]))

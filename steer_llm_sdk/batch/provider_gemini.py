@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ..errors import InvalidResponseError, SteerError
+from ..errors import APIStatusError, InvalidResponseError, SteerError
 from ..providers.base import error_for
 from .provider_apis import _LIST_PAGE, _LIST_PAGES, BatchAPI, BatchStatus, Outcome
 
@@ -60,20 +60,27 @@ class GeminiBatches(BatchAPI):
         model = endpoint.rpartition("/models/")[2].partition(":")[0]
         head = orjson.dumps({"display_name": tag})[:-1]
         size = sum(len(line) for line in lines) + 16 * len(lines) + len(head) + 64
+        uploaded: str | None = None
         if size <= self.inline_bytes:
             inline = b",".join(_inline(line) for line in lines)
             data = head + b',"input_config":{"requests":{"requests":[' + inline + b"]}}}"
         else:
-            name = await self._upload(b"\n".join(lines) + b"\n", tag)
-            data = head + b',"input_config":{"file_name":' + orjson.dumps(name) + b"}}"
-        op = await self._call(
-            "POST",
-            f"{self.base_url}/v1beta/models/{model}:batchGenerateContent",
-            "creating the batch",
-            content=b'{"batch":' + data + b"}",
-            headers={"content-type": "application/json"},
-            timeout=httpx.Timeout(600.0, connect=15.0),
-        )
+            uploaded = await self._upload(b"\n".join(lines) + b"\n", tag)
+            data = head + b',"input_config":{"file_name":' + orjson.dumps(uploaded) + b"}}"
+        try:
+            op = await self._call(
+                "POST",
+                f"{self.base_url}/v1beta/models/{model}:batchGenerateContent",
+                "creating the batch",
+                content=b'{"batch":' + data + b"}",
+                headers={"content-type": "application/json"},
+                timeout=httpx.Timeout(600.0, connect=15.0),
+            )
+        except APIStatusError as exc:
+            status = exc.status_code or 0
+            if uploaded is not None and 400 <= status < 500 and status != 429:
+                await self._delete(uploaded)  # refused for certain: the file serves nothing
+            raise
         return str(op["name"]).removeprefix("batches/")
 
     async def _upload(self, data: bytes, tag: str) -> str:

@@ -22,6 +22,7 @@ from steer_llm_sdk.batch.provider_apis import BatchStatus
 from steer_llm_sdk.batch.provider_gemini import GeminiBatches
 from steer_llm_sdk.errors import InvalidResponseError, SteerError
 from steer_llm_sdk.testing import Emulator, Reply
+from steer_llm_sdk.testing._gemini_batches import _error as _gemini_error
 
 GEMINI = "gemini-2.5-flash"
 KEY = "gemini-test-file-key-123456"
@@ -299,3 +300,49 @@ async def test_a_bad_responses_file_line_is_a_typed_error() -> None:
                     pass
     finally:
         server.close()
+
+
+async def test_a_refused_create_deletes_the_uploaded_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(GeminiBatches, "inline_bytes", 100)
+    async with Emulator(batch_delay=0.05) as emu, _client(emu) as client:
+        # the create refused once (a 400 for the batch as a whole): every item fails, not
+        # retryable, and the input file it named is deleted
+        def refuse(model: str, request: Any) -> Any:
+            return _gemini_error(400, "INVALID_ARGUMENT", "too many batches")
+
+        monkeypatch.setattr(emu.batches, "_gemini_create", refuse)
+        results = await _run(client, 3)
+        errors = [r.error for r in results.values()]
+        assert all(e is not None and e["status_code"] == 400 for e in errors), errors
+        assert all("too many batches" in e["message"] for e in errors if e)
+        assert any(r.path == "/upload/v1beta/files" for r in emu.requests)
+        assert _gemini_files(emu) == []
+
+
+async def test_the_key_never_appears_in_a_file_route_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def echo_key(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        key = next(x for x in head.split("\r\n") if x.lower().startswith("x-goog-api-key"))
+        body = json.dumps(
+            {"error": {"code": 403, "message": f"bad {key}", "status": "PERMISSION_DENIED"}}
+        ).encode()
+        writer.write(
+            b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    monkeypatch.setattr(GeminiBatches, "inline_bytes", 100)
+    server, url = await _serve(echo_key)
+    client = SteerLLMClient(api_keys={"gemini": KEY}, base_urls={"gemini": url})
+    try:
+        results = [r async for r in client.batch(_items(2), model=GEMINI, mode="provider")]
+        assert [r.error and r.error["status_code"] for r in results] == [403, 403]
+        for result in results:
+            assert KEY not in json.dumps(result.to_dict())
+    finally:
+        server.close()
+        await client.aclose()

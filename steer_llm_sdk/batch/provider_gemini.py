@@ -65,7 +65,7 @@ class GeminiBatches(BatchAPI):
             inline = b",".join(_inline(line) for line in lines)
             data = head + b',"input_config":{"requests":{"requests":[' + inline + b"]}}}"
         else:
-            uploaded = await self._upload(b"\n".join(lines) + b"\n", tag)
+            uploaded = await self._upload(b"\n".join([*lines, b""]), tag)  # one copy
             data = head + b',"input_config":{"file_name":' + orjson.dumps(uploaded) + b"}}"
         try:
             op = await self._call(

@@ -3,6 +3,7 @@ through ``client.batch(mode="provider")`` against the emulator's batch APIs.
 
     .venv/bin/python benchmarks/provider_batch_bench.py
     .venv/bin/python benchmarks/provider_batch_bench.py --items 20000 --provider anthropic
+    .venv/bin/python benchmarks/provider_batch_bench.py --provider gemini --gemini-route file
 
 The emulator runs in its own process with a short batch delay. Printed: the submit
 phase (reading the items, building every line with the request layer and the codec,
@@ -50,9 +51,15 @@ class EmulatorProcess:
         self.proc.wait(10)
 
 
-async def run(n: int, provider: str, emu: EmulatorProcess, workdir: str) -> dict[str, float]:
+async def run(
+    n: int, provider: str, emu: EmulatorProcess, workdir: str, route: str = "auto"
+) -> dict[str, float]:
     from steer_llm_sdk import SteerLLMClient
     from steer_llm_sdk.batch import provider as provider_job
+    from steer_llm_sdk.batch.provider_gemini import GeminiBatches
+
+    if route == "file":  # Gemini: an uploaded JSONL file whatever the size
+        GeminiBatches.inline_bytes = 0
 
     client = SteerLLMClient(
         openai_api_key="sk-bench",
@@ -110,16 +117,25 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--provider", choices=sorted(MODELS), default="openai")
     parser.add_argument("--delay", type=float, default=1.0, help="emulator batch delay (s)")
+    parser.add_argument(
+        "--gemini-route",
+        choices=("auto", "file"),
+        default="auto",
+        help="Gemini: inline up to 20 MB, else a file (auto), or always an uploaded file",
+    )
     args = parser.parse_args()
     emu = EmulatorProcess(args.delay)
     try:
         with tempfile.TemporaryDirectory() as workdir:
-            marks = asyncio.run(run(args.items, args.provider, emu, workdir))
+            marks = asyncio.run(run(args.items, args.provider, emu, workdir, args.gemini_route))
     finally:
         emu.close()
     n = args.items
     work = marks["submit"] + marks["collect"]
-    print(f"provider batch mode, {args.provider}, {n:,} items, {int(marks['batches'])} batches")
+    route = f" ({args.gemini_route} route)" if args.provider == "gemini" else ""
+    print(
+        f"provider batch mode, {args.provider}{route}, {n:,} items, {int(marks['batches'])} batches"
+    )
     print(f"  succeeded:        {int(marks['succeeded']):,}  (cost ${marks['cost']:.4f})")
     print(
         f"  submit (build + intents + upload + create): {marks['submit']:.2f} s "

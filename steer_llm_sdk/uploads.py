@@ -48,6 +48,7 @@ __all__ = [
     "oversize",
     "upload_file",
     "upload_oversize",
+    "upload_with",
 ]
 
 _MB = 2**20
@@ -87,6 +88,7 @@ class ProviderHTTP:
         key: str | None,
         transport: Any,
         timeout: float,
+        client: httpx.AsyncClient | None = None,
         *,
         what: str = "the upload",
         api: str = "Files API",
@@ -98,7 +100,7 @@ class ProviderHTTP:
         self.protocol = spec.protocol
         self.base_url = base_url.rstrip("/")
         self.key = key
-        self.client: httpx.AsyncClient = transport.client_for(self.base_url)
+        self.client = client if client is not None else transport.client_for(self.base_url)
         self.parse_error = codec_class(spec.protocol).parse_error  # type: ignore[attr-defined]
         self.timeout = timeout
         self.deadline = asyncio.get_running_loop().time() + timeout
@@ -377,6 +379,21 @@ async def upload_file(
         configured_base_url(spec, wiring.base_urls)
     )
     up = ProviderHTTP(spec, base_url, wiring.api_key(spec), transport, float(timeout))
+    return await _UPLOADERS[spec.protocol](up, file)
+
+
+async def upload_with(
+    client: httpx.AsyncClient,
+    spec: Any,
+    base_url: str,
+    key: str | None,
+    file: File,
+    timeout: float,  # noqa: ASYNC109 - the whole upload's bound
+) -> File:
+    """``file`` uploaded with ``client`` to the Files API of ``spec``'s protocol at
+    ``base_url`` (a provider batch job's input file)."""
+    _check(file, spec)
+    up = ProviderHTTP(spec, base_url, key, None, timeout, client)
     return await _UPLOADERS[spec.protocol](up, file)
 
 

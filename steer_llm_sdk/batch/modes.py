@@ -136,9 +136,9 @@ def _provider_fits(
         return False
     if options.get("budget_usd") is not None:
         return False
-    from .provider_apis import API_OF
+    from .provider import api_classes
 
     try:
-        return client.resolve(model).provider.name in API_OF
+        return client.resolve(model).provider.name in api_classes()
     except SteerError:
         return False

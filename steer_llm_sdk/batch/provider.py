@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .provider_apis import BatchAPI, BatchStatus, Outcome
     from .provider_lines import Lines
 
-__all__ = ["ProviderBatchJob"]
+__all__ = ["ProviderBatchJob", "api_classes"]
 
 logger = logging.getLogger("steer_llm_sdk")
 _CHUNK = 512
@@ -106,10 +106,8 @@ class _Base:
     async def _api(self, provider: str, model: str) -> BatchAPI:
         api = self._apis.get(provider)
         if api is None:
-            from .provider_apis import API_OF
-
             assert self._lines is not None
-            cls = API_OF.get(provider)
+            cls = api_classes().get(provider)
             if cls is None:
                 raise ConfigurationError(
                     f"{provider} has no batch API the SDK speaks (OpenAI, Anthropic and "
@@ -399,6 +397,7 @@ class _Collecting(_Base):
                 await self._deliver(item_id, error_result(item, error, retryable=True), 0.0)
         self._subs.set(sub, DOWNLOADED)
         self._commit()
+        await api.finished(status)
 
 
 class ProviderBatchJob(_Submitting, _Collecting):
@@ -587,6 +586,14 @@ class ProviderBatchJob(_Submitting, _Collecting):
         summary.requests += online.requests
         summary.cost_usd += online.cost_usd
         summary.total_cost_usd = online.total_cost_usd
+
+
+def api_classes() -> dict[str, type[BatchAPI]]:
+    """Provider name -> its batch API (the providers that have one)."""
+    from .provider_apis import AnthropicBatches, OpenAIBatches
+    from .provider_gemini import GeminiBatches
+
+    return {"openai": OpenAIBatches, "anthropic": AnthropicBatches, "gemini": GeminiBatches}
 
 
 def _why(status: BatchStatus) -> str:

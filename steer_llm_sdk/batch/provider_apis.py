@@ -1,8 +1,8 @@
 """The providers' batch APIs over HTTP (httpx): OpenAI (Files upload of a JSONL file,
 ``/v1/batches``: create, retrieve, list, cancel, the output and error files),
-Anthropic (Message Batches: create, retrieve, list, cancel, the ``results_url`` JSONL)
-and Gemini (batch mode with inline requests: ``batchGenerateContent``, the
-``batches/{id}`` operation).
+Anthropic (Message Batches: create, retrieve, list, cancel, the ``results_url`` JSONL);
+Gemini's batch mode is :mod:`~steer_llm_sdk.batch.provider_gemini`, on the same
+:class:`BatchAPI`.
 
 Each API takes lines the job built (a request body per item, encoded by the same
 codec as an online call) and answers in one vocabulary: :class:`BatchStatus` and
@@ -27,7 +27,6 @@ from ..providers.base import error_for, parse_retry_after
 from ..transport.http import map_httpx_error
 
 __all__ = [
-    "API_OF",
     "TIMEOUT",
     "AnthropicBatches",
     "BatchAPI",
@@ -155,6 +154,10 @@ class BatchAPI:
 
     async def cancel(self, batch_id: str) -> None:
         raise NotImplementedError
+
+    async def finished(self, status: BatchStatus) -> None:
+        """Called once the ended batch's results are in the journal (to delete files
+        the provider keeps for it); nothing by default."""
 
 
 class OpenAIBatches(BatchAPI):
@@ -357,90 +360,9 @@ def _anthropic_outcome(raw: bytes) -> Outcome:
     return Outcome(line_id, None, SteerError(f"the batch request was {kind}"), True)
 
 
-class GeminiBatches(BatchAPI):
-    """Gemini batch mode with inline requests (``models/{model}:batchGenerateContent``,
-    at most 20 MB a batch), the job's tag as the batch's ``displayName``; the answer is
-    the ``batches/{id}`` operation, polled until ``done``."""
-
-    provider = "gemini"
-    max_requests = 100_000
-    max_bytes = 20 * 1000 * 1000 - 4096
-
-    @staticmethod
-    def auth_headers(key: str) -> dict[str, str]:
-        return {"x-goog-api-key": key}
-
-    def line(self, line_id: str, path: str, body: dict[str, Any]) -> bytes:
-        return orjson.dumps({"request": body, "metadata": {"key": line_id}})
-
-    async def submit(self, lines: list[bytes], tag: str, endpoint: str) -> str:
-        model = endpoint.rpartition("/models/")[2].partition(":")[0]
-        head = orjson.dumps({"display_name": tag})[:-1]
-        data = head + b',"input_config":{"requests":{"requests":[' + b",".join(lines) + b"]}}}"
-        op = await self._call(
-            "POST",
-            f"{self.base_url}/v1beta/models/{model}:batchGenerateContent",
-            "creating the batch",
-            content=b'{"batch":' + data + b"}",
-            headers={"content-type": "application/json"},
-            timeout=httpx.Timeout(600.0, connect=15.0),
-        )
-        return str(op["name"]).removeprefix("batches/")
-
-    async def find(self, tag: str, created: float, count: int, taken: set[str]) -> str | None:
-        token = None
-        for _ in range(_LIST_PAGES):
-            params: dict[str, Any] = {"pageSize": _LIST_PAGE}
-            if token:
-                params["pageToken"] = token
-            page = await self._call(
-                "GET", f"{self.base_url}/v1beta/batches", "listing batches", params=params
-            )
-            for op in page.get("operations") or []:
-                if (op.get("metadata") or {}).get("displayName") == tag:
-                    return str(op["name"]).removeprefix("batches/")
-            token = page.get("nextPageToken")
-            if not token:
-                return None
-        return None
-
-    async def status(self, batch_id: str) -> BatchStatus:
-        url = f"{self.base_url}/v1beta/batches/{batch_id}"
-        op = await self._call("GET", url, "polling the batch")
-        state = str((op.get("metadata") or {}).get("state"))
-        return BatchStatus(bool(op.get("done")), state, raw=op)
-
-    async def outcomes(self, status: BatchStatus) -> AsyncIterator[Outcome]:
-        if status.raw.get("error"):
-            return
-        output = (status.raw.get("metadata") or {}).get("output") or status.raw.get("response")
-        inlined = ((output or {}).get("inlinedResponses") or {}).get("inlinedResponses") or []
-        for entry in inlined:
-            key = str((entry.get("metadata") or {}).get("key") or "")
-            if "response" in entry:
-                yield Outcome(key, orjson.dumps(entry["response"]))
-            else:
-                error = entry.get("error") or {}
-                code = int(error.get("code") or 0)
-                message = f"the batch request failed: {error.get('message') or code}"
-                http = {3: 400, 4: 504, 8: 429, 13: 500, 14: 503}.get(code, 500)
-                yield Outcome(key, None, error_for(http, message), http != 400)
-
-    async def cancel(self, batch_id: str) -> None:
-        await self._call("POST", f"{self.base_url}/v1beta/batches/{batch_id}:cancel", "cancelling")
-
-
 def _seconds(value: Any) -> float:
     """An RFC 3339 time as epoch seconds (0 when it is not one)."""
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
-
-
-# provider name -> its batch API (the providers that have one)
-API_OF: dict[str, type[BatchAPI]] = {
-    "openai": OpenAIBatches,
-    "anthropic": AnthropicBatches,
-    "gemini": GeminiBatches,
-}

@@ -1,8 +1,8 @@
 """The providers' batch APIs, with time compressed: OpenAI's Files (purpose
 ``batch``: upload, metadata, content) and Batches (create, retrieve, list, cancel,
 with ``metadata``), Anthropic's Message Batches (create, retrieve, list, cancel,
-results) and Gemini's batch mode with inline requests (``batchGenerateContent``, the
-``batches/{id}`` operation: get, list, cancel; ``displayName``).
+results) and Gemini's batch mode (``_gemini_batches.py``: inline requests or an uploaded
+JSONL file; the ``batches/{id}`` operation: get, list, cancel; ``displayName``).
 
 A batch is ``in_progress`` until ``delay`` seconds after it was created; the first
 look after that answers every line with the emulator's own non-streamed answer for
@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from ._files import StoredFile
+from ._gemini_batches import GeminiBatchMode, iso
 from ._wire import Plan, RecordedRequest, json_plan
 
 __all__ = ["Batches"]
@@ -32,7 +34,6 @@ Answer = Callable[[str, dict[str, Any]], tuple[int, Any]]  # (path, body) -> (st
 _OPENAI_ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/embeddings")
 _ENDED = ("completed", "failed", "expired", "cancelled")
 _MAX_FILE = 200 * 1024 * 1024
-_GEMINI_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
 
 
 def _oa_error(status: int, message: str) -> Plan:
@@ -104,119 +105,6 @@ class _Common:
         return any(marker in text for marker in self.expire)
 
 
-class _Gemini(_Common):
-    """Gemini's batch mode with inline requests (the state lives in :class:`Batches`):
-    ``models/{model}:batchGenerateContent``, ``batches/{id}`` (get, list, cancel)."""
-
-    answer: Answer
-    delay: float
-    gemini: dict[str, dict[str, Any]]
-    submitted: list[dict[str, Any]]
-    keep_bodies: bool
-    _seq: itertools.count[int]
-
-    def _gemini(self, method: str, path: str, request: RecordedRequest, query: Any) -> Plan:
-        if method == "POST" and path.endswith(":batchGenerateContent"):
-            model = path.removeprefix("/v1beta/models/").removesuffix(":batchGenerateContent")
-            return self._gemini_create(model, request)
-        rest = path.removeprefix("/v1beta/batches").strip("/")
-        if method == "GET" and not rest:
-            for op in self.gemini.values():
-                self._gemini_advance(op)
-            ordered = sorted(self.gemini.values(), key=lambda b: b["_seq"], reverse=True)
-            start = int((query.get("pageToken") or ["0"])[0] or 0)
-            size = max(1, min(1000, int((query.get("pageSize") or ["50"])[0])))
-            page = ordered[start : start + size]
-            doc: dict[str, Any] = {"operations": [_public(op) for op in page]}
-            if start + size < len(ordered):
-                doc["nextPageToken"] = str(start + size)
-            return json_plan(200, doc)
-        name, _, verb = rest.partition(":")
-        found = self.gemini.get(f"batches/{name}")
-        if found is None:
-            return _gemini_error(404, "NOT_FOUND", "no such batch")
-        op = found
-        if method == "POST" and verb == "cancel":
-            if not op["done"]:
-                op["_cancel"] = True
-            self._gemini_advance(op)
-            return json_plan(200, {})
-        self._gemini_advance(op)
-        return json_plan(200, _public(op))
-
-    def _gemini_create(self, model: str, request: RecordedRequest) -> Plan:
-        try:
-            body = request.json
-            batch = body["batch"]
-            config = batch.get("input_config") or batch["inputConfig"]  # proto JSON: both
-            entries = config["requests"]["requests"]
-            assert isinstance(entries, list) and entries
-            assert all(isinstance(e, dict) and isinstance(e.get("request"), dict) for e in entries)
-        except (ValueError, KeyError, TypeError, AssertionError):
-            return _gemini_error(400, "INVALID_ARGUMENT", "batch.input_config.requests.requests")
-        if len(request.body) > 20 * 1024 * 1024:
-            return _gemini_error(400, "INVALID_ARGUMENT", "inline requests are over 20 MB")
-        name = f"batches/{uuid.uuid4().hex[:20]}"
-        display = str(batch.get("display_name") or batch.get("displayName") or "")
-        op: dict[str, Any] = {
-            "name": name,
-            "metadata": {
-                "@type": _GEMINI_TYPE + "GenerateContentBatch",
-                "model": f"models/{model}",
-                "displayName": display,
-                "createTime": _iso(time.time()),
-                "state": "BATCH_STATE_RUNNING",
-                "batchStats": {"requestCount": str(len(entries))},
-                "name": name,
-            },
-            "done": False,
-            "_seq": next(self._seq),
-            "_ready": time.monotonic() + self.delay,
-            "_model": model,
-            "_entries": entries,
-        }
-        self.gemini[name] = op
-        keys = [str((e.get("metadata") or {}).get("key", "")) for e in entries]
-        record: dict[str, Any] = {"provider": "gemini", "id": name, "custom_ids": keys}
-        record["metadata"] = {"displayName": display}
-        if self.keep_bodies:
-            record["bodies"] = [e["request"] for e in entries]
-        self.submitted.append(record)
-        return json_plan(200, _public(op))
-
-    def _gemini_advance(self, op: dict[str, Any]) -> None:
-        cancel = op.get("_cancel", False)
-        if op["done"] or (time.monotonic() < op["_ready"] and not cancel):
-            return
-        out = []
-        for entry in op.pop("_entries"):
-            meta = entry.get("metadata")
-            if cancel or self._expires(entry["request"]):
-                answer: dict[str, Any] = {"error": {"code": 4, "message": "not run"}}
-            else:
-                path = f"/v1beta/models/{op['_model']}:generateContent"
-                status, body = self.answer(path, entry["request"])
-                answer = {"response": body} if status < 400 else {"error": body.get("error", body)}
-            if meta is not None:
-                answer["metadata"] = meta
-            out.append(answer)
-        state = "BATCH_STATE_CANCELLED" if cancel else "BATCH_STATE_SUCCEEDED"
-        op["metadata"]["state"] = state
-        op["metadata"]["endTime"] = _iso(time.time())
-        op["done"] = True
-        output = {"inlinedResponses": {"inlinedResponses": out}}
-        op["metadata"]["output"] = output  # where google-genai reads it
-        op["response"] = {"@type": _GEMINI_TYPE + "GenerateContentBatchOutput", **output}
-
-
-def _public(batch: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in batch.items() if not k.startswith("_")}
-
-
-def _gemini_error(status: int, code: str, message: str) -> Plan:
-    return json_plan(status, {"error": {"code": status, "message": message, "status": code}})
-
-
 class _Anthropic(_Common):
     """Anthropic's Message Batches (the state lives in :class:`Batches`)."""
 
@@ -262,7 +150,7 @@ class _Anthropic(_Common):
         if method == "POST" and rest[1:] == ["cancel"]:
             if batch["processing_status"] == "in_progress":
                 batch["processing_status"] = "canceling"
-                batch["cancel_initiated_at"] = _iso(time.time())
+                batch["cancel_initiated_at"] = iso(time.time())
         self._anthropic_advance(batch)
         if method == "GET" and rest[1:] == ["results"]:
             if batch["processing_status"] != "ended":
@@ -305,8 +193,8 @@ class _Anthropic(_Common):
                 "expired": 0,
             },
             "ended_at": None,
-            "created_at": _iso(now),
-            "expires_at": _iso(now + 86400),
+            "created_at": iso(now),
+            "expires_at": iso(now + 86400),
             "archived_at": None,
             "cancel_initiated_at": None,
             "results_url": None,
@@ -360,16 +248,24 @@ class _Anthropic(_Common):
         counts["processing"] = 0
         batch["_results"] = results
         batch["processing_status"] = "ended"
-        batch["ended_at"] = _iso(time.time())
+        batch["ended_at"] = iso(time.time())
         batch["results_url"] = f"{self.base_url()}/v1/messages/batches/{batch['id']}/results"
 
 
-class Batches(_Anthropic, _Gemini):
+class Batches(_Anthropic, GeminiBatchMode):
     """The batch routes of one emulator. ``answer(path, body)`` is the emulator's
-    non-streamed answer to one request; ``base_url()`` its URL (for ``results_url``)."""
+    non-streamed answer to one request; ``base_url()`` its URL (for ``results_url``);
+    ``files`` the Gemini Files API's files (a batch's input and responses files)."""
 
-    def __init__(self, answer: Answer, base_url: Callable[[], str], delay: float = 0.2) -> None:
+    def __init__(
+        self,
+        answer: Answer,
+        base_url: Callable[[], str],
+        delay: float = 0.2,
+        files: dict[str, StoredFile] | None = None,
+    ) -> None:
         self.answer = answer
+        self.gemini_files = {} if files is None else files
         self.base_url = base_url
         self.delay = delay
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
@@ -609,9 +505,3 @@ class Batches(_Anthropic, _Gemini):
     @staticmethod
     def _public(batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in batch.items() if not k.startswith("_")}
-
-
-def _iso(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (
-        f".{int(seconds % 1 * 1e6):06d}Z"
-    )

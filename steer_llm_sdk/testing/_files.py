@@ -100,146 +100,13 @@ def parse_multipart(content_type: str, body: bytes) -> _Fields | str:
     return fields
 
 
-class Files(Wire):
-    """The three Files APIs, with their files in :attr:`stored`."""
+class _GeminiFiles:
+    """Gemini's Files API: the resumable upload, get, list, delete, download."""
 
-    scripted = False
+    stored: dict[str, StoredFile]
+    _sessions: dict[str, _Session]
 
-    def __init__(self) -> None:
-        self.stored: dict[str, StoredFile] = {}
-        self._sessions: dict[str, _Session] = {}
-
-    def matches(self, method: str, path: str) -> bool:
-        return (
-            path == "/v1/files"
-            or path.startswith(("/v1/files/", "/upload/v1beta/files", "/v1beta/files/"))
-            or (path == "/v1beta/files" and method == "GET")
-        )
-
-    def cacheable(self, request: RecordedRequest) -> bool:
-        return False
-
-    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
-        return openai_error(status, error_type, message, headers)
-
-    def answer(
-        self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
-    ) -> Plan:
-        path, _, query = request.path.partition("?")
-        headers = request.headers
-        if path.startswith("/upload/v1beta/files"):
-            return self._gemini_upload(request, parse_qs(query))
-        if path.startswith("/v1beta/files"):
-            return self._gemini_get(request, path, query)
-        if "anthropic-version" in headers or "x-api-key" in headers:
-            return self._anthropic(request, path)
-        return self._openai(request, path)
-
-    # -- OpenAI ----------------------------------------------------------------------
-    def _openai(self, request: RecordedRequest, path: str) -> Plan:
-        if not request.headers.get("authorization", "").startswith("Bearer "):
-            return openai_error(
-                401,
-                "invalid_request_error",
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                {},
-            )
-        if request.method == "GET" and path.startswith("/v1/files/"):
-            stored = self.stored.get(path.removeprefix("/v1/files/"))
-            if stored is None or stored.api != "openai":
-                return openai_error(
-                    404, "invalid_request_error", f"No such File object: {path}", {}
-                )
-            return json_plan(200, _openai_object(stored))
-        if request.method != "POST" or path != "/v1/files":
-            return openai_error(404, "invalid_request_error", f"no route {path}", {})
-        fields = parse_multipart(request.headers.get("content-type", ""), request.body)
-        if isinstance(fields, str):
-            return openai_error(400, "invalid_request_error", fields, {})
-        purpose = fields.get("purpose")
-        if purpose is None:
-            return openai_error(
-                400, "invalid_request_error", "'purpose' is a required property", {}
-            )
-        purpose_text = purpose[1].decode("utf-8", "replace")
-        if purpose_text not in _OPENAI_PURPOSES:
-            return openai_error(
-                400,
-                "invalid_request_error",
-                f"Invalid value for 'purpose': {purpose_text!r}. Supported values are: "
-                + ", ".join(repr(p) for p in _OPENAI_PURPOSES),
-                {},
-            )
-        file = fields.get("file")
-        if file is None or "filename" not in file[0]:
-            return openai_error(400, "invalid_request_error", "'file' is a required property", {})
-        part, data = file
-        if not data:
-            return openai_error(400, "invalid_request_error", "The file is empty.", {})
-        if len(data) > _OPENAI_MAX:
-            return openai_error(413, "invalid_request_error", "File is larger than 512 MB.", {})
-        stored = StoredFile(
-            "openai",
-            "file-" + secrets.token_hex(12),
-            part.get("content-type") or "application/octet-stream",
-            part["filename"],
-            data,
-            purpose_text,
-        )
-        self.stored[stored.id] = stored
-        return json_plan(200, _openai_object(stored))
-
-    # -- Anthropic ------------------------------------------------------------------
-    def _anthropic(self, request: RecordedRequest, path: str) -> Plan:
-        headers = request.headers
-        bearer = headers.get("authorization", "").startswith("Bearer ")
-        if not headers.get("x-api-key") and not bearer:
-            return anthropic_error(401, "authentication_error", "x-api-key header is required", {})
-        if not headers.get("anthropic-version"):
-            return anthropic_error(
-                400, "invalid_request_error", "anthropic-version: header is required", {}
-            )
-        # The Files API began as a beta (anthropic-beta: files-api-2025-04-14); the API
-        # takes requests with that header and, as the current official SDK sends
-        # them, without it.
-        if request.method != "POST" or path != "/v1/files":
-            return anthropic_error(404, "not_found_error", f"Not found: {path}", {})
-        fields = parse_multipart(headers.get("content-type", ""), request.body)
-        if isinstance(fields, str):
-            return anthropic_error(400, "invalid_request_error", fields, {})
-        file = fields.get("file")
-        if file is None or "filename" not in file[0]:
-            return anthropic_error(400, "invalid_request_error", "file: Field required", {})
-        part, data = file
-        if not data:
-            return anthropic_error(400, "invalid_request_error", "file: the file is empty", {})
-        if len(data) > _ANTHROPIC_MAX:
-            return anthropic_error(
-                413, "request_too_large", "File exceeds the maximum size of 500 MB", {}
-            )
-        stored = StoredFile(
-            "anthropic",
-            "file_011" + secrets.token_hex(10),
-            part.get("content-type") or "application/octet-stream",
-            part["filename"],
-            data,
-        )
-        self.stored[stored.id] = stored
-        return json_plan(
-            200,
-            {
-                "id": stored.id,
-                "type": "file",
-                "filename": stored.filename,
-                "mime_type": stored.media_type,
-                "size_bytes": len(data),
-                "created_at": "2026-12-07T00:00:00Z",
-                "downloadable": False,
-            },
-        )
-
-    # -- Gemini ---------------------------------------------------------------------
+    # ---------------------------------------------------------------------
     def _gemini_key(self, request: RecordedRequest) -> Plan | None:
         if request.headers.get("x-goog-api-key") or "key=" in request.path:
             return None
@@ -354,17 +221,201 @@ class Files(Wire):
         )
 
     def _gemini_get(self, request: RecordedRequest, path: str, query: str) -> Plan:
+        """``GET /v1beta/files`` (list), ``GET`` / ``DELETE /v1beta/files/{id}``, and
+        ``GET [/download]/v1beta/files/{id}:download?alt=media`` (a generated file's
+        bytes: a batch's responses file; an uploaded file cannot be downloaded)."""
         refused = self._gemini_key(request)
         if refused is not None:
             return refused
-        name = path.removeprefix("/v1beta/")
+        host = request.headers.get("host", "127.0.0.1")
+        if path == "/v1beta/files":
+            return self._gemini_list(parse_qs(query), host)
+        name, _, verb = path.removeprefix("/download").removeprefix("/v1beta/").partition(":")
         stored = self.stored.get(name)
-        if request.method != "GET" or stored is None or stored.api != "gemini":
+        if stored is None or stored.api != "gemini" or verb not in ("", "download"):
             return gemini_error(
                 404, "NOT_FOUND", f"File {name} does not exist or you do not have access.", {}
             )
+        if request.method == "DELETE" and not verb:
+            del self.stored[name]
+            return json_plan(200, {})
+        if request.method != "GET":
+            return gemini_error(405, "INVALID_ARGUMENT", "Method not allowed.", {})
+        if verb == "download":
+            if parse_qs(query).get("alt") != ["media"]:
+                return gemini_error(400, "INVALID_ARGUMENT", "A download takes alt=media.", {})
+            if stored.purpose != "batch_output":
+                return gemini_error(
+                    400, "INVALID_ARGUMENT", "Only generated files can be downloaded.", {}
+                )
+            return Plan(200, stored.media_type, [stored.data])
         stored.polls += 1
-        return json_plan(200, _gemini_object(stored, request.headers.get("host", "127.0.0.1")))
+        return json_plan(200, _gemini_object(stored, host))
+
+    def _gemini_list(self, query: dict[str, list[str]], host: str) -> Plan:
+        files = [f for f in self.stored.values() if f.api == "gemini"]
+        try:
+            start = int((query.get("pageToken") or ["0"])[0] or 0)
+            size = max(1, min(100, int((query.get("pageSize") or ["10"])[0])))
+        except ValueError:
+            return gemini_error(400, "INVALID_ARGUMENT", "pageSize / pageToken", {})
+        doc: dict[str, Any] = {
+            "files": [_gemini_object(f, host) for f in files[start : start + size]]
+        }
+        if start + size < len(files):
+            doc["nextPageToken"] = str(start + size)
+        return json_plan(200, doc)
+
+
+class Files(_GeminiFiles, Wire):
+    """The three Files APIs, with their files in :attr:`stored`."""
+
+    scripted = False
+
+    def __init__(self) -> None:
+        self.stored: dict[str, StoredFile] = {}
+        self._sessions: dict[str, _Session] = {}
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            path == "/v1/files"
+            or path.startswith(
+                (
+                    "/v1/files/",
+                    "/upload/v1beta/files",
+                    "/upload/v1/files",
+                    "/v1beta/files/",
+                    "/download/v1beta/files/",
+                    "/download/v1/files/",
+                )
+            )
+            or (path == "/v1beta/files" and method == "GET")
+        )
+
+    def cacheable(self, request: RecordedRequest) -> bool:
+        return False
+
+    def error(self, status: int, error_type: str, message: str, headers: dict[str, str]) -> Plan:
+        return openai_error(status, error_type, message, headers)
+
+    def answer(
+        self, settings: Settings, request: RecordedRequest, body: dict[str, Any], reply: Reply
+    ) -> Plan:
+        path, _, query = request.path.partition("?")
+        headers = request.headers
+        if "x-goog-api-key" in headers or path.startswith(("/upload/v1/", "/download/v1/")):
+            path = path.replace("/v1/", "/v1beta/", 1)  # Gemini: v1 too (google-genai 3's)
+        if path.startswith("/upload/v1beta/files"):
+            return self._gemini_upload(request, parse_qs(query))
+        if path.startswith(("/v1beta/files", "/download/v1beta/files/")):
+            return self._gemini_get(request, path, query)
+        if "anthropic-version" in headers or "x-api-key" in headers:
+            return self._anthropic(request, path)
+        return self._openai(request, path)
+
+    # -- OpenAI ----------------------------------------------------------------------
+    def _openai(self, request: RecordedRequest, path: str) -> Plan:
+        if not request.headers.get("authorization", "").startswith("Bearer "):
+            return openai_error(
+                401,
+                "invalid_request_error",
+                "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                {},
+            )
+        if request.method == "GET" and path.startswith("/v1/files/"):
+            stored = self.stored.get(path.removeprefix("/v1/files/"))
+            if stored is None or stored.api != "openai":
+                return openai_error(
+                    404, "invalid_request_error", f"No such File object: {path}", {}
+                )
+            return json_plan(200, _openai_object(stored))
+        if request.method != "POST" or path != "/v1/files":
+            return openai_error(404, "invalid_request_error", f"no route {path}", {})
+        fields = parse_multipart(request.headers.get("content-type", ""), request.body)
+        if isinstance(fields, str):
+            return openai_error(400, "invalid_request_error", fields, {})
+        purpose = fields.get("purpose")
+        if purpose is None:
+            return openai_error(
+                400, "invalid_request_error", "'purpose' is a required property", {}
+            )
+        purpose_text = purpose[1].decode("utf-8", "replace")
+        if purpose_text not in _OPENAI_PURPOSES:
+            return openai_error(
+                400,
+                "invalid_request_error",
+                f"Invalid value for 'purpose': {purpose_text!r}. Supported values are: "
+                + ", ".join(repr(p) for p in _OPENAI_PURPOSES),
+                {},
+            )
+        file = fields.get("file")
+        if file is None or "filename" not in file[0]:
+            return openai_error(400, "invalid_request_error", "'file' is a required property", {})
+        part, data = file
+        if not data:
+            return openai_error(400, "invalid_request_error", "The file is empty.", {})
+        if len(data) > _OPENAI_MAX:
+            return openai_error(413, "invalid_request_error", "File is larger than 512 MB.", {})
+        stored = StoredFile(
+            "openai",
+            "file-" + secrets.token_hex(12),
+            part.get("content-type") or "application/octet-stream",
+            part["filename"],
+            data,
+            purpose_text,
+        )
+        self.stored[stored.id] = stored
+        return json_plan(200, _openai_object(stored))
+
+    # -- Anthropic ------------------------------------------------------------------
+    def _anthropic(self, request: RecordedRequest, path: str) -> Plan:
+        headers = request.headers
+        bearer = headers.get("authorization", "").startswith("Bearer ")
+        if not headers.get("x-api-key") and not bearer:
+            return anthropic_error(401, "authentication_error", "x-api-key header is required", {})
+        if not headers.get("anthropic-version"):
+            return anthropic_error(
+                400, "invalid_request_error", "anthropic-version: header is required", {}
+            )
+        # The Files API began as a beta (anthropic-beta: files-api-2025-04-14); the API
+        # takes requests with that header and, as the current official SDK sends
+        # them, without it.
+        if request.method != "POST" or path != "/v1/files":
+            return anthropic_error(404, "not_found_error", f"Not found: {path}", {})
+        fields = parse_multipart(headers.get("content-type", ""), request.body)
+        if isinstance(fields, str):
+            return anthropic_error(400, "invalid_request_error", fields, {})
+        file = fields.get("file")
+        if file is None or "filename" not in file[0]:
+            return anthropic_error(400, "invalid_request_error", "file: Field required", {})
+        part, data = file
+        if not data:
+            return anthropic_error(400, "invalid_request_error", "file: the file is empty", {})
+        if len(data) > _ANTHROPIC_MAX:
+            return anthropic_error(
+                413, "request_too_large", "File exceeds the maximum size of 500 MB", {}
+            )
+        stored = StoredFile(
+            "anthropic",
+            "file_011" + secrets.token_hex(10),
+            part.get("content-type") or "application/octet-stream",
+            part["filename"],
+            data,
+        )
+        self.stored[stored.id] = stored
+        return json_plan(
+            200,
+            {
+                "id": stored.id,
+                "type": "file",
+                "filename": stored.filename,
+                "mime_type": stored.media_type,
+                "size_bytes": len(data),
+                "created_at": "2026-12-07T00:00:00Z",
+                "downloadable": False,
+            },
+        )
 
 
 def _openai_object(stored: StoredFile) -> dict[str, Any]:
@@ -397,8 +448,10 @@ def _gemini_object(stored: StoredFile, host: str) -> dict[str, Any]:
         "sha256Hash": base64.b64encode(hashlib.sha256(stored.data).digest()).decode(),
         "uri": f"http://{host}/v1beta/{stored.id}",
         "state": "PROCESSING" if processing else "ACTIVE",
-        "source": "UPLOADED",
+        "source": "GENERATED" if stored.purpose == "batch_output" else "UPLOADED",
     }
+    if stored.purpose == "batch_output":
+        out["downloadUri"] = f"http://{host}/download/v1beta/{stored.id}:download?alt=media"
     if stored.filename:
         out["displayName"] = stored.filename
     return out

@@ -191,7 +191,7 @@ class Emulator(Scripting):
         self._rules: list[Outage] = []
         self.peak_open_connections = 0  # the most connections open at one time
         # The batch APIs (_batches.py): a batch ends `batch_delay` seconds after creation.
-        self.batches = Batches(self._answer_line, lambda: self.url, batch_delay)
+        self.batches = Batches(self._answer_line, lambda: self.url, batch_delay, self._files.stored)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> Emulator:

@@ -1,6 +1,7 @@
 """Provider batch mode killed with SIGKILL and resumed with the same journal: at each
-point of a submission's life (the intent committed, the batch created but its id not
-written, polling, half-way through downloading) and at random times. Every item is
+point of a submission's life (the intent committed, Gemini's input file uploaded but
+the batch not created, the batch created but its id not written, polling, half-way
+through downloading) and at random times. Every item is
 in the output exactly once and no item is ever submitted twice (the emulator's
 record of every batch created proves it)."""
 
@@ -32,12 +33,14 @@ MODELS = {
 CHILD = r"""
 import asyncio, json, os, signal, sys
 from steer_llm_sdk import SteerLLMClient
-from steer_llm_sdk.batch import provider_apis, recorder, submissions
+from steer_llm_sdk.batch import provider_apis, provider_gemini, recorder, submissions
 
 point = os.environ.get("KILL_AT", "")
 provider_apis.OpenAIBatches.max_requests = 8  # several batches per job
 provider_apis.AnthropicBatches.max_requests = 8
-provider_apis.GeminiBatches.max_requests = 8
+provider_gemini.GeminiBatches.max_requests = 8
+if os.environ.get("FILE_ROUTE"):  # Gemini: an uploaded JSONL file, never inline
+    provider_gemini.GeminiBatches.inline_bytes = 100
 recorder._COMMIT_ROWS = 5  # commits part-way through a download
 
 
@@ -69,13 +72,15 @@ def after(cls, name, times=1):
 
 if point == "intent":  # committed, nothing submitted yet
     after(submissions.Submissions, "intent")
+elif point == "upload":  # Gemini: the input file uploaded, the batch not created
+    after(provider_gemini.GeminiBatches, "_upload")
 elif point == "submit":  # the batch exists; its id is not written
     for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
-                provider_apis.GeminiBatches):
+                provider_gemini.GeminiBatches):
         after(cls, "submit")
 elif point == "poll":
     for cls in (provider_apis.OpenAIBatches, provider_apis.AnthropicBatches,
-                provider_apis.GeminiBatches):
+                provider_gemini.GeminiBatches):
         after(cls, "status")
 elif point.startswith("download"):
     after(recorder.Recorder, "record", int(point.split(":")[1]))
@@ -102,9 +107,12 @@ asyncio.run(main())
 """
 
 
-async def _child(emu: Emulator, tmp: Path, model: str, point: str) -> asyncio.subprocess.Process:
+async def _child(
+    emu: Emulator, tmp: Path, model: str, point: str, file_route: bool = False
+) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
+        "FILE_ROUTE": "1" if file_route else "",
         "PYTHONPATH": ROOT,
         "KILL_AT": point,
         "MODEL": model,
@@ -141,20 +149,28 @@ def _check_exactly_once(emu: Emulator, tmp: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "gemini-file"])
 async def test_killed_at_each_point_then_resumed(provider: str, tmp_path: Path) -> None:
     (tmp_path / "child.py").write_text(CHILD)
-    model = MODELS[provider]
+    file_route = provider == "gemini-file"
+    model = MODELS[provider.removesuffix("-file")]
+    points = ["intent", "submit", "poll", "download:12"]
+    if file_route:  # also between the upload and the create
+        points[1:1] = ["upload"]
     async with Emulator(batch_delay=0.3) as emu:
-        for point in ("intent", "submit", "poll", "download:12"):
-            proc = await _child(emu, tmp_path, model, point)
+        for point in points:
+            proc = await _child(emu, tmp_path, model, point, file_route)
             _, err = await asyncio.wait_for(proc.communicate(), 60)
             assert proc.returncode == -signal.SIGKILL, (point, err.decode()[-2000:])
         assert len(emu.batches.submitted) >= 1
-        proc = await _child(emu, tmp_path, model, "")
+        proc = await _child(emu, tmp_path, model, "", file_route)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, err.decode()[-2000:]
         _check_exactly_once(emu, tmp_path)
+        if file_route:
+            assert {b["input"] for b in emu.batches.submitted} == {"file"}
+            # every input file (the one never used too) and responses file deleted
+            assert [f for f in emu.files.values() if f.api == "gemini"] == []
 
 
 @pytest.mark.timeout(120)

@@ -255,9 +255,9 @@ class _FairBackend:
     the connection and request steps of thousands at once."""
 
     def __init__(self, gate: _Gate) -> None:
-        import httpcore
+        from .aio import AsyncioBackend  # asyncio's transports: no anyio scope per read
 
-        self._backend = httpcore.AnyIOBackend()
+        self._backend = AsyncioBackend()
         self._gate = gate
 
     async def connect_tcp(

@@ -244,3 +244,40 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class _Lock:
+    """httpcore's ``AsyncLock`` interface on an ``asyncio.Lock``, which takes no loop
+    turn when free (anyio's takes one on every acquire: three a request)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> _Lock:
+        await self._lock.acquire()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def _swap_lock(owner: Any, name: str) -> None:
+    lock = getattr(owner, name, None)
+    if type(lock).__name__ != "AsyncLock" or not hasattr(lock, "_backend"):
+        return  # ours already, or another httpcore's
+    inner = getattr(lock, "_anyio_lock", None)
+    if inner is not None and inner.locked():  # held: swapped on a later request
+        return
+    setattr(owner, name, _Lock())
+
+
+def use_asyncio_locks(connection: Any) -> None:
+    """Give an ``httpcore.AsyncHTTPConnection`` (and its HTTP/1.1 connection, once it
+    is made) asyncio locks. The pool lends a connection to one request at a time, so
+    they are free when taken; they still exclude a close racing a request."""
+    _swap_lock(connection, "_request_lock")
+    inner = getattr(connection, "_connection", None)
+    if inner is not None:
+        _swap_lock(inner, "_state_lock")

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .aio import use_asyncio_locks
+
 if TYPE_CHECKING:
     import asyncio
 
@@ -361,6 +363,7 @@ class _Pool:
             keepalive_expiry=self._expiry,
             network_backend=self._backend,  # type: ignore[arg-type]  # its interface, duck-typed
         )
+        use_asyncio_locks(conn)
         self._open.add(conn)
         return conn
 
@@ -412,6 +415,7 @@ class _Pool:
                 except BaseException:
                     await self._close(conn)
                     raise
+                use_asyncio_locks(conn)  # its HTTP/1.1 connection's, once it exists
                 break
         except BaseException:
             self._release()

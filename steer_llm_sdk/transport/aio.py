@@ -24,6 +24,7 @@ __all__ = ["AsyncioBackend", "AsyncioStream"]
 
 _HIGH_WATER = 256 * 1024  # bytes buffered unread before the socket is not read
 _HAPPY_EYEBALLS_DELAY = 0.25  # as anyio.connect_tcp
+_CORK_BYTES = 64 * 1024  # writes up to this size leave with the next read
 
 
 class _Protocol(asyncio.Protocol):
@@ -100,10 +101,23 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def __init__(self, transport: Any, protocol: _Protocol) -> None:
         self._transport = transport
         self._protocol = protocol
+        # Small writes wait here for the next read, so that a request's head and
+        # body leave in one send (httpcore writes them apart: two syscalls).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+            self._transport.write(data)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         protocol = self._protocol
-        if not protocol.chunks:
+        if self._pending:
+            self._flush()
+        while not protocol.chunks:
             if protocol.error is not None:
                 raise httpcore.ReadError(str(protocol.error) or type(protocol.error).__name__)
             if protocol.eof:
@@ -112,11 +126,6 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 await _wait(protocol, timeout)
             except TimeoutError:
                 raise httpcore.ReadTimeout("timed out") from None
-            if not protocol.chunks:
-                if protocol.error is not None:
-                    error = protocol.error
-                    raise httpcore.ReadError(str(error) or type(error).__name__)
-                return b""
         data = protocol.chunks.popleft()
         if len(data) > max_bytes:
             protocol.chunks.appendleft(data[max_bytes:])
@@ -133,7 +142,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         if protocol.lost or self._transport.is_closing():
             raise httpcore.WriteError("the connection is closed")
-        self._transport.write(buffer)
+        if self._pending_size + len(buffer) <= _CORK_BYTES:
+            self._pending.append(buffer)
+            self._pending_size += len(buffer)
+            return
+        self._pending.append(buffer)
+        self._flush()
         while protocol.writing_paused and not protocol.lost:
             try:
                 await _wait(protocol, timeout)
@@ -143,6 +157,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(protocol.error) or type(protocol.error).__name__)
 
     async def aclose(self) -> None:
+        self._pending.clear()
         self._transport.close()
 
     async def start_tls(
@@ -152,6 +167,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
+        self._flush()
         try:
             async with asyncio.timeout(timeout):
                 transport = await loop.start_tls(

@@ -22,7 +22,7 @@ import httpcore
 
 __all__ = ["AsyncioBackend", "AsyncioStream"]
 
-_HIGH_WATER = 256 * 1024  # bytes buffered unread before the socket is not read
+_HIGH_WATER = 64 * 1024  # bytes buffered unread before the socket is paused (as anyio: ~1 read)
 _HAPPY_EYEBALLS_DELAY = 0.25  # as anyio.connect_tcp
 _CORK_BYTES = 64 * 1024  # writes up to this size leave with the next read
 

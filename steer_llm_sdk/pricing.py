@@ -16,6 +16,11 @@ OpenAI, Anthropic, xAI, Groq, ...). A model on any other server (one registered 
 ``providers=``/``NAME_BASE_URL``, or the ollama/vllm/lmstudio/llamacpp presets) costs
 ``None`` unless the user gave it a price: a local server or a proxy that happens to
 serve a model named ``gpt-4o-mini`` does not bill OpenAI's price.
+
+genai-prices takes about 0.2 ms a call; a model whose price is a flat set of per-token
+rates (no tiers by prompt size, no dated or time-of-day prices) has its rates worked
+out once per price data (:func:`_rates_for`, exact Decimals, checked on two usages),
+and its cost is their sum: the same float as the full calculation, in about 3 µs.
 """
 
 from __future__ import annotations

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .aio import use_asyncio_locks
-
 if TYPE_CHECKING:
     import asyncio
 
@@ -317,6 +315,9 @@ class _Pool:
         self._closed = False
         self._gate = _Gate()  # the loop's budget, once a request hands it over
         self._backend = _FairBackend(self._gate)  # connections opened in budgeted steps
+        from .aio import use_asyncio_locks  # here: `import steer_llm_sdk` loads no asyncio
+
+        self._use_asyncio_locks = use_asyncio_locks
 
     # -- slots: at most max_connections requests hold a connection, the rest queue --
     async def _acquire(self) -> None:
@@ -363,7 +364,7 @@ class _Pool:
             keepalive_expiry=self._expiry,
             network_backend=self._backend,  # type: ignore[arg-type]  # its interface, duck-typed
         )
-        use_asyncio_locks(conn)
+        self._use_asyncio_locks(conn)
         self._open.add(conn)
         return conn
 
@@ -415,7 +416,7 @@ class _Pool:
                 except BaseException:
                     await self._close(conn)
                     raise
-                use_asyncio_locks(conn)  # its HTTP/1.1 connection's, once it exists
+                self._use_asyncio_locks(conn)  # its HTTP/1.1 connection's, once it exists
                 break
         except BaseException:
             self._release()

@@ -126,6 +126,8 @@ class Calls:
         self.params = params  # the job's parameters (an item's own win)
         self.budget = budget
         self._options = options
+        self._options_source: StreamingOptions | None = None
+        self._options_made: StreamingOptions | None = None
         self._routes: dict[str, Target] = {}
         self._prices: dict[str, Price | None] = {}
 
@@ -197,11 +199,14 @@ class Calls:
         options = params.pop("streaming_options", None) or self._options
         if options is None:
             options = self.client.default_options
-        params["streaming_options"] = options.replace(
-            retry_on_connection_error=False,
-            max_reconnect_attempts=0,
-            preserve_partial_response=True,  # a broken attempt's usage counts in the budget
-        )
+        if options is not self._options_source:  # frozen: made once per options
+            self._options_source = options
+            self._options_made = options.replace(
+                retry_on_connection_error=False,
+                max_reconnect_attempts=0,
+                preserve_partial_response=True,  # a broken attempt's usage counts in the budget
+            )
+        params["streaming_options"] = self._options_made
         return params
 
     def cost_of(self, model: str, usage: Mapping[str, Any]) -> float:

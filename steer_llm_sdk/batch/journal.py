@@ -74,9 +74,13 @@ class Journal:
             ) from None
         self._in_tx = False
         self.pending = 0  # rows written since the last commit
+        # Rows recorded but not yet handed to SQLite: written in one executemany
+        # before anything reads or commits (uncommitted either way until COMMIT).
+        self._rows: list[tuple[Any, ...]] = []
 
     # -- meta --------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
+        self._write_rows()
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
@@ -111,6 +115,7 @@ class Journal:
     # -- items ---------------------------------------------------------------------
     def lookup(self, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         """``{id: (state, run)}`` for the ids that have a row."""
+        self._write_rows()
         found: dict[str, tuple[int, int]] = {}
         execute = self._db.execute
         for start in range(0, len(ids), _LOOKUP_CHUNK):
@@ -123,6 +128,7 @@ class Journal:
     def lookup_results(self, ids: Sequence[str], *, run: int) -> dict[str, bytes]:
         """``{id: result}`` for the ids that need no new request: finished (done, or
         failed for good) or recorded by ``run`` (this run, before a retry)."""
+        self._write_rows()
         found: dict[str, bytes] = {}
         execute = self._db.execute
         for start in range(0, len(ids), _LOOKUP_CHUNK):
@@ -146,27 +152,36 @@ class Journal:
         completion_tokens: int,
         result: bytes,
     ) -> None:
-        self._begin()
-        self._db.execute(
-            "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (item_id, state, run, attempts, cost, prompt_tokens, completion_tokens, result),
+        self._rows.append(
+            (item_id, state, run, attempts, cost, prompt_tokens, completion_tokens, result)
         )
         self.pending += 1
 
     def record_many(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of ``(id, state, run, attempts, cost, prompt, completion, result)``."""
+        self._write_rows()
         self._begin()
         self._db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.pending += len(rows)
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """A write in the current transaction (committed by :meth:`commit`)."""
+        self._write_rows()
         self._begin()
         return self._db.execute(sql, args)
 
     def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         """A read's rows."""
+        self._write_rows()
         return self._db.execute(sql, args).fetchall()
+
+    def _write_rows(self) -> None:
+        if self._rows:
+            self._begin()
+            self._db.executemany(
+                "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._rows
+            )
+            self._rows.clear()
 
     def _begin(self) -> None:
         if not self._in_tx:
@@ -174,6 +189,7 @@ class Journal:
             self._in_tx = True
 
     def commit(self) -> None:
+        self._write_rows()
         if self._in_tx:
             self._db.execute("COMMIT")
             self._in_tx = False
@@ -181,6 +197,7 @@ class Journal:
 
     def totals(self) -> dict[int, tuple[int, float, int, int]]:
         """``{state: (count, cost, prompt_tokens, completion_tokens)}`` over all runs."""
+        self._write_rows()
         rows = self._db.execute(
             "SELECT state, count(*), total(cost), total(prompt_tokens), "
             "total(completion_tokens) FROM items GROUP BY state"
@@ -189,6 +206,7 @@ class Journal:
 
     def results(self, *, states: Sequence[int] = (DONE, FAILED)) -> Iterator[dict[str, Any]]:
         """Every recorded result (as written to JSONL), in id order."""
+        self._write_rows()
         marks = ",".join("?" * len(states))
         cursor = self._db.execute(
             f"SELECT result FROM items WHERE state IN ({marks}) ORDER BY id", tuple(states)

@@ -255,9 +255,9 @@ class _FairBackend:
     the connection and request steps of thousands at once."""
 
     def __init__(self, gate: _Gate) -> None:
-        import httpcore
+        from .aio import AsyncioBackend  # asyncio's transports: no anyio scope per read
 
-        self._backend = httpcore.AnyIOBackend()
+        self._backend = AsyncioBackend()
         self._gate = gate
 
     async def connect_tcp(
@@ -315,6 +315,9 @@ class _Pool:
         self._closed = False
         self._gate = _Gate()  # the loop's budget, once a request hands it over
         self._backend = _FairBackend(self._gate)  # connections opened in budgeted steps
+        from .aio import use_asyncio_locks  # here: `import steer_llm_sdk` loads no asyncio
+
+        self._use_asyncio_locks = use_asyncio_locks
 
     # -- slots: at most max_connections requests hold a connection, the rest queue --
     async def _acquire(self) -> None:
@@ -361,6 +364,7 @@ class _Pool:
             keepalive_expiry=self._expiry,
             network_backend=self._backend,  # type: ignore[arg-type]  # its interface, duck-typed
         )
+        self._use_asyncio_locks(conn)
         self._open.add(conn)
         return conn
 
@@ -412,6 +416,7 @@ class _Pool:
                 except BaseException:
                     await self._close(conn)
                     raise
+                self._use_asyncio_locks(conn)  # its HTTP/1.1 connection's, once it exists
                 break
         except BaseException:
             self._release()

@@ -111,11 +111,10 @@ async def test_connections_and_response_heads_take_steps_too() -> None:
 
     connects: Counter[int] = Counter()  # loop turn -> connections begun in it
     heads: Counter[int] = Counter()  # loop turn -> response heads handled in it
-    import httpcore
-
     from steer_llm_sdk.transport import http
+    from steer_llm_sdk.transport.aio import AsyncioBackend
 
-    connect = httpcore.AnyIOBackend.connect_tcp
+    connect = AsyncioBackend.connect_tcp
     handle = http._Pool.handle_async_request
 
     async def counted_connect(self: object, *args: object, **kwargs: object) -> object:
@@ -129,7 +128,7 @@ async def test_connections_and_response_heads_take_steps_too() -> None:
 
     previous = fair._by_loop.get(loop)
     fair._by_loop[loop] = fair.Turns(loop, per_turn=PER_TURN)
-    httpcore.AnyIOBackend.connect_tcp = counted_connect  # type: ignore[method-assign]
+    AsyncioBackend.connect_tcp = counted_connect  # type: ignore[method-assign]
     http._Pool.handle_async_request = counted_handle  # type: ignore[method-assign]
     loop.call_soon(tick)
     try:
@@ -143,7 +142,7 @@ async def test_connections_and_response_heads_take_steps_too() -> None:
             texts = await asyncio.wait_for(asyncio.gather(*(text() for _ in range(STREAMS))), 30)
     finally:
         done = True
-        httpcore.AnyIOBackend.connect_tcp = connect  # type: ignore[method-assign]
+        AsyncioBackend.connect_tcp = connect  # type: ignore[method-assign]
         http._Pool.handle_async_request = handle  # type: ignore[method-assign]
         if previous is None:
             del fair._by_loop[loop]

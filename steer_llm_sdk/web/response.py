@@ -438,7 +438,9 @@ class _Listener(_Stream):
                     i = n
                 if producer.done:
                     return
-                await producer.wait()
+                # Shielded: the future is shared by every listener, and a listener
+                # cancelled (its client left) must not cancel it under the others.
+                await asyncio.shield(producer.wait())
         finally:
             producer.listeners -= 1
             producer.last_listened = time.monotonic()

@@ -509,6 +509,50 @@ async def test_a_reconnecting_client_gets_the_whole_answer_replayed_from_the_sta
     assert len(emu.requests) == 1
 
 
+async def test_the_first_client_leaving_does_not_break_a_resumed_stream(
+    store: SQLiteStore,
+) -> None:
+    # A reload: the resume GET is already waiting for the next part when the first
+    # request's client goes away (its response cancelled). Both waited on one shared
+    # future; the first one's cancellation must not end the second response unfinished.
+    async with Emulator(reply_words=60, delay_between_chunks=0.03) as emu:
+        c = SteerLLMClient(openai_api_key=KEY, openai_base_url=emu.openai_base_url)
+
+        async def make(request: Request) -> Response:
+            stream = c.stream_events("hi", model="gpt-4o-mini")
+            return stream_response(stream, resumable=True, chat_id="chat-4", store=store)
+
+        app = app_of(make)
+        app.state.store = store
+        async with uvicorn_app(app) as url, httpx.AsyncClient(timeout=10) as http:
+            resumed = ""
+            got_some = asyncio.Event()
+
+            async def resume() -> None:
+                nonlocal resumed
+                async with http.stream("GET", f"{url}/chat/chat-4/stream") as r:
+                    async for line in r.aiter_lines():
+                        resumed += line + "\n"
+                        if "text-delta" in line:
+                            got_some.set()
+
+            async with http.stream("POST", f"{url}/chat") as r:
+                lines = r.aiter_lines()
+                async for line in lines:
+                    if "text-delta" in line:
+                        break
+                task = asyncio.ensure_future(resume())
+                await asyncio.wait_for(got_some.wait(), 10)
+                async for _ in lines:  # both wait for the same next part now
+                    break
+            # the first client left (its response closed) while the resume waits
+            await asyncio.wait_for(task, 15)
+        await c.aclose()
+    chunks = ui_chunks(resumed)
+    assert chunks[-1]["type"] == "[DONE]" and len(ui_text(chunks).split()) == 60
+    assert len(emu.requests) == 1
+
+
 async def test_an_unlistened_answer_runs_on_for_resume_timeout_then_is_cancelled(
     store: SQLiteStore,
 ) -> None:

@@ -207,6 +207,26 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+async def _connected(
+    connecting: Any,
+    protocol: _Protocol,
+    timeout: float | None,  # noqa: ASYNC109
+    socket_options: Iterable[Any] | None,
+) -> AsyncioStream:
+    """A connection made within ``timeout``, its socket options set; httpcore's errors."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, _ = await connecting
+    except TimeoutError:
+        raise httpcore.ConnectTimeout("timed out") from None
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+    sock = transport.get_extra_info("socket")
+    for option in socket_options or ():
+        sock.setsockopt(*option)
+    return AsyncioStream(transport, protocol)
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend over asyncio's ``create_connection``."""
 
@@ -220,23 +240,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
         protocol = _Protocol()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = transport.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return AsyncioStream(transport, protocol)
+        connecting = loop.create_connection(
+            lambda: protocol,
+            host,
+            port,
+            local_addr=(local_address, 0) if local_address else None,
+            happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY,
+        )
+        return await _connected(connecting, protocol, timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -246,17 +257,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
         protocol = _Protocol()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_unix_connection(lambda: protocol, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout("timed out") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = transport.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return AsyncioStream(transport, protocol)
+        connecting = loop.create_unix_connection(lambda: protocol, path)
+        return await _connected(connecting, protocol, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

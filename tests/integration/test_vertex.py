@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,21 +234,26 @@ async def test_anthropic_vertex_agrees(vertex: Emulator) -> None:
     assert "model" not in their_body and "model" not in our_body
 
 
-async def test_google_genai_in_vertex_mode_agrees(vertex: Emulator) -> None:
-    genai = pytest.importorskip("google.genai")
+def _genai_vertex(genai: Any, vertex: Emulator) -> Any:
+    """google-genai in Vertex mode on the emulator, with the service account's key."""
     from google.oauth2 import service_account
 
     creds = service_account.Credentials.from_service_account_file(
         str(Path(__import__("os").environ["GOOGLE_APPLICATION_CREDENTIALS"])),
         scopes=["https://www.googleapis.com/auth/cloud-platform"],
     )
-    official = genai.Client(
+    return genai.Client(
         vertexai=True,
         project=PROJECT,
         location=LOCATION,
         credentials=creds,
         http_options=genai.types.HttpOptions(base_url=vertex.url, api_version="v1"),
     )
+
+
+async def test_google_genai_in_vertex_mode_agrees(vertex: Emulator) -> None:
+    genai = pytest.importorskip("google.genai")
+    official = _genai_vertex(genai, vertex)
     prompt = "Tell me about the sea"
     theirs = await official.aio.models.generate_content(model="gemini-2.5-flash", contents=prompt)
     path = vertex.requests[-1].path
@@ -392,19 +398,7 @@ async def test_gemini_prompt_cache_lives_under_the_project(vertex: Emulator) -> 
 
 async def test_google_genai_vertex_caches_work_against_the_emulator(vertex: Emulator) -> None:
     genai = pytest.importorskip("google.genai")
-    from google.oauth2 import service_account
-
-    creds = service_account.Credentials.from_service_account_file(
-        str(Path(__import__("os").environ["GOOGLE_APPLICATION_CREDENTIALS"])),
-        scopes=["https://www.googleapis.com/auth/cloud-platform"],
-    )
-    official = genai.Client(
-        vertexai=True,
-        project=PROJECT,
-        location=LOCATION,
-        credentials=creds,
-        http_options=genai.types.HttpOptions(base_url=vertex.url, api_version="v1"),
-    )
+    official = _genai_vertex(genai, vertex)
     manual = "Reference manual, section after section of stable facts. " * 200
     cache = await official.aio.caches.create(
         model="gemini-2.5-flash",

@@ -21,7 +21,6 @@ import contextlib
 import inspect
 import logging
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,7 @@ from .items import (
     result_tokens,
 )
 from .journal import DONE, FAILED, RETRY, Journal
-from .recorder import Recorder
+from .recorder import Recorder, journal_location
 from .submissions import DOWNLOADED, INTENT, SUBMITTED, VOID, Submission, Submissions
 
 if TYPE_CHECKING:
@@ -514,11 +513,7 @@ class ProviderBatchJob(_Submitting, _Collecting):
             raise ConfigurationError("a batch job runs once: call client.batch(...) again")
         self._started = True
         began = time.perf_counter()
-        temp_dir = None
-        path = self._journal_path
-        if path is None:
-            temp_dir = tempfile.TemporaryDirectory(prefix="steer-batch-")
-            path = os.path.join(temp_dir.name, "journal.sqlite")
+        path, temp_dir = journal_location(self._journal_path)
         try:
             await self._provider_part(path)
             if self._retry_online and self._retry and not self._stopping:
@@ -537,11 +532,8 @@ class ProviderBatchJob(_Submitting, _Collecting):
         recorder = self._recorder = Recorder(Journal(path), self._output_path)
         journal = recorder.journal
         try:
-            journal.check_fingerprint(fingerprint(self._model, self._system, self._params))
-            recorder.run_id = journal.new_run()
-            spent = sum(cost for _, cost, _, _ in journal.totals().values())
+            spent = recorder.begin(fingerprint(self._model, self._system, self._params))
             self.summary.total_cost_usd = spent
-            recorder.open_output()
             self._subs = Submissions(journal, recorder.commit)
             self._lines = Lines(_wiring(self._client), self._params)
             async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -20,6 +22,15 @@ _COMMIT_EVERY = 0.25  # seconds between journal commits
 _COMMIT_ROWS = 1024
 
 
+def journal_location(path: str | None) -> tuple[str, tempfile.TemporaryDirectory[str] | None]:
+    """Where a job's journal goes: ``path``, or a file in a temporary directory (the
+    caller cleans it up at the end)."""
+    if path is not None:
+        return path, None
+    temp_dir = tempfile.TemporaryDirectory(prefix="steer-batch-")
+    return os.path.join(temp_dir.name, "journal.sqlite"), temp_dir
+
+
 class Recorder:
     """The journal of a run and its output file (None: no file)."""
 
@@ -29,6 +40,16 @@ class Recorder:
         self._output_path = output_path
         self._out: Any = None
         self._buffer: list[bytes] = []
+
+    def begin(self, fingerprint: Mapping[str, Any]) -> float:
+        """A run of the job starts: the journal must be this job's, the run gets its
+        id, the output is opened; returns what the earlier runs spent."""
+        journal = self.journal
+        journal.check_fingerprint(fingerprint)
+        self.run_id = journal.new_run()
+        spent = sum(cost for _, cost, _, _ in journal.totals().values())
+        self.open_output()
+        return float(spent)
 
     def open_output(self) -> None:
         """Open the output where the journal's last commit left it (or write it again

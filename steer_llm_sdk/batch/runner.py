@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import inspect
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
@@ -37,7 +36,7 @@ from .items import (
 )
 from .journal import DONE, FAILED, RETRY, Journal
 from .limits import Budget, ProviderGate, gate_of
-from .recorder import Recorder
+from .recorder import Recorder, journal_location
 
 __all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id"]
 
@@ -154,23 +153,15 @@ class BatchJob:
             raise ConfigurationError("a batch job runs once: call client.batch(...) again")
         self._started = True
         began = time.perf_counter()
-        temp_dir = None
-        path = self._journal_path
-        if path is None:
-            temp_dir = tempfile.TemporaryDirectory(prefix="steer-batch-")
-            path = os.path.join(temp_dir.name, "journal.sqlite")
+        path, temp_dir = journal_location(self._journal_path)
         recorder = self._recorder = Recorder(Journal(path), self._output_path)
-        journal = recorder.journal
         flusher: asyncio.Task[None] | None = None
         try:
             self._calls.check_job_price(self._model)
-            journal.check_fingerprint(fingerprint(self._model, self._system, self._params))
-            recorder.run_id = journal.new_run()
-            spent = sum(cost for _, cost, _, _ in journal.totals().values())
+            spent = recorder.begin(fingerprint(self._model, self._system, self._params))
             self.summary.total_cost_usd = spent
             if self._budget_limit is not None:
                 self._budget = Budget(self._budget_limit, spent)
-            recorder.open_output()
             flusher = asyncio.create_task(recorder.commit_periodically())
             try:
                 await self._dispatch(recorder)

@@ -6,8 +6,9 @@ Pure data and functions: no client, no I/O, no Ray.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,3 +302,27 @@ class BatchSummary:
         if self.rate_limited:
             parts.append(f"{self.rate_limited} rate-limited answers")
         return ", ".join(parts)
+
+
+CHUNK = 512  # items read (and looked up in the journal) at a time
+
+
+async def chunked(items: Any) -> AsyncIterator[list[Any]]:
+    """A job's input (an iterable or an async iterable) in lists of ``CHUNK``; after a
+    chunk of a plain iterable the loop gets a turn."""
+    chunk: list[Any] = []
+    if isinstance(items, AsyncIterable):
+        async for raw in items:
+            chunk.append(raw)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+    else:
+        for raw in items:
+            chunk.append(raw)
+            if len(chunk) >= CHUNK:
+                yield chunk
+                chunk = []
+                await asyncio.sleep(0)
+    if chunk:
+        yield chunk

@@ -30,6 +30,7 @@ from .items import (
     BatchResult,
     BatchSummary,
     Item,
+    chunked,
     error_result,
     fingerprint,
     normalize,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["ProviderBatchJob", "api_classes"]
 
 logger = logging.getLogger("steer_llm_sdk")
-_CHUNK = 512
 
 
 class _Group:
@@ -179,24 +179,6 @@ class _Submitting(_Base):
                 self.batches += 1
 
     # -- submitting ----------------------------------------------------------------------
-    async def _chunks(self) -> AsyncIterator[list[Any]]:
-        chunk: list[Any] = []
-        items = self._items
-        if isinstance(items, AsyncIterable):
-            async for raw in items:
-                chunk.append(raw)
-                if len(chunk) >= _CHUNK:
-                    yield chunk
-                    chunk = []
-        else:
-            for raw in items:
-                chunk.append(raw)
-                if len(chunk) >= _CHUNK:
-                    yield chunk
-                    chunk = []
-        if chunk:
-            yield chunk
-
     async def _submit_items(self) -> None:
         assert self._recorder is not None and self._subs is not None and self._lines is not None
         journal, run_id = self._recorder.journal, self._recorder.run_id
@@ -205,7 +187,7 @@ class _Submitting(_Base):
         seen: set[str] = set()
         groups: dict[tuple[str, str, str], _Group] = {}
         index = 0
-        async for raw_chunk in self._chunks():
+        async for raw_chunk in chunked(self._items):
             if self._stopping:
                 break
             items = [

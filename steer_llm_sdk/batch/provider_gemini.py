@@ -102,43 +102,36 @@ class GeminiBatches(BatchAPI):
         return "files/" + uri.rpartition("/files/")[2].partition("?")[0]
 
     async def find(self, tag: str, created: float, count: int, taken: set[str]) -> str | None:
-        token = None
-        for _ in range(_LIST_PAGES):
-            params: dict[str, Any] = {"pageSize": _LIST_PAGE}
-            if token:
-                params["pageToken"] = token
-            page = await self._call(
-                "GET", f"{self.base_url}/v1beta/batches", "listing batches", params=params
-            )
-            for op in page.get("operations") or []:
-                if (op.get("metadata") or {}).get("displayName") == tag:
-                    return str(op["name"]).removeprefix("batches/")
-            token = page.get("nextPageToken")
-            if not token:
-                break
+        async for op in self._listed("batches", "operations", "listing batches"):
+            if (op.get("metadata") or {}).get("displayName") == tag:
+                return str(op["name"]).removeprefix("batches/")
         await self._forget_upload(tag)
         return None
 
     async def _forget_upload(self, tag: str) -> None:
         """An input file uploaded for ``tag`` whose batch was never created: deleted
         (best effort: Gemini deletes it after 48 hours anyway)."""
-        token = None
         try:
-            for _ in range(_LIST_PAGES):
-                params: dict[str, Any] = {"pageSize": _LIST_PAGE}
-                if token:
-                    params["pageToken"] = token
-                page = await self._call(
-                    "GET", f"{self.base_url}/v1beta/files", "listing files", params=params
-                )
-                for file in page.get("files") or []:
-                    if file.get("displayName") == f"{tag}.jsonl" and file.get("name"):
-                        await self._delete(str(file["name"]))
-                token = page.get("nextPageToken")
-                if not token:
-                    return
+            async for file in self._listed("files", "files", "listing files"):
+                if file.get("displayName") == f"{tag}.jsonl" and file.get("name"):
+                    await self._delete(str(file["name"]))
         except SteerError as exc:
             logger.warning("looking for an unused batch input file: %s", exc)
+
+    async def _listed(self, what: str, field: str, doing: str) -> AsyncIterator[dict[str, Any]]:
+        """The entries of ``/v1beta/{what}`` (``field`` of each page), page after page
+        (at most ``_LIST_PAGES`` pages)."""
+        token = None
+        for _ in range(_LIST_PAGES):
+            params: dict[str, Any] = {"pageSize": _LIST_PAGE}
+            if token:
+                params["pageToken"] = token
+            page = await self._call("GET", f"{self.base_url}/v1beta/{what}", doing, params=params)
+            for entry in page.get(field) or []:
+                yield entry
+            token = page.get("nextPageToken")
+            if not token:
+                return
 
     async def _delete(self, name: str) -> None:
         try:

@@ -28,6 +28,7 @@ from .items import (
     InvalidItem,
     Item,
     check_options,
+    chunked,
     content_id,
     fingerprint,
     normalize,
@@ -39,8 +40,6 @@ from .limits import Budget, ProviderGate, gate_of
 from .recorder import Recorder, journal_location
 
 __all__ = ["BatchJob", "BatchResult", "BatchSummary", "InvalidItem", "content_id"]
-
-_CHUNK = 512  # items read and looked up in the journal at a time
 
 
 class BatchJob:
@@ -188,32 +187,13 @@ class BatchJob:
         return gate_of(self._gates, provider, self._concurrency, self._rpm, self._tpm)
 
     # -- input -----------------------------------------------------------------------
-    async def _chunks(self) -> AsyncIterator[list[Any]]:
-        items = self._items
-        chunk: list[Any] = []
-        if isinstance(items, AsyncIterable):
-            async for raw in items:
-                chunk.append(raw)
-                if len(chunk) >= _CHUNK:
-                    yield chunk
-                    chunk = []
-        else:
-            for raw in items:
-                chunk.append(raw)
-                if len(chunk) >= _CHUNK:
-                    yield chunk
-                    chunk = []
-                    await asyncio.sleep(0)
-        if chunk:
-            yield chunk
-
     # -- dispatch ----------------------------------------------------------------------
     async def _dispatch(self, recorder: Recorder) -> None:
         journal, run_id = recorder.journal, recorder.run_id
         summary = self.summary
         index = 0
         budget_stopped = False
-        async for raw_chunk in self._chunks():
+        async for raw_chunk in chunked(self._items):
             items = []
             for raw in raw_chunk:
                 items.append(normalize(raw, index, self._model, self._system))
